@@ -1,0 +1,106 @@
+"""Epoch time and peak memory of BPR-MF training on MovieLens-100K at several dimensions.
+
+Each dimension runs in a fresh subprocess so that its peak RSS is its own. Prints a markdown table
+and writes JSON. Usage: ``distillrec bench train-cost --out results/bench-train-cost``.
+"""
+
+from __future__ import annotations
+
+import json
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from training.benchmarks.environment import environment, environment_line
+
+
+def measure_one(dim: int, epochs: int, threads: int | None) -> dict:
+    """Trains BPR-MF (dim) for ``epochs`` epochs in this process; returns per-epoch seconds and peak RSS."""
+    import numpy as np
+    import torch
+
+    from training.config import config_from_dict
+    from training.data import load_dataset
+    from training.models import model_from_config
+    from training.trainer import Trainer
+
+    rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    cfg = config_from_dict({"model": {"family": "mf", "dim": dim}, "train": {"epochs": epochs, "progress": False, "threads": threads}})
+    ds = load_dataset(cfg.data)
+    model = model_from_config(cfg.model, ds.n_users, ds.n_items, ds.train)
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        trainer = Trainer(cfg, ds, model, tmp)
+        times = []
+        for epoch in range(epochs):
+            t0 = time.perf_counter()
+            trainer._epoch(epoch)
+            times.append(time.perf_counter() - t0)
+    return {
+        "dim": dim,
+        "parameters": model.num_parameters(),
+        "epochs": epochs,
+        "epoch_seconds": times,
+        "median_epoch_seconds": statistics.median(times),
+        "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "rss_before_data_mib": rss_before,
+        "torch_threads": torch.get_num_threads(),
+        "interactions_per_epoch": int(ds.train.nnz),
+        "numpy": np.__version__,
+    }
+
+
+def run(out: Path, dims: list[int], epochs: int, threads: int | None) -> dict:
+    rows = []
+    for dim in dims:
+        cmd = [sys.executable, "-m", "training.benchmarks.train_cost", "--one", str(dim), "--epochs", str(epochs)]
+        if threads:
+            cmd += ["--threads", str(threads)]
+        proc = subprocess.run(cmd, capture_output=True, text=True, check=True)
+        rows.append(json.loads(proc.stdout.strip().splitlines()[-1]))
+    report = {
+        "benchmark": "train-cost",
+        "command": "distillrec bench train-cost " + " ".join(f"--{k} {v}" for k, v in (("dims", ",".join(map(str, dims))), ("epochs", epochs))),
+        "environment": environment(),
+        "rows": rows,
+    }
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "train_cost.json").write_text(json.dumps(report, indent=2))
+    lines = [
+        "| model | dim | parameters | median s/epoch | peak RSS (MiB) |",
+        "|---|---|---|---|---|",
+        *(f"| BPR-MF | {r['dim']} | {r['parameters']:,} | {r['median_epoch_seconds']:.3f} | {r['peak_rss_mib']:.0f} |" for r in rows),
+        "",
+        f"MovieLens-100K, {rows[0]['interactions_per_epoch']:,} training interactions per epoch, batch 1024, 1 negative, median of {epochs} epochs.",
+        f"Hardware: {environment_line(report['environment'])}",
+        f"Command: `{report['command']}`",
+    ]
+    table = "\n".join(lines)
+    (out / "train_cost.md").write_text(table + "\n")
+    print(table)
+    return report
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("--one", type=int, help=argparse.SUPPRESS)
+    p.add_argument("--dims", default="20,200")
+    p.add_argument("--epochs", type=int, default=5)
+    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--out", default="results/bench-train-cost")
+    a = p.parse_args(argv)
+    if a.one is not None:
+        print(json.dumps(measure_one(a.one, a.epochs, a.threads)))
+        return 0
+    run(Path(a.out), [int(d) for d in a.dims.split(",")], a.epochs, a.threads)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

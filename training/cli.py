@@ -1,0 +1,47 @@
+"""The ``distillrec`` command line. Each sub-command lives in ``training/commands/<name>.py``.
+
+Heavy imports (torch, onnxruntime, FastAPI) happen inside the command handlers, so ``--help`` is
+instant and ``distillrec serve`` works in an install without torch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from training import __version__
+
+# Sub-command modules, in the order `--help` lists them. Each exposes register(subparsers).
+COMMANDS = ["data", "train", "evaluate", "bench"]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="distillrec",
+        description="Distil large recommenders into small, fast students; export them as ONNX + FAISS; serve them next to their teachers.",
+        epilog="Run `distillrec COMMAND --help` for the options of a command.",
+    )
+    parser.add_argument("--version", action="version", version=f"distillrec {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name in COMMANDS:
+        importlib.import_module(f"training.commands.{name}").register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from training.errors import DistillrecError
+
+    try:
+        return int(args.handler(args) or 0)
+    except DistillrecError as exc:
+        print(f"distillrec {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"distillrec {args.command}: interrupted. Progress is saved where the command supports it (re-run with --resume).", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,188 @@
+"""Run configuration: YAML → ``yaml.safe_load`` → pydantic. Unknown keys are errors; nothing is executed."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from training.errors import ConfigError
+
+Family = Literal["mf", "lightgcn", "neumf"]
+DEFAULT_LOSS = {"mf": "bpr", "lightgcn": "bpr", "neumf": "bce"}
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+
+
+class DataConfig(Strict):
+    """Where the interactions come from and how they are filtered and split."""
+
+    source: Literal["ml-100k", "file", "citeulike", "presplit"] = "ml-100k"
+    path: Path | None = Field(None, description="file (file, citeulike) or folder with train/valid/test files (presplit)")
+    name: str | None = None
+    user_col: str = "user"
+    item_col: str = "item"
+    rating_col: str | None = None
+    timestamp_col: str | None = None
+    sep: str | None = None
+    header: bool = True
+    min_rating: float | None = Field(None, description="keep ratings >= this (implicit feedback from explicit ratings)")
+    min_user_interactions: int = Field(0, ge=0, description="k-core: drop users with fewer interactions")
+    min_item_interactions: int = Field(0, ge=0, description="k-core: drop items with fewer interactions")
+    split: Literal["loo", "ratio"] = "loo"
+    valid_ratio: float = Field(0.2, ge=0, lt=1)
+    test_ratio: float = Field(0.2, gt=0, lt=1)
+    drop_cold_targets: bool = Field(False, description="ratio split: drop valid/test items unseen in training")
+    seed: int = 0
+
+    @model_validator(mode="after")
+    def _path_needed(self) -> "DataConfig":
+        if self.source != "ml-100k" and self.path is None:
+            raise ValueError(f"data.path is required for data.source '{self.source}'")
+        return self
+
+
+class ModelConfig(Strict):
+    """The recommender architecture. ``layers``: LightGCN propagation layers / NeuMF MLP layers."""
+
+    family: Family = "mf"
+    dim: int = Field(64, ge=1)
+    layers: int = Field(3, ge=0)
+    init_std: float = Field(0.01, gt=0)
+    dropout: float = Field(0.0, ge=0, lt=1)
+
+
+class TrainConfig(Strict):
+    """The optimisation loop shared by teachers, scratch students and distilled students."""
+
+    loss: Literal["bpr", "bce"] | None = Field(None, description="base loss; default bpr for mf/lightgcn, bce for neumf")
+    base_loss_weight: float = Field(1.0, ge=0, description="0 trains on the distillation terms only (HetComp)")
+    epochs: int = Field(1000, ge=1)
+    batch_size: int = Field(1024, ge=1)
+    lr: float = Field(1e-3, gt=0)
+    weight_decay: float = Field(1e-3, ge=0)
+    negatives: int = Field(1, ge=1, description="uniform negatives per positive, redrawn every epoch")
+    seed: int = 0
+    checkpoint_every: int = Field(0, ge=0, description="also keep a checkpoint every N epochs (0: only the best)")
+    threads: int | None = Field(None, ge=1, description="torch intra-op threads (default: all cores)")
+    progress: bool = True
+
+
+class EvalConfig(Strict):
+    """How models are evaluated and selected. ``select`` is the validation metric for early stopping."""
+
+    protocol: Literal["full", "sampled"] = "full"
+    sampled_negatives: int = Field(499, ge=1)
+    ks: list[int] = Field(default_factory=lambda: [5, 10, 20])
+    select: str = "ndcg@10"
+    patience: int = Field(20, ge=1, description="evaluations without improvement before stopping")
+    every: int = Field(1, ge=1, description="evaluate every N epochs")
+    seed: int = Field(0, description="seed of the sampled protocol's negative candidates")
+
+    @field_validator("select")
+    @classmethod
+    def _metric_name(cls, v: str) -> str:
+        name, _, k = v.partition("@")
+        if name not in ("hr", "recall", "ndcg", "mrr") or not k.isdigit():
+            raise ValueError(f"eval.select '{v}' must look like ndcg@10, hr@10, recall@20 or mrr@10")
+        return v
+
+    @model_validator(mode="after")
+    def _k_listed(self) -> "EvalConfig":
+        k = int(self.select.partition("@")[2])
+        if k not in self.ks:
+            self.ks = sorted({*self.ks, k})
+        return self
+
+
+class DistillConfig(Strict):
+    """Knowledge distillation: the teacher run and the KD methods (validated by the method registry)."""
+
+    teacher: Path | None = Field(None, description="teacher run folder (overridden by --teacher)")
+    methods: list[dict[str, Any]] = Field(default_factory=list)
+
+
+class RunConfig(Strict):
+    """One training run (teacher, scratch student or distilled student)."""
+
+    name: str | None = None
+    description: str | None = None
+    data: DataConfig = Field(default_factory=DataConfig)
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    eval: EvalConfig = Field(default_factory=EvalConfig)
+    distill: DistillConfig | None = None
+
+    def base_loss(self) -> str:
+        return self.train.loss or DEFAULT_LOSS[self.model.family]
+
+
+def _set_dotted(tree: dict, dotted: str, value: Any, origin: str) -> None:
+    keys = dotted.split(".")
+    node = tree
+    for key in keys[:-1]:
+        child = node.setdefault(key, {})
+        if not isinstance(child, dict):
+            raise ConfigError(f"{origin}: cannot set '{dotted}': '{key}' is not a section.")
+        node = child
+    node[keys[-1]] = value
+
+
+def parse_overrides(pairs: list[str] | None) -> list[tuple[str, Any]]:
+    """Parses ``key.sub=value`` strings; values are YAML scalars/lists (``1e-3``, ``true``, ``[10, 20]``)."""
+    out = []
+    for pair in pairs or []:
+        key, sep, raw = pair.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--set '{pair}': expected key=value, for example --set train.epochs=50")
+        try:
+            value = yaml.safe_load(raw) if raw.strip() else None
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"--set '{pair}': the value is not valid YAML: {exc}") from None
+        out.append((key.strip(), value))
+    return out
+
+
+def _format_validation(exc: ValidationError, origin: str) -> str:
+    lines = [f"{origin}: invalid configuration"]
+    for err in exc.errors():
+        loc = ".".join(str(p) for p in err["loc"]) or "(top level)"
+        msg = err["msg"]
+        if err["type"] == "extra_forbidden":
+            msg = "unknown key (check its spelling and section; see configs/README.md)"
+        lines.append(f"  {loc}: {msg}")
+    return "\n".join(lines)
+
+
+def config_from_dict(tree: dict, origin: str = "<config>", overrides: list[str] | None = None) -> RunConfig:
+    """Validates a config tree (after applying ``--set`` overrides)."""
+    tree = dict(tree or {})
+    for key, value in parse_overrides(overrides):
+        _set_dotted(tree, key, value, origin)
+    try:
+        return RunConfig.model_validate(tree)
+    except ValidationError as exc:
+        raise ConfigError(_format_validation(exc, origin)) from None
+
+
+def load_config(path: str | Path, overrides: list[str] | None = None) -> RunConfig:
+    """Reads a YAML run config with ``yaml.safe_load`` and validates it."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: config file not found. The shipped configs are under configs/.")
+    try:
+        tree = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    if not isinstance(tree, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping of sections (data, model, train, eval, distill).")
+    return config_from_dict(tree, str(path), overrides)
+
+
+def dump_config(config: RunConfig) -> str:
+    """The resolved config as YAML (paths as strings), suitable for ``load_config``."""
+    return yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False)

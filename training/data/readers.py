@@ -1,0 +1,158 @@
+"""Readers for interaction files: CSV/TSV/Parquet tables and CiteULike's ``users.dat``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from training.data.interactions import Interactions
+from training.errors import DataError
+
+TABLE_SUFFIXES = (".csv", ".tsv", ".txt", ".dat", ".inter", ".parquet", ".pq")
+
+
+def _existing(path: Path, what: str) -> Path:
+    path = Path(path)
+    if not path.exists():
+        raise DataError(f"{path}: {what} not found. Check data.path (relative paths are resolved from the working directory).")
+    if path.is_dir():
+        raise DataError(f"{path}: is a folder, expected a {what}.")
+    return path
+
+
+def _numeric(values: np.ndarray, path: Path, column: str) -> np.ndarray:
+    """Converts a string column to float64, naming the first bad value and its row on failure."""
+    try:
+        return values.astype(np.float64)
+    except ValueError:
+        for row, v in enumerate(values):
+            try:
+                float(v)
+            except ValueError:
+                raise DataError(
+                    f"{path}: column '{column}' must be numeric, but data row {row + 1} holds {v!r}. "
+                    f"Fix the file or point data.{'rating_col' if 'rat' in column.lower() else 'timestamp_col'} at another column."
+                ) from None
+        raise
+
+
+def read_table(
+    path: str | Path,
+    user_col: str,
+    item_col: str,
+    rating_col: str | None = None,
+    timestamp_col: str | None = None,
+    sep: str | None = None,
+    header: bool = True,
+) -> Interactions:
+    """Reads a CSV/TSV/Parquet file of interactions.
+
+    Args:
+        path: the file. ``.parquet``/``.pq`` is read as Parquet, anything else as delimited text.
+        user_col, item_col: column names (or 0-based positions as strings when ``header`` is False).
+        rating_col, timestamp_col: optional columns; ratings and timestamps must be numeric.
+        sep: the delimiter; default tab for ``.tsv``/``.inter``/``.dat``/``.txt``, comma otherwise.
+        header: whether the first line of a text file names the columns.
+    """
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.csv as pacsv
+    import pyarrow.parquet as pq
+
+    path = _existing(Path(path), "interactions file")
+    try:
+        if path.suffix.lower() in (".parquet", ".pq"):
+            table = pq.read_table(path)
+        else:
+            if sep is None:
+                sep = "," if path.suffix.lower() == ".csv" else "\t"
+            read_opts = pacsv.ReadOptions(autogenerate_column_names=not header)
+            if not header:
+                # pyarrow names them f0, f1, ...; we expose 0-based positions "0", "1", ...
+                probe = pacsv.read_csv(path, read_options=read_opts, parse_options=pacsv.ParseOptions(delimiter=sep))
+                table = probe.rename_columns([str(i) for i in range(probe.num_columns)])
+            else:
+                table = pacsv.read_csv(
+                    path,
+                    read_options=read_opts,
+                    parse_options=pacsv.ParseOptions(delimiter=sep),
+                    convert_options=pacsv.ConvertOptions(
+                        column_types={c: pa.string() for c in (user_col, item_col) if c}
+                    ),
+                )
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise DataError(f"{path}: cannot be read as a {'Parquet' if path.suffix.lower() in ('.parquet', '.pq') else 'delimited text'} table: {exc}") from None
+
+    names = table.column_names
+    for field_name, col in (("user_col", user_col), ("item_col", item_col), ("rating_col", rating_col), ("timestamp_col", timestamp_col)):
+        if col is not None and col not in names:
+            raise DataError(
+                f"{path}: column '{col}' (data.{field_name}) not found; the file has columns {names}. "
+                f"Set data.{field_name} to one of them."
+            )
+
+    def checked(col: str):
+        column = table.column(col)
+        if column.null_count:
+            row = int(np.flatnonzero(pc.is_null(column).to_numpy(zero_copy_only=False))[0])
+            raise DataError(f"{path}: column '{col}' is empty in data row {row + 1}. Remove or fill that row.")
+        return column
+
+    def strings(col: str) -> np.ndarray:
+        return pc.cast(checked(col), pa.string()).to_numpy(zero_copy_only=False).astype(str)
+
+    def numbers(col: str | None) -> np.ndarray | None:
+        if col is None:
+            return None
+        column = checked(col)
+        try:
+            return pc.cast(column, pa.float64()).to_numpy(zero_copy_only=False)
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            return _numeric(pc.cast(column, pa.string()).to_numpy(zero_copy_only=False).astype(str), path, col)
+
+    data = Interactions(
+        user=strings(user_col),
+        item=strings(item_col),
+        rating=numbers(rating_col),
+        timestamp=numbers(timestamp_col),
+        origin=str(path),
+    )
+    if len(data) == 0:
+        raise DataError(f"{path}: the file holds no interactions.")
+    return data
+
+
+def read_citeulike_users_dat(path: str | Path) -> Interactions:
+    """Reads CiteULike's ``users.dat``: line u is ``n item_1 … item_n`` for user u (0-based line number).
+
+    The leading count must match the number of items on the line; no timestamps or ratings exist.
+    """
+    path = _existing(Path(path), "users.dat file")
+    users: list[np.ndarray] = []
+    items: list[np.ndarray] = []
+    with path.open() as fh:
+        for lineno, line in enumerate(fh, start=1):
+            parts = line.split()
+            if not parts:
+                continue
+            try:
+                values = np.asarray(parts, dtype=np.int64)
+            except ValueError:
+                raise DataError(f"{path}:{lineno}: expected integers ('count item item …'), got {line.strip()[:80]!r}.") from None
+            if values[0] != len(values) - 1:
+                raise DataError(
+                    f"{path}:{lineno}: the line says {values[0]} items but lists {len(values) - 1}. "
+                    "Is this a CiteULike users.dat file? For other formats use data.source: file."
+                )
+            users.append(np.full(len(values) - 1, lineno - 1, dtype=np.int64))
+            items.append(values[1:])
+    if not users:
+        raise DataError(f"{path}: the file holds no interactions.")
+    return Interactions(
+        user=np.concatenate(users).astype(str),
+        item=np.concatenate(items).astype(str),
+        rating=None,
+        timestamp=None,
+        origin=str(path),
+    )

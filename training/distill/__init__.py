@@ -1,0 +1,1 @@
+"""Knowledge distillation: the KD interface, the method registry and the teacher artifacts."""

@@ -1,0 +1,35 @@
+"""Model registry: ``build_model(family, n_users, n_items, dim, ...)``."""
+
+from __future__ import annotations
+
+from training.config import ModelConfig
+from training.models.base import Recommender
+from training.models.lightgcn import LightGCN
+from training.models.mf import MF
+from training.models.neumf import NeuMF
+
+MODELS: dict[str, type[Recommender]] = {"mf": MF, "lightgcn": LightGCN, "neumf": NeuMF}
+
+__all__ = ["MODELS", "Recommender", "build_model", "model_from_config"]
+
+
+def build_model(family: str, n_users: int, n_items: int, dim: int, **kwargs) -> Recommender:
+    """Builds a model from its constructor arguments (as stored in checkpoints and manifests)."""
+    if family not in MODELS:
+        raise KeyError(f"unknown model family '{family}'; known: {sorted(MODELS)}")
+    return MODELS[family](n_users, n_items, dim, **kwargs)
+
+
+def model_from_config(cfg: ModelConfig, n_users: int, n_items: int, train=None) -> Recommender:
+    """Builds the model a run config describes; LightGCN gets its graph from ``train`` (CSR)."""
+    if cfg.family == "mf":
+        model = MF(n_users, n_items, cfg.dim, init_std=cfg.init_std)
+    elif cfg.family == "lightgcn":
+        model = LightGCN(n_users, n_items, cfg.dim, layers=cfg.layers, init_std=cfg.init_std)
+    else:
+        model = NeuMF(n_users, n_items, cfg.dim, layers=cfg.layers, init_std=cfg.init_std, dropout=cfg.dropout)
+    if isinstance(model, LightGCN):
+        if train is None:
+            raise ValueError("LightGCN needs the training interactions to build its graph")
+        model.set_graph(train)
+    return model

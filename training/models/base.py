@@ -1,0 +1,56 @@
+"""The small interface every recommender implements."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+class Recommender(nn.Module):
+    """A recommender over ``n_users`` × ``n_items`` (indices, not external ids).
+
+    Subclasses implement :meth:`representations` and, when scores are not inner products of those
+    representations, override :meth:`score_pairs` / :meth:`score_candidates` / :meth:`score_all`.
+
+    ``factorised`` is True when ``score(u, i) = <user_repr[u], item_repr[i]>`` exactly (MF,
+    LightGCN): such models export as a user tower plus an item index. Other models (NeuMF) export
+    as a scorer over candidate items.
+    """
+
+    family: str = ""
+    factorised: bool = True
+
+    def __init__(self, n_users: int, n_items: int, dim: int):
+        super().__init__()
+        self.n_users, self.n_items, self.dim = n_users, n_items, dim
+
+    def representations(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Final user [n_users, d] and item [n_items, d] vectors (the latent knowledge KD methods use).
+
+        For factorised models these define the scores; for NeuMF they are the concatenated GMF and
+        MLP embeddings (its latent representation, as DE/TD use it).
+        """
+        raise NotImplementedError
+
+    def score_pairs(self, users: torch.Tensor, items: torch.Tensor, reps=None) -> torch.Tensor:
+        """Scores of (users[b], items[b]) pairs → [b]. ``reps`` may pass precomputed representations."""
+        u, i = reps if reps is not None else self.representations()
+        return (u[users] * i[items]).sum(-1)
+
+    def score_candidates(self, users: torch.Tensor, items: torch.Tensor, reps=None) -> torch.Tensor:
+        """Scores of users[b] against candidate items[b, c] → [b, c]."""
+        u, i = reps if reps is not None else self.representations()
+        return torch.einsum("bd,bcd->bc", u[users], i[items])
+
+    def score_all(self, users: torch.Tensor, reps=None) -> torch.Tensor:
+        """Scores of users[b] against every item → [b, n_items]."""
+        u, i = reps if reps is not None else self.representations()
+        return u[users] @ i.T
+
+    def num_parameters(self) -> int:
+        """Trainable parameters used at inference time."""
+        return sum(p.numel() for p in self.parameters())
+
+    def constructor_args(self) -> dict:
+        """The keyword arguments that rebuild this model with :func:`training.models.build_model`."""
+        return {"family": self.family, "n_users": self.n_users, "n_items": self.n_items, "dim": self.dim}

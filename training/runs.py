@@ -1,0 +1,63 @@
+"""Run folders: train a config into a folder, and load a finished run back."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from training.checkpoint import load_checkpoint
+from training.config import RunConfig, load_config
+from training.data import Dataset, load_dataset
+from training.errors import DistillrecError
+from training.models import Recommender, build_model, model_from_config
+from training.models.lightgcn import LightGCN
+from training.trainer import RunFolder, Trainer
+
+
+@dataclass
+class LoadedRun:
+    """A finished run: its config, its data (rebuilt deterministically), its best model, its result."""
+
+    path: Path
+    config: RunConfig
+    dataset: Dataset
+    model: Recommender
+    result: dict
+
+
+def train_run(config: RunConfig, out: str | Path, resume: bool = False, methods=None, dataset: Dataset | None = None, extra_result: dict | None = None) -> dict:
+    """Trains ``config`` into ``out`` (see :class:`training.trainer.Trainer`); returns result.json's content."""
+    dataset = dataset or load_dataset(config.data)
+    model = model_from_config(config.model, dataset.n_users, dataset.n_items, dataset.train)
+    trainer = Trainer(config, dataset, model, out, methods=methods, extra_result=extra_result)
+    if methods:
+        from training.distill.setup import setup_methods
+
+        setup_methods(trainer)
+    return trainer.fit(resume=resume)
+
+
+def load_model_checkpoint(path: str | Path, dataset: Dataset) -> Recommender:
+    """Rebuilds a model from a checkpoint written by the trainer (best, periodic)."""
+    tensors, meta = load_checkpoint(path)
+    if meta.get("data_fingerprint") != dataset.fingerprint():
+        raise DistillrecError(f"{path}: the checkpoint was trained on different data than its run's config describes.")
+    model = build_model(**meta["constructor"])
+    if isinstance(model, LightGCN):
+        model.set_graph(dataset.train)
+    model.load_state_dict(tensors)
+    model.eval()
+    return model
+
+
+def load_run(path: str | Path, dataset: Dataset | None = None) -> LoadedRun:
+    """Loads a finished run folder (``config.yaml``, ``best.ckpt.npz``, ``result.json``)."""
+    folder = RunFolder(Path(path))
+    for f in (folder.config, folder.best, folder.result):
+        if not f.exists():
+            raise DistillrecError(f"{folder.root}: not a finished run ({f.name} is missing). Train it with `distillrec train --out {folder.root}`.")
+    config = load_config(folder.config)
+    dataset = dataset or load_dataset(config.data)
+    model = load_model_checkpoint(folder.best, dataset)
+    return LoadedRun(folder.root, config, dataset, model, json.loads(folder.result.read_text()))

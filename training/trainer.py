@@ -1,0 +1,304 @@
+"""One training loop for teachers, scratch students and distilled students.
+
+Per epoch: redraw one uniform negative per positive (vectorised rejection sampling against the
+training interactions), shuffle, and take Adam steps on ``base_loss_weight × base + Σ weight × KD
+term`` over mini-batches; every ``eval.every`` epochs evaluate on validation and keep the best
+state; stop after ``eval.patience`` evaluations without improvement; restore the best state and
+evaluate on test. Everything lands in the run folder (see :class:`RunFolder`).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from training.checkpoint import flatten_state, load_checkpoint, save_checkpoint, unflatten_state
+from training.config import RunConfig, dump_config
+from training.data.dataset import Dataset
+from training.distill.base import Batch, KDMethod
+from training.errors import TrainingError
+from training.evaluation import EvalResult, TorchScorer, evaluate
+from training.models.base import Recommender
+from training.sampling import excluded_keys, sample_excluding
+
+LAST_SAVE_INTERVAL_S = 30.0
+
+
+@dataclass
+class RunFolder:
+    """File names of a run folder."""
+
+    root: Path
+
+    @property
+    def config(self) -> Path:
+        return self.root / "config.yaml"
+
+    @property
+    def metrics(self) -> Path:
+        return self.root / "metrics.jsonl"
+
+    @property
+    def best(self) -> Path:
+        return self.root / "best.ckpt.npz"
+
+    @property
+    def last(self) -> Path:
+        return self.root / "last.ckpt.npz"
+
+    @property
+    def result(self) -> Path:
+        return self.root / "result.json"
+
+    def periodic(self, epoch: int) -> Path:
+        return self.root / "checkpoints" / f"epoch-{epoch:04d}.ckpt.npz"
+
+    def periodic_checkpoints(self) -> list[Path]:
+        return sorted((self.root / "checkpoints").glob("epoch-*.ckpt.npz"))
+
+
+@dataclass
+class TrainState:
+    epoch: int = 0  # next epoch to run
+    best_value: float = -math.inf
+    best_epoch: int = -1
+    bad_evals: int = 0
+    train_seconds: float = 0.0
+    stopped_early: bool = False
+    history: list = field(default_factory=list)
+
+
+def base_loss(kind: str, pos: torch.Tensor, neg: torch.Tensor) -> torch.Tensor:
+    """Summed base loss. pos [b], neg [b, n].
+
+    bpr: −Σ log σ(r_ui − r_uj); bce: Σ softplus(−r_ui) + Σ softplus(r_uj) (BCE with logits).
+    """
+    if kind == "bpr":
+        return -F.logsigmoid(pos[:, None] - neg).sum()
+    if kind == "bce":
+        return F.softplus(-pos).sum() + F.softplus(neg).sum()
+    raise ValueError(f"unknown base loss {kind!r}")
+
+
+def model_checkpoint_meta(model: Recommender, config: RunConfig, dataset: Dataset, epoch: int) -> dict:
+    return {
+        "kind": "model",
+        "constructor": model.constructor_args(),
+        "epoch": epoch,
+        "data_fingerprint": dataset.fingerprint(),
+        "config": config.model_dump(mode="json"),
+    }
+
+
+class Trainer:
+    """Trains ``model`` on ``dataset`` as ``config`` says, writing into ``out_dir``."""
+
+    def __init__(
+        self,
+        config: RunConfig,
+        dataset: Dataset,
+        model: Recommender,
+        out_dir: str | Path,
+        methods: list[KDMethod] | None = None,
+        extra_result: dict | None = None,
+    ):
+        self.config, self.dataset, self.model = config, dataset, model
+        self.folder = RunFolder(Path(out_dir))
+        self.methods = nn.ModuleList(methods or [])
+        self.extra_result = extra_result or {}
+        self.loss_kind = config.base_loss()
+        tc = config.train
+        if tc.threads:
+            torch.set_num_threads(tc.threads)
+        torch.manual_seed(tc.seed)
+        self.rng = np.random.default_rng(tc.seed)
+        params = list(model.parameters()) + list(self.methods.parameters())
+        self.optimizer = torch.optim.Adam(params, lr=tc.lr, weight_decay=tc.weight_decay)
+        self.users, self.items = dataset.train_pairs()
+        self.train_keys = excluded_keys(dataset.train)
+        self.state = TrainState()
+
+    # ----------------------------------------------------------------------------------- state
+    def _full_state(self) -> tuple[dict, dict]:
+        tensors, model_skel = flatten_state("model", self.model.state_dict())
+        t2, methods_skel = flatten_state("methods", self.methods.state_dict())
+        t3, optim_skel = flatten_state("optim", self.optimizer.state_dict())
+        tensors.update(t2)
+        tensors.update(t3)
+        tensors["torch_rng"] = torch.get_rng_state()
+        meta = {
+            "kind": "resume",
+            "model": model_skel,
+            "methods": methods_skel,
+            "optim": optim_skel,
+            "numpy_rng": self.rng.bit_generator.state,
+            "state": self.state.__dict__,
+            "data_fingerprint": self.dataset.fingerprint(),
+        }
+        return tensors, meta
+
+    def save_last(self) -> None:
+        tensors, meta = self._full_state()
+        save_checkpoint(self.folder.last, tensors, meta)
+
+    def resume(self) -> bool:
+        """Loads ``last.ckpt.npz`` if present; returns whether training resumes from it."""
+        if not self.folder.last.exists():
+            return False
+        tensors, meta = load_checkpoint(self.folder.last)
+        if meta["data_fingerprint"] != self.dataset.fingerprint():
+            raise TrainingError(f"{self.folder.last}: was trained on different data (fingerprint mismatch); use a new --out folder.")
+        self.model.load_state_dict(unflatten_state(meta["model"], tensors))
+        self.methods.load_state_dict(unflatten_state(meta["methods"], tensors))
+        self.optimizer.load_state_dict(unflatten_state(meta["optim"], tensors))
+        torch.set_rng_state(tensors["torch_rng"])
+        self.rng.bit_generator.state = meta["numpy_rng"]
+        self.state = TrainState(**meta["state"])
+        return True
+
+    def save_model(self, path: Path, epoch: int) -> None:
+        save_checkpoint(path, self.model.state_dict(), model_checkpoint_meta(self.model, self.config, self.dataset, epoch))
+
+    # ------------------------------------------------------------------------------- the loop
+    def _log(self, record: dict) -> None:
+        with self.folder.metrics.open("a") as fh:
+            fh.write(json.dumps(record) + "\n")
+
+    def evaluate(self, part: str) -> EvalResult:
+        ec = self.config.eval
+        return evaluate(TorchScorer(self.model), self.dataset, part, ec.protocol, ec.ks, ec.sampled_negatives, ec.seed)
+
+    def _epoch(self, epoch: int) -> dict[str, float]:
+        tc = self.config.train
+        self.model.train()
+        for m in self.methods:
+            m.on_epoch_start(epoch, self.model)
+        neg = sample_excluding(self.rng, self.users, self.train_keys, tc.negatives, unique=False, n_items=self.dataset.n_items)
+        order = self.rng.permutation(len(self.users))
+        users = torch.from_numpy(self.users[order])
+        pos = torch.from_numpy(self.items[order])
+        negs = torch.from_numpy(neg[order])
+        sums: dict[str, float] = {}
+        n_batches = 0
+        for b, start in enumerate(range(0, len(order), tc.batch_size)):
+            sl = slice(start, start + tc.batch_size)
+            batch = Batch(users[sl], pos[sl], negs[sl], epoch, b)
+            reps = self.model.representations()
+            terms: dict[str, torch.Tensor] = {}
+            total = torch.zeros(())
+            if self.config.train.base_loss_weight > 0:
+                p = self.model.score_pairs(batch.users, batch.pos, reps=reps)
+                n = self.model.score_candidates(batch.users, batch.neg, reps=reps)
+                terms["base"] = base_loss(self.loss_kind, p, n)
+                total = total + self.config.train.base_loss_weight * terms["base"]
+            for m in self.methods:
+                for key, value in m(batch, self.model, reps).items():
+                    name = f"{m.name}.{key}" if key else m.name
+                    terms[name] = value
+                    total = total + m.weight * value
+            if not torch.isfinite(total):
+                bad = [k for k, v in terms.items() if not torch.isfinite(v)]
+                raise TrainingError(
+                    f"non-finite loss at epoch {epoch}, batch {b} (terms: {', '.join(bad) or 'total'}). "
+                    "Lower train.lr or the KD weights, or check the teacher artifacts."
+                )
+            self.optimizer.zero_grad(set_to_none=True)
+            total.backward()
+            self.optimizer.step()
+            terms["total"] = total
+            for k, v in terms.items():
+                sums[k] = sums.get(k, 0.0) + float(v.detach())
+            n_batches += 1
+        return {k: v / max(1, n_batches) for k, v in sums.items()}
+
+    def fit(self, resume: bool = False) -> dict:
+        """Runs the loop (optionally resuming), restores the best state, evaluates, writes result.json."""
+        self.folder.root.mkdir(parents=True, exist_ok=True)
+        resumed = resume and self.resume()
+        if not resumed:
+            self.folder.metrics.write_text("")
+        self.folder.config.write_text(dump_config(self.config))
+        tc, ec = self.config.train, self.config.eval
+        bar = None
+        if tc.progress:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(total=tc.epochs, initial=self.state.epoch, desc=self.config.name or "train", unit="ep", file=sys.stderr, dynamic_ncols=True)
+        last_save = time.monotonic()
+        try:
+            while self.state.epoch < tc.epochs and not self.state.stopped_early:
+                epoch = self.state.epoch
+                t0 = time.perf_counter()
+                losses = self._epoch(epoch)
+                train_s = time.perf_counter() - t0
+                self.state.train_seconds += train_s
+                record = {"epoch": epoch, "loss": losses, "train_seconds": round(train_s, 4)}
+                for m in self.methods:
+                    if m.log_state():
+                        record.setdefault("kd_state", {})[m.name] = m.log_state()
+                if (epoch + 1) % ec.every == 0 or epoch + 1 == tc.epochs:
+                    t1 = time.perf_counter()
+                    res = self.evaluate("valid")
+                    value = res.metrics[ec.select]
+                    record["valid"] = res.metrics
+                    record["eval_seconds"] = round(time.perf_counter() - t1, 4)
+                    if value > self.state.best_value:
+                        self.state.best_value, self.state.best_epoch, self.state.bad_evals = value, epoch, 0
+                        self.save_model(self.folder.best, epoch)
+                    else:
+                        self.state.bad_evals += 1
+                        if self.state.bad_evals >= ec.patience:
+                            self.state.stopped_early = True
+                if tc.checkpoint_every and (epoch + 1) % tc.checkpoint_every == 0:
+                    self.save_model(self.folder.periodic(epoch), epoch)
+                self._log(record)
+                self.state.epoch = epoch + 1
+                if bar is not None:
+                    bar.update(1)
+                    bar.set_postfix(loss=f"{losses.get('total', 0):.4g}", **{f"best_{ec.select}": f"{self.state.best_value:.4f}"})
+                if time.monotonic() - last_save > LAST_SAVE_INTERVAL_S:
+                    self.save_last()
+                    last_save = time.monotonic()
+        except KeyboardInterrupt:
+            self.save_last()
+            raise
+        finally:
+            if bar is not None:
+                bar.close()
+        self.save_last()
+        return self.finish()
+
+    def finish(self) -> dict:
+        """Restores the best checkpoint, evaluates valid and test, and writes ``result.json``."""
+        if self.folder.best.exists():
+            tensors, _ = load_checkpoint(self.folder.best)
+            self.model.load_state_dict(tensors)
+        valid, test = self.evaluate("valid"), self.evaluate("test")
+        n_epochs = self.state.epoch
+        result = {
+            "name": self.config.name,
+            "dataset": self.dataset.stats(),
+            "model": {**self.model.constructor_args(), "parameters": self.model.num_parameters()},
+            "base_loss": self.loss_kind,
+            "select": self.config.eval.select,
+            "best_epoch": self.state.best_epoch,
+            "epochs": n_epochs,
+            "stopped_early": self.state.stopped_early,
+            "train_seconds": round(self.state.train_seconds, 3),
+            "seconds_per_epoch": round(self.state.train_seconds / max(1, n_epochs), 4),
+            "kd": [{"name": m.name, "weight": m.weight, "training_only_parameters": sum(p.numel() for p in m.parameters())} for m in self.methods],
+            "valid": valid.to_dict(),
+            "test": test.to_dict(),
+            **self.extra_result,
+        }
+        self.folder.result.write_text(json.dumps(result, indent=2))
+        return result
