@@ -26,16 +26,19 @@ class LoadedRun:
     result: dict
 
 
-def train_run(config: RunConfig, out: str | Path, resume: bool = False, methods=None, dataset: Dataset | None = None, extra_result: dict | None = None) -> dict:
+def train_run(
+    config: RunConfig,
+    out: str | Path,
+    resume: bool = False,
+    methods=None,
+    dataset: Dataset | None = None,
+    extra_result: dict | None = None,
+    teacher=None,
+) -> dict:
     """Trains ``config`` into ``out`` (see :class:`training.trainer.Trainer`); returns result.json's content."""
     dataset = dataset or load_dataset(config.data)
     model = model_from_config(config.model, dataset.n_users, dataset.n_items, dataset.train)
-    trainer = Trainer(config, dataset, model, out, methods=methods, extra_result=extra_result)
-    if methods:
-        from training.distill.setup import setup_methods
-
-        setup_methods(trainer)
-    return trainer.fit(resume=resume)
+    return Trainer(config, dataset, model, out, methods=methods, extra_result=extra_result, teacher=teacher).fit(resume=resume)
 
 
 def load_model_checkpoint(path: str | Path, dataset: Dataset) -> Recommender:

@@ -47,10 +47,12 @@ class KDMethod(nn.Module):
 
     name: ClassVar[str] = ""
     needs: ClassVar[frozenset[str]] = frozenset()
+    default_weight: ClassVar[float] = 1.0
 
-    def __init__(self, weight: float = 1.0):
+    def __init__(self, weight: float | None = None, params=None):
         super().__init__()
-        self.weight = float(weight)
+        self.weight = float(self.default_weight if weight is None else weight)
+        self.params = params
 
     def setup(self, ctx: KDContext) -> None:
         """Called once before training (build experts, load lists, sample candidates …)."""

@@ -1,0 +1,1 @@
+"""distillrec service side: the FastAPI app and the torch-free artifact contract."""

@@ -1,0 +1,43 @@
+"""The registry of KD methods: ``@register`` a :class:`KDMethod` subclass; build methods from config.
+
+A method spec in a config is a mapping ``{name: de, weight: 0.01, <method params>…}``. Each method
+class declares a pydantic ``Params`` model (unknown keys are errors) with the defaults of METHODS.md.
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ValidationError
+
+from training.distill.base import KDMethod
+from training.errors import ConfigError
+
+METHODS: dict[str, type[KDMethod]] = {}
+
+
+def register(cls: type[KDMethod]) -> type[KDMethod]:
+    """Class decorator: makes ``cls`` buildable from config under ``cls.name``."""
+    if not cls.name:
+        raise ValueError(f"{cls.__name__} needs a non-empty `name`")
+    if cls.name in METHODS and METHODS[cls.name] is not cls:
+        raise ValueError(f"KD method name '{cls.name}' is registered twice")
+    METHODS[cls.name] = cls
+    return cls
+
+
+def build_method(spec: dict) -> KDMethod:
+    """Instantiates one method from its config mapping (validated against the class's ``Params``)."""
+    spec = dict(spec)
+    name = spec.pop("name", None)
+    if name not in METHODS:
+        raise ConfigError(f"distill.methods: unknown method {name!r}; known: {sorted(METHODS)}")
+    cls = METHODS[name]
+    params_cls: type[BaseModel] | None = getattr(cls, "Params", None)
+    weight = spec.pop("weight", None)
+    try:
+        params = params_cls.model_validate(spec) if params_cls else None
+    except ValidationError as exc:
+        details = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        raise ConfigError(f"distill.methods[{name}]: {details}") from None
+    if params is None and spec:
+        raise ConfigError(f"distill.methods[{name}]: takes no parameters besides weight, got {sorted(spec)}")
+    return cls(weight=weight, params=params)
