@@ -10,8 +10,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from training.errors import ConfigError
 
-Family = Literal["mf", "lightgcn", "neumf"]
-DEFAULT_LOSS = {"mf": "bpr", "lightgcn": "bpr", "neumf": "bce"}
+Family = Literal["mf", "lightgcn", "neumf", "dae"]
+DEFAULT_LOSS = {"mf": "bpr", "lightgcn": "bpr", "neumf": "bce", "dae": "bpr"}
 
 
 class Strict(BaseModel):

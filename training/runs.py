@@ -6,12 +6,13 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+import torch
+
 from training.checkpoint import load_checkpoint
 from training.config import RunConfig, load_config
 from training.data import Dataset, load_dataset
 from training.errors import DistillrecError
 from training.models import Recommender, build_model, model_from_config
-from training.models.lightgcn import LightGCN
 from training.trainer import RunFolder, Trainer
 
 
@@ -37,6 +38,7 @@ def train_run(
 ) -> dict:
     """Trains ``config`` into ``out`` (see :class:`training.trainer.Trainer`); returns result.json's content."""
     dataset = dataset or load_dataset(config.data)
+    torch.manual_seed(config.train.seed)  # the model's initialisation depends on the seed only
     model = model_from_config(config.model, dataset.n_users, dataset.n_items, dataset.train)
     return Trainer(config, dataset, model, out, methods=methods, extra_result=extra_result, teacher=teacher).fit(resume=resume)
 
@@ -47,7 +49,7 @@ def load_model_checkpoint(path: str | Path, dataset: Dataset) -> Recommender:
     if meta.get("data_fingerprint") != dataset.fingerprint():
         raise DistillrecError(f"{path}: the checkpoint was trained on different data than its run's config describes.")
     model = build_model(**meta["constructor"])
-    if isinstance(model, LightGCN):
+    if hasattr(model, "set_graph"):  # LightGCN, DAE: the training interactions are part of the model
         model.set_graph(dataset.train)
     model.load_state_dict(tensors)
     model.eval()

@@ -25,6 +25,7 @@ from training.checkpoint import flatten_state, load_checkpoint, save_checkpoint,
 from training.config import RunConfig, dump_config
 from training.data.dataset import Dataset
 from training.distill.base import Batch, KDContext, KDMethod
+from training.distributed import DistContext
 from training.errors import TrainingError
 from training.evaluation import EvalResult, TorchScorer, evaluate
 from training.models.base import Recommender
@@ -117,6 +118,7 @@ class Trainer:
         self.methods = nn.ModuleList(methods or [])
         self.extra_result = extra_result or {}
         self.loss_kind = config.base_loss()
+        self.dist = DistContext.from_env()  # data-parallel under torchrun, else a no-op
         tc = config.train
         if tc.threads:
             torch.set_num_threads(tc.threads)
@@ -125,12 +127,14 @@ class Trainer:
         ctx = KDContext(dataset=dataset, student=model, teacher=teacher, rng=self.rng, max_epochs=tc.epochs)
         for m in self.methods:
             m.setup(ctx)  # may create trainable parts (experts), so before the optimizer exists
-        params = list(model.parameters()) + list(self.methods.parameters())
+        self.params = list(model.parameters()) + list(self.methods.parameters())
+        params = self.params
         # fused Adam: one kernel per step, ~5× faster than the default on CPU for large embedding tables
         self.optimizer = torch.optim.Adam(params, lr=tc.lr, weight_decay=tc.weight_decay, fused=True)
         self.users, self.items = dataset.train_pairs()
         self.train_keys = excluded_keys(dataset.train)
         self.state = TrainState()
+        self._best_state: dict | None = None  # in-memory copy of the best weights
 
     # ----------------------------------------------------------------------------------- state
     def _full_state(self) -> tuple[dict, dict]:
@@ -152,6 +156,8 @@ class Trainer:
         return tensors, meta
 
     def save_last(self) -> None:
+        if not self.dist.is_main:
+            return
         tensors, meta = self._full_state()
         save_checkpoint(self.folder.last, tensors, meta)
 
@@ -171,10 +177,14 @@ class Trainer:
         return True
 
     def save_model(self, path: Path, epoch: int) -> None:
+        if not self.dist.is_main:
+            return
         save_checkpoint(path, self.model.state_dict(), model_checkpoint_meta(self.model, self.config, self.dataset, epoch))
 
     # ------------------------------------------------------------------------------- the loop
     def _log(self, record: dict) -> None:
+        if not self.dist.is_main:
+            return
         with self.folder.metrics.open("a") as fh:
             fh.write(json.dumps(record) + "\n")
 
@@ -182,7 +192,34 @@ class Trainer:
         ec = self.config.eval
         return evaluate(TorchScorer(self.model), self.dataset, part, ec.protocol, ec.ks, ec.sampled_negatives, ec.seed)
 
+    def _batch_loss(self, batch: Batch) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+        """Unweighted terms and the weighted total of one batch (representations computed once)."""
+        reps = self.model.representations()
+        terms: dict[str, torch.Tensor] = {}
+        total = torch.zeros(())
+        if self.config.train.base_loss_weight > 0:
+            p = self.model.score_pairs(batch.users, batch.pos, reps=reps)
+            n = self.model.score_candidates(batch.users, batch.neg, reps=reps)
+            terms["base"] = base_loss(self.loss_kind, p, n)
+            total = total + self.config.train.base_loss_weight * terms["base"]
+        for m in self.methods:
+            for key, value in m(batch, self.model, reps).items():
+                name = f"{m.name}.{key}" if key else m.name
+                terms[name] = value
+                total = total + m.weight * value
+        return terms, total
+
     def _epoch(self, epoch: int) -> dict[str, float]:
+        # Subnormal floats (|x| < 1.2e-38) appear in some KD gradients (DE's experts) and make CPU matmuls
+        # up to 50x slower; they are flushed to zero while an epoch runs. The setting is process-wide, so
+        # it is restored afterwards (the service tests and other callers in this process see the default).
+        torch.set_flush_denormal(True)
+        try:
+            return self._train_epoch(epoch)
+        finally:
+            torch.set_flush_denormal(False)
+
+    def _train_epoch(self, epoch: int) -> dict[str, float]:
         tc = self.config.train
         self.model.train()
         for m in self.methods:
@@ -195,46 +232,39 @@ class Trainer:
         sums: dict[str, float] = {}
         n_batches = 0
         for b, start in enumerate(range(0, len(order), tc.batch_size)):
-            sl = slice(start, start + tc.batch_size)
-            batch = Batch(users[sl], pos[sl], negs[sl], epoch, b)
-            reps = self.model.representations()
-            terms: dict[str, torch.Tensor] = {}
-            total = torch.zeros(())
-            if self.config.train.base_loss_weight > 0:
-                p = self.model.score_pairs(batch.users, batch.pos, reps=reps)
-                n = self.model.score_candidates(batch.users, batch.neg, reps=reps)
-                terms["base"] = base_loss(self.loss_kind, p, n)
-                total = total + self.config.train.base_loss_weight * terms["base"]
-            for m in self.methods:
-                for key, value in m(batch, self.model, reps).items():
-                    name = f"{m.name}.{key}" if key else m.name
-                    terms[name] = value
-                    total = total + m.weight * value
-            if not torch.isfinite(total):
+            sl = self.dist.shard(start, min(start + tc.batch_size, len(order)))
+            self.optimizer.zero_grad(set_to_none=True)
+            if sl.stop > sl.start:
+                terms, total = self._batch_loss(Batch(users[sl], pos[sl], negs[sl], epoch, b))
+                total.backward()
+            else:  # a last batch smaller than the number of ranks
+                terms, total = {}, torch.zeros(())
+            global_total = self.dist.sum_gradients(self.params, total)
+            if not torch.isfinite(global_total):
                 bad = [k for k, v in terms.items() if not torch.isfinite(v)]
                 raise TrainingError(
                     f"non-finite loss at epoch {epoch}, batch {b} (terms: {', '.join(bad) or 'total'}). "
                     "Lower train.lr or the KD weights, or check the teacher artifacts."
                 )
-            self.optimizer.zero_grad(set_to_none=True)
-            total.backward()
             self.optimizer.step()
             terms["total"] = total
             for k, v in terms.items():
                 sums[k] = sums.get(k, 0.0) + float(v.detach())
             n_batches += 1
+        sums = self.dist.sum_values(sums)
         return {k: v / max(1, n_batches) for k, v in sums.items()}
 
     def fit(self, resume: bool = False) -> dict:
         """Runs the loop (optionally resuming), restores the best state, evaluates, writes result.json."""
-        self.folder.root.mkdir(parents=True, exist_ok=True)
         resumed = resume and self.resume()
-        if not resumed:
-            self.folder.metrics.write_text("")
-        self.folder.config.write_text(dump_config(self.config))
+        if self.dist.is_main:
+            self.folder.root.mkdir(parents=True, exist_ok=True)
+            if not resumed:
+                self.folder.metrics.write_text("")
+            self.folder.config.write_text(dump_config(self.config))
         tc, ec = self.config.train, self.config.eval
         bar = None
-        if tc.progress:
+        if tc.progress and self.dist.is_main:
             from tqdm.auto import tqdm
 
             bar = tqdm(total=tc.epochs, initial=self.state.epoch, desc=self.config.name or "train", unit="ep", file=sys.stderr, dynamic_ncols=True)
@@ -258,6 +288,7 @@ class Trainer:
                     record["eval_seconds"] = round(time.perf_counter() - t1, 4)
                     if value > self.state.best_value:
                         self.state.best_value, self.state.best_epoch, self.state.bad_evals = value, epoch, 0
+                        self._best_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
                         self.save_model(self.folder.best, epoch)
                     else:
                         self.state.bad_evals += 1
@@ -284,9 +315,12 @@ class Trainer:
 
     def finish(self) -> dict:
         """Restores the best checkpoint, evaluates valid and test, and writes ``result.json``."""
-        if self.folder.best.exists():
-            tensors, _ = load_checkpoint(self.folder.best)
-            self.model.load_state_dict(tensors)
+        if self._best_state is None and self.state.best_epoch >= 0:  # resumed: the best weights are on disk
+            if self.dist.enabled:
+                torch.distributed.barrier()  # rank 0 has finished writing them
+            self._best_state, _ = load_checkpoint(self.folder.best)
+        if self._best_state is not None:
+            self.model.load_state_dict(self._best_state)
         valid, test = self.evaluate("valid"), self.evaluate("test")
         n_epochs = self.state.epoch
         result = {
@@ -305,5 +339,8 @@ class Trainer:
             "test": test.to_dict(),
             **self.extra_result,
         }
-        self.folder.result.write_text(json.dumps(result, indent=2))
+        if self.dist.world_size > 1:
+            result["distributed"] = {"world_size": self.dist.world_size, "backend": torch.distributed.get_backend()}
+        if self.dist.is_main:
+            self.folder.result.write_text(json.dumps(result, indent=2))
         return result

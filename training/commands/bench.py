@@ -12,6 +12,72 @@ def register(sub) -> None:
     tc.add_argument("--threads", type=int, default=None, help="torch threads (default: all cores)")
     tc.add_argument("--out", default="results/bench-train-cost", help="folder for train_cost.json / .md")
     tc.set_defaults(handler=run_train_cost)
+    kc = bsub.add_parser(
+        "kd-cost",
+        help="seconds per epoch of every KD method next to the scratch student",
+        description="Seconds per training epoch of the scratch student and every method entry of an experiment config, timed round-robin in one process, early (epoch 0) and late (epoch 200) in training.",
+    )
+    kc.add_argument("--experiment", default="configs/experiments/citeulike-cost.yaml", help="experiment config whose student, teacher and methods are timed")
+    kc.add_argument("--epochs", type=int, default=3, help="epochs timed per entry and phase (median reported)")
+    kc.add_argument("--at-epochs", default="0,200", help="comma-separated epoch indices to time from (they set DE/HTD's temperature)")
+    kc.add_argument("--threads", type=int, default=1, help="torch threads (default 1: comparable on a shared machine)")
+    kc.add_argument("--only", action="append", default=None, metavar="LABEL", help="time only these entries (plus scratch); repeatable")
+    kc.add_argument("--out", default="results/kd-bench-cost", help="folder for kd_cost.json / .md")
+    kc.set_defaults(handler=run_kd_cost)
+    sv = bsub.add_parser(
+        "service",
+        help="REST latency on 127.0.0.1 (wrk/hey, one uvicorn worker) and student vs teacher via /v1/benchmark",
+        description=(
+            "Starts `uvicorn service.main:app` (one worker) on 127.0.0.1 over --models-dir, drives GET /healthz and "
+            "POST /v1/recommend (the student) with wrk or hey at --concurrency in alternating rounds, times the student's "
+            "Recommender.recommend in-process, and compares the student with the teachers through POST /v1/benchmark. "
+            "Prints markdown and writes service_latency.json/.md into --out."
+        ),
+    )
+    sv.add_argument("--models-dir", default="models", help="model repository holding the bundles (default: models)")
+    sv.add_argument("--student", required=True, help="student bundle name (the model under load)")
+    sv.add_argument("--teachers", default="", help="comma-separated teacher bundles for /v1/benchmark (NeuMF, ensemble ...)")
+    sv.add_argument("--tool", choices=["wrk", "hey"], default="wrk", help="load generator (default wrk: a random user per request)")
+    sv.add_argument("--duration", type=int, default=10, help="seconds per load run (default 10)")
+    sv.add_argument("--concurrency", type=int, default=16, help="concurrent connections (default 16)")
+    sv.add_argument("--rounds", type=int, default=3, help="healthz/recommend rounds; medians are reported (default 3)")
+    sv.add_argument("--bench-requests", type=int, default=1000, help="requests per model in /v1/benchmark (default 1000)")
+    sv.add_argument("--in-process-requests", type=int, default=5000, help="in-process recommendations timed (default 5000)")
+    sv.add_argument("--ort-threads", type=int, default=1, help="ONNX Runtime intra-op threads in the server (default 1)")
+    sv.add_argument("--out", default="results/bench-service", help="folder for service_latency.json / .md")
+    sv.set_defaults(handler=run_service)
+    register_catalogue(bsub)
+
+
+def register_catalogue(bsub) -> None:
+    """``distillrec bench catalogue``: exact vs IVF vs HNSW item search on synthetic catalogues."""
+    ct = bsub.add_parser(
+        "catalogue",
+        help="exact vs IVF vs HNSW item search on synthetic 10k/100k/1M-item catalogues, student vs teacher dimension",
+        description=(
+            "Builds Flat (exact), IVF and HNSW inner-product indexes over synthetic item catalogues (a Gaussian mixture "
+            "calibrated on trained MF embeddings) at the student's and the teacher's dimension; tunes nprobe/efSearch to "
+            "--target-recall against exact search; reports recall@10, single-query p50/p90/p99 on one thread, build time "
+            "and memory. Writes catalogue.json/.md/.png into --out. Run the full grid with OMP_NUM_THREADS=1 on a quiet machine."
+        ),
+    )
+    ct.add_argument("--sizes", default=None, help="comma-separated catalogue sizes, e.g. 10000,100000,1000000 (the default); 10k, 1M suffixes allowed")
+    ct.add_argument("--quick", action="store_true", help="a run of seconds: 10k items, 300 queries (overridden by --sizes/--queries)")
+    ct.add_argument("--student-dim", type=int, default=20, help="the student's embedding dimension (default 20)")
+    ct.add_argument("--teacher-dim", type=int, default=200, help="the teacher's embedding dimension (default 200)")
+    ct.add_argument("--methods", default="flat,ivf,hnsw", help="indexes to measure (default flat,ivf,hnsw)")
+    ct.add_argument("--queries", type=int, default=None, help="evaluation queries, each timed alone (default 2000; 300 with --quick)")
+    ct.add_argument("--tune-queries", type=int, default=None, help="separate queries that tune nprobe/efSearch (default 1000; 300 with --quick)")
+    ct.add_argument("--exact-queries", type=int, default=1000, help="of those, how many time the exact scans (default 1000; every scan costs the same)")
+    ct.add_argument("--warmup", type=int, default=100, help="untimed searches before timing (default 100)")
+    ct.add_argument("--repeats", type=int, default=3, help="timing passes; each query's best pass is reported, the first pass's p99 too (default 3)")
+    ct.add_argument("--target-recall", type=float, default=0.95, help="recall@10 vs exact the approximate indexes are tuned to (default 0.95)")
+    ct.add_argument("--build-threads", type=int, default=1, help="FAISS threads while building (searches always use 1; default 1)")
+    ct.add_argument("--train-points-per-list", type=int, default=64, help="IVF k-means sample per list (default 64; FAISS wants >= 39)")
+    ct.add_argument("--data", choices=["mixture", "iid"], default="mixture", help="synthetic model: calibrated mixture (default) or iid Gaussian")
+    ct.add_argument("--seed", type=int, default=0)
+    ct.add_argument("--out", default="results/bench-catalogue", help="folder for catalogue.json / .md / .png")
+    ct.set_defaults(handler=run_catalogue)
 
 
 def run_train_cost(args) -> int:
@@ -21,3 +87,55 @@ def run_train_cost(args) -> int:
 
     run(Path(args.out), [int(d) for d in args.dims.split(",")], args.epochs, args.threads)
     return 0
+
+
+def run_kd_cost(args) -> int:
+    from pathlib import Path
+
+    from training.benchmarks.kd_cost import run
+
+    run(Path(args.out), Path(args.experiment), args.epochs, [int(e) for e in args.at_epochs.split(",")], args.threads, args.only)
+    return 0
+
+
+def run_service(args) -> int:
+    import shlex
+    import sys
+    from pathlib import Path
+
+    from training.benchmarks.service_latency import run
+
+    teachers = [t for t in args.teachers.split(",") if t]
+    command = "distillrec " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    report = run(Path(args.models_dir), args.student, teachers, Path(args.out), args.tool, args.duration, args.concurrency,
+                 args.rounds, args.bench_requests, args.in_process_requests, args.ort_threads, command)
+    return 0 if all(report["checks"].values()) else 1
+
+
+def _count(text: str) -> int:
+    """``10000``, ``10k``, ``1M`` or ``1_000_000`` -> an int."""
+    from training.benchmarks.catalogue import BenchmarkError
+
+    t = text.strip().lower().replace("_", "")
+    factor = {"k": 1_000, "m": 1_000_000}.get(t[-1:], 1)
+    try:
+        return int(float(t[:-1] if factor > 1 else t) * factor)
+    except ValueError:
+        raise BenchmarkError(f"--sizes: {text!r} is not a number of items (write 10000, 10k or 1M).") from None
+
+
+def run_catalogue(args) -> int:
+    from pathlib import Path
+
+    from training.benchmarks.catalogue import DEFAULT_SIZES, QUICK_SIZES, Settings, run
+
+    sizes = tuple(_count(v) for v in args.sizes.split(",")) if args.sizes else (QUICK_SIZES if args.quick else DEFAULT_SIZES)
+    quick_queries = 300 if args.quick else None
+    settings = Settings(
+        sizes=sizes, student_dim=args.student_dim, teacher_dim=args.teacher_dim, methods=tuple(m for m in args.methods.split(",") if m),
+        queries=args.queries or quick_queries or 2000, tune_queries=args.tune_queries or quick_queries or 1000,
+        exact_queries=min(args.exact_queries, args.queries or quick_queries or 2000), warmup=args.warmup, repeats=args.repeats,
+        target_recall=args.target_recall, build_threads=args.build_threads, train_points_per_list=args.train_points_per_list, seed=args.seed, data=args.data,
+    )
+    report = run(Path(args.out), settings)
+    return 0 if report["headline"]["must_show"] is not False else 1

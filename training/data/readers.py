@@ -31,7 +31,7 @@ def _numeric(values: np.ndarray, path: Path, column: str) -> np.ndarray:
                 float(v)
             except ValueError:
                 raise DataError(
-                    f"{path}: column '{column}' must be numeric, but data row {row + 1} holds {v!r}. "
+                    f"{path}: column '{column}' must be numeric, but data row {row + 1} holds {str(v)!r}. "
                     f"Fix the file or point data.{'rating_col' if 'rat' in column.lower() else 'timestamp_col'} at another column."
                 ) from None
         raise
@@ -100,7 +100,11 @@ def read_table(
         return column
 
     def strings(col: str) -> np.ndarray:
-        return pc.cast(checked(col), pa.string()).to_numpy(zero_copy_only=False).astype(str)
+        values = pc.cast(checked(col), pa.string()).to_numpy(zero_copy_only=False).astype(str)
+        blank = np.flatnonzero(np.char.str_len(np.char.strip(values)) == 0)
+        if len(blank):
+            raise DataError(f"{path}: column '{col}' is empty in data row {blank[0] + 1}. Remove or fill that row.")
+        return values
 
     def numbers(col: str | None) -> np.ndarray | None:
         if col is None:

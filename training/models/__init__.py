@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from training.config import ModelConfig
 from training.models.base import Recommender
+from training.models.dae import DAE
 from training.models.lightgcn import LightGCN
 from training.models.mf import MF
 from training.models.neumf import NeuMF
 
-MODELS: dict[str, type[Recommender]] = {"mf": MF, "lightgcn": LightGCN, "neumf": NeuMF}
+MODELS: dict[str, type[Recommender]] = {"mf": MF, "lightgcn": LightGCN, "neumf": NeuMF, "dae": DAE}
 
 __all__ = ["MODELS", "Recommender", "build_model", "model_from_config"]
 
@@ -21,15 +22,17 @@ def build_model(family: str, n_users: int, n_items: int, dim: int, **kwargs) -> 
 
 
 def model_from_config(cfg: ModelConfig, n_users: int, n_items: int, train=None) -> Recommender:
-    """Builds the model a run config describes; LightGCN gets its graph from ``train`` (CSR)."""
+    """Builds the model a run config describes; LightGCN and DAE get the training interactions ``train`` (CSR)."""
     if cfg.family == "mf":
         model = MF(n_users, n_items, cfg.dim, init_std=cfg.init_std)
+    elif cfg.family == "dae":
+        model = DAE(n_users, n_items, cfg.dim, init_std=cfg.init_std, dropout=cfg.dropout)
     elif cfg.family == "lightgcn":
         model = LightGCN(n_users, n_items, cfg.dim, layers=cfg.layers, init_std=cfg.init_std)
     else:
         model = NeuMF(n_users, n_items, cfg.dim, layers=cfg.layers, init_std=cfg.init_std, dropout=cfg.dropout)
-    if isinstance(model, LightGCN):
+    if hasattr(model, "set_graph"):  # LightGCN, DAE
         if train is None:
-            raise ValueError("LightGCN needs the training interactions to build its graph")
+            raise ValueError(f"{cfg.family} needs the training interactions (its graph / input rows)")
         model.set_graph(train)
     return model

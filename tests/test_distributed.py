@@ -1,0 +1,52 @@
+"""Data-parallel training under torchrun (2 CPU processes, gloo) equals single-process training."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import torch
+
+from training.checkpoint import load_checkpoint
+
+
+def _setup(tmp_path):
+    rng = np.random.default_rng(0)
+    rows = ["user,item,ts"]
+    for u in range(40):
+        block = u % 4
+        for t, i in enumerate(rng.choice(np.arange(block * 10, block * 10 + 10), 7, replace=False)):
+            rows.append(f"u{u},i{i},{t}")
+    (tmp_path / "log.csv").write_text("\n".join(rows) + "\n")
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(
+        f"data: {{source: file, path: {tmp_path / 'log.csv'}, timestamp_col: ts}}\n"
+        "model: {family: mf, dim: 8, init_std: 0.1}\n"
+        "train: {epochs: 4, lr: 0.02, batch_size: 50, negatives: 2, progress: false}\n"
+        "eval: {ks: [5], select: hr@5, patience: 100}\n"
+    )
+    return cfg
+
+
+def test_two_ranks_match_one_process(tmp_path):
+    cfg = _setup(tmp_path)
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    base = [sys.executable, "-m", "training.cli", "train", "--config", str(cfg), "--no-progress"]
+    subprocess.run(base + ["--out", str(tmp_path / "single")], check=True, env=env, capture_output=True)
+    ddp = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "training.cli", "train",
+           "--config", str(cfg), "--no-progress", "--out", str(tmp_path / "ddp")]
+    proc = subprocess.run(ddp, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    single, _ = load_checkpoint(tmp_path / "single" / "last.ckpt.npz")
+    both, _ = load_checkpoint(tmp_path / "ddp" / "last.ckpt.npz")
+    for key in ("model.user_emb.weight", "model.item_emb.weight"):
+        torch.testing.assert_close(both[key], single[key], rtol=1e-4, atol=1e-5)
+    result = json.loads((tmp_path / "ddp" / "result.json").read_text())
+    assert result["distributed"] == {"world_size": 2, "backend": "gloo"}
+    assert len((tmp_path / "ddp" / "metrics.jsonl").read_text().splitlines()) == 4  # written once, by rank 0
+    logged = [json.loads(line)["loss"]["base"] for line in (tmp_path / "ddp" / "metrics.jsonl").read_text().splitlines()]
+    expected = [json.loads(line)["loss"]["base"] for line in (tmp_path / "single" / "metrics.jsonl").read_text().splitlines()]
+    np.testing.assert_allclose(logged, expected, rtol=1e-4)
