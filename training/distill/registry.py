@@ -6,6 +6,9 @@ class declares a pydantic ``Params`` model (unknown keys are errors) with the de
 
 from __future__ import annotations
 
+import importlib
+import pkgutil
+
 from pydantic import BaseModel, ValidationError
 
 from training.distill.base import KDMethod
@@ -24,10 +27,35 @@ def register(cls: type[KDMethod]) -> type[KDMethod]:
     return cls
 
 
+#: Modules of ``training.distill`` holding the dissertation's single-teacher methods.
+BUILTIN_MODULES = ("latent", "topology", "ranking")
+_NOT_METHOD_MODULES = {"base", "registry", "common", "teacher", "experts", "run"}
+
+
+def load_builtin() -> dict[str, type[KDMethod]]:
+    """Imports the built-in method modules (so their ``@register`` run) and returns METHODS."""
+    for name in BUILTIN_MODULES:
+        importlib.import_module(f"training.distill.{name}")
+    return METHODS
+
+
+def load_all() -> dict[str, type[KDMethod]]:
+    """Imports every module of ``training.distill`` (built-in and contributed methods); returns METHODS."""
+    import training.distill as package
+
+    load_builtin()
+    for info in pkgutil.iter_modules(package.__path__):
+        if info.name not in _NOT_METHOD_MODULES:
+            importlib.import_module(f"{package.__name__}.{info.name}")
+    return METHODS
+
+
 def build_method(spec: dict) -> KDMethod:
     """Instantiates one method from its config mapping (validated against the class's ``Params``)."""
     spec = dict(spec)
     name = spec.pop("name", None)
+    if name not in load_builtin():
+        load_all()
     if name not in METHODS:
         raise ConfigError(f"distill.methods: unknown method {name!r}; known: {sorted(METHODS)}")
     cls = METHODS[name]

@@ -1,0 +1,134 @@
+"""End to end on synthetic data: a distilled student beats the scratch student; the `distill` and
+`experiment` commands write what they promise and resume where they stopped."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import yaml
+from conftest import clustered_interactions
+from kd_support import student_tree, teacher_config, train_tiny_teacher
+
+from training.cli import main
+from training.config import config_from_dict
+from training.data.splits import leave_one_out
+from training.distill.run import distill_run
+from training.errors import ConfigError
+from training.experiments import run_experiment
+from training.runs import train_run
+
+RRD = {"name": "rrd", "weight": 0.1, "interesting": 5, "uninteresting": 5, "topn": 20}
+
+
+@pytest.fixture(scope="module")
+def clustered():
+    """120 users × 96 items in 8 blocks, leave-one-out by time."""
+    return leave_one_out(clustered_interactions(n_users=120, n_items=96, n_clusters=8, per_user=8, seed=1), "clustered", seed=0)
+
+
+@pytest.fixture(scope="module")
+def teacher(clustered, tmp_path_factory):
+    return train_tiny_teacher(clustered, tmp_path_factory.mktemp("kd-e2e") / "teacher")
+
+
+def test_distilled_student_beats_scratch(clustered, teacher, tmp_path):
+    """Dim-4 students, 10 epochs: ranking distillation from the dim-16 teacher must win on test NDCG@10."""
+    scratch, kd = [], []
+    for seed in (0, 1):
+        scratch.append(train_run(config_from_dict(student_tree(seed=seed)), tmp_path / f"scratch{seed}", dataset=clustered)["test"]["metrics"]["ndcg@10"])
+        tree = {**student_tree(seed=seed), "distill": {"methods": [RRD]}}
+        kd.append(distill_run(config_from_dict(tree), tmp_path / f"rrd{seed}", dataset=clustered, teacher_artifacts=teacher)["test"]["metrics"]["ndcg@10"])
+    teacher_ndcg = teacher.ref()["test"]["metrics"]["ndcg@10"]
+    assert np.mean(kd) > 1.15 * np.mean(scratch), (kd, scratch, teacher_ndcg)
+    assert min(kd) > max(scratch)
+
+
+def _write_yaml(path, tree):
+    path.write_text(yaml.safe_dump(json.loads(json.dumps(tree, default=str)), sort_keys=False))
+    return path
+
+
+@pytest.fixture()
+def csv_data(tmp_path):
+    data = clustered_interactions(n_users=120, n_items=96, n_clusters=8, per_user=8, seed=1)
+    path = tmp_path / "interactions.csv"
+    lines = ["user,item,timestamp"] + [f"{u},{i},{int(t)}" for u, i, t in zip(data.user, data.item, data.timestamp, strict=True)]
+    path.write_text("\n".join(lines) + "\n")
+    return {"source": "file", "path": str(path), "timestamp_col": "timestamp", "name": "clustered"}
+
+
+def test_distill_command_records_teacher_methods_and_kd_terms(csv_data, tmp_path, capsys):
+    teacher_tree = {**teacher_config(epochs=10).model_dump(mode="json"), "data": csv_data}
+    assert main(["train", "--config", str(_write_yaml(tmp_path / "t.yaml", teacher_tree)), "--out", str(tmp_path / "teacher"), "--no-progress"]) == 0
+    tree = {**student_tree(epochs=3), "data": csv_data, "distill": {"methods": [{"name": "de", "experts": 4}, RRD]}}
+    cfg = _write_yaml(tmp_path / "s.yaml", tree)
+    assert main(["distill", "--config", str(cfg), "--teacher", str(tmp_path / "teacher"), "--out", str(tmp_path / "kd"), "--no-progress"]) == 0
+    result = json.loads((tmp_path / "kd" / "result.json").read_text())
+    assert result["teacher"]["path"] == str(tmp_path / "teacher") and [m["name"] for m in result["distill"]["methods"]] == ["de", "rrd"]
+    assert {k["name"] for k in result["kd"]} == {"de", "rrd"} and result["kd"][0]["training_only_parameters"] > 0
+    first = json.loads((tmp_path / "kd" / "metrics.jsonl").read_text().splitlines()[0])
+    assert {"de.user", "de.item", "rrd", "base"} <= set(first["loss"]) and "tau" in first["kd_state"]["de"]
+    assert list((tmp_path / "teacher" / "kd-cache").glob("user_topn-n20-*.npz"))
+    # no teacher → clear error
+    assert main(["distill", "--config", str(cfg), "--out", str(tmp_path / "kd2"), "--no-progress"]) == 2
+    assert "no teacher" in capsys.readouterr().err
+
+
+def test_experiment_runs_tables_and_resumes(csv_data, tmp_path, monkeypatch):
+    t = _write_yaml(tmp_path / "teacher.yaml", {**teacher_config(epochs=10).model_dump(mode="json"), "data": csv_data})
+    s = _write_yaml(tmp_path / "student.yaml", {**student_tree(epochs=4), "data": csv_data})
+    exp = _write_yaml(tmp_path / "exp.yaml", {
+        "name": "tiny-exp", "teacher": {"config": str(t)}, "student": {"config": str(s)},
+        "seeds": [0, 1], "metric": "ndcg@10", "report": ["hr@10"],
+        "methods": [{"label": "RRD", "methods": [RRD]}],
+    })
+    out = tmp_path / "exp"
+    results = run_experiment(exp, out, log=lambda msg: None)
+    assert (out / "teacher" / "result.json").exists()
+    rows = {r["label"]: r for r in results["summary"]}
+    assert set(rows) == {"scratch", "RRD"} and rows["RRD"]["finished"] == 2
+    assert rows["RRD"]["gain_vs_scratch"] == pytest.approx(rows["RRD"]["ndcg@10"]["mean"] / rows["scratch"]["ndcg@10"]["mean"] - 1)
+    md = (out / "results.md").read_text()
+    assert "| RRD | 2 |" in md and "teacher (mf dim 16)" in md and (out / "results.png").stat().st_size > 1000
+    before = json.loads((out / "runs" / "rrd-seed1" / "result.json").read_text())
+
+    # an interrupted run: only its last checkpoint is left → it resumes; finished runs are skipped
+    (out / "runs" / "rrd-seed1" / "result.json").unlink()
+    calls = []
+    import training.distill.run as drun
+    import training.runs as truns
+
+    real_distill, real_train = drun.distill_run, truns.train_run
+    monkeypatch.setattr(truns, "train_run", lambda *a, **k: real_train(*a, **k) if k.get("methods") else pytest.fail("re-trained a finished run"))
+    monkeypatch.setattr(drun, "distill_run", lambda *a, **k: calls.append(("distill", k["resume"])) or real_distill(*a, **k))
+    again = run_experiment(exp, out, log=lambda msg: None)
+    assert calls == [("distill", True)]
+    after = json.loads((out / "runs" / "rrd-seed1" / "result.json").read_text())
+    assert after["test"] == before["test"] and after["best_epoch"] == before["best_epoch"]
+    assert again["summary"][1]["finished"] == 2
+
+    # a finished run whose configuration no longer matches the experiment is not silently reused
+    exp_tree = yaml.safe_load(exp.read_text())
+    exp_tree["methods"][0]["methods"][0]["weight"] = 0.5
+    _write_yaml(exp, exp_tree)
+    with pytest.raises(ConfigError, match="different configuration"):
+        run_experiment(exp, out, log=lambda msg: None)
+
+
+def test_cost_benchmark_times_every_entry_next_to_scratch(csv_data, tmp_path):
+    from training.benchmarks.kd_cost import run
+
+    t = _write_yaml(tmp_path / "teacher.yaml", {**teacher_config(epochs=3).model_dump(mode="json"), "data": csv_data})
+    train_run(config_from_dict(yaml.safe_load(t.read_text())), tmp_path / "teacher")
+    s = _write_yaml(tmp_path / "student.yaml", {**student_tree(), "data": csv_data})
+    exp = _write_yaml(tmp_path / "exp.yaml", {
+        "name": "tiny-cost", "teacher": {"run": str(tmp_path / "teacher")}, "student": {"config": str(s)},
+        "methods": [{"label": "DE", "methods": [{"name": "de", "experts": 4}]}, {"label": "RRD", "methods": [RRD]}],
+    })
+    report = run(tmp_path / "bench", exp, epochs=1, at_epochs=[0, 50], threads=1)
+    assert [r["label"] for r in report["rows"]] == ["scratch", "DE", "RRD"]
+    assert report["rows"][0]["ratio_to_scratch"] == {"0": 1.0, "50": 1.0}
+    assert report["rows"][1]["training_only_parameters"] > 0 and report["rows"][1]["state"]["50"]["de"]["tau"] < 1
+    assert "| DE |" in (tmp_path / "bench" / "kd_cost.md").read_text()

@@ -1,0 +1,159 @@
+"""Seconds per training epoch of every KD method next to the scratch student, in one process.
+
+The student, data and teacher come from an experiment config (``configs/experiments/*.yaml``); every
+entry (scratch first) gets its own trainer, and the epochs are timed round-robin (scratch, DE, RRD, …,
+scratch, DE, …) so that the machine's load affects all entries alike. Each entry is timed at the
+start of training (epoch 0: DE/HTD's Gumbel temperature τ = 1, the selection still soft) and late in
+training (default epoch 200: τ = 0.01, one-hot selection), because the expert methods' cost depends on
+τ. Teacher-side preparation (top-N lists, embeddings) is reported separately: it happens once per
+teacher run and is cached on disk.
+
+Usage: ``distillrec bench kd-cost --experiment configs/experiments/citeulike-cost.yaml``.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from training.benchmarks.environment import environment, environment_line
+
+
+def _teacher_prep(teacher_path: Path, dataset, needs: dict[str, int]) -> dict:
+    """Time to load (or compute and cache) the teacher artifacts the entries need."""
+    from training.distill.teacher import TeacherArtifacts
+
+    t0 = time.perf_counter()
+    artifacts = TeacherArtifacts(teacher_path, dataset)
+    times = {"load_teacher_s": time.perf_counter() - t0}
+    for kind, n in needs.items():
+        t0 = time.perf_counter()
+        getattr(artifacts, kind)(n) if n else getattr(artifacts, kind)()
+        times[f"{kind}{'-' + str(n) if n else ''}_s"] = time.perf_counter() - t0
+    return {"artifacts": artifacts, "times": times}
+
+
+def run(out: Path, experiment: Path, epochs: int, at_epochs: list[int], threads: int | None, only: list[str] | None = None) -> dict:
+    import torch
+
+    from training.data import load_dataset
+    from training.distill.run import build_methods
+    from training.experiments.runner import run_config
+    from training.experiments.schema import SCRATCH, load_experiment, slug
+    from training.models import model_from_config
+    from training.trainer import Trainer
+
+    if threads:
+        torch.set_num_threads(threads)
+    exp = load_experiment(experiment)
+    teacher_path = exp.teacher.run or Path("<teacher>")
+    if not (teacher_path / "result.json").exists():
+        raise SystemExit(f"{teacher_path}: the experiment's teacher is not trained yet; run the experiment (or train it) first.")
+    entries = [(SCRATCH, [], [])] + [(e.label, e.methods, e.set) for e in exp.methods]
+    if only:
+        keep = {slug(o) for o in only} | {SCRATCH}
+        entries = [e for e in entries if slug(e[0]) in keep]
+    overrides = [f"train.threads={threads}"] if threads else []
+    base = run_config(exp, SCRATCH, [], overrides, exp.seeds[0], teacher_path)
+    dataset = load_dataset(base.data)
+    needs = {"embeddings": 0}
+    for _, methods, _ in entries:
+        for m in methods:
+            if m["name"] in ("rrd", "rd", "cd"):
+                needs["user_topn"] = max(needs.get("user_topn", 0), int(m.get("topn", m.get("candidates", 500))))
+            if m["name"] == "ir":
+                needs["item_topn"] = max(needs.get("item_topn", 0), int(m.get("topn", 500)))
+    prep = _teacher_prep(teacher_path, dataset, needs)
+
+    rows, trainers = [], []
+    tmp = tempfile.TemporaryDirectory()
+    for i, (label, methods, entry_set) in enumerate(entries):
+        cfg = run_config(exp, label, methods, [*entry_set, *overrides], exp.seeds[0], teacher_path)
+        torch.manual_seed(0)
+        model = model_from_config(cfg.model, dataset.n_users, dataset.n_items, dataset.train)
+        t0 = time.perf_counter()
+        kd = build_methods(cfg) if methods else []
+        trainer = Trainer(cfg, dataset, model, Path(tmp.name) / str(i), methods=kd, teacher=prep["artifacts"])
+        rows.append({
+            "label": label,
+            "methods": methods,
+            "setup_s": time.perf_counter() - t0,
+            "training_only_parameters": sum(p.numel() for p in trainer.methods.parameters()),
+            "student_parameters": model.num_parameters(),
+            "epoch_seconds": {str(e): [] for e in at_epochs},
+        })
+        trainers.append(trainer)
+    for start in at_epochs:
+        for rep in range(epochs):
+            for row, trainer in zip(rows, trainers, strict=True):
+                t0 = time.perf_counter()
+                trainer._epoch(start + rep)
+                row["epoch_seconds"][str(start)].append(time.perf_counter() - t0)
+                if rep == epochs - 1:
+                    row.setdefault("state", {})[str(start)] = {m.name: m.log_state() for m in trainer.methods}
+    tmp.cleanup()
+    for row in rows:
+        row["median_s"] = {e: statistics.median(v) for e, v in row["epoch_seconds"].items()}
+    scratch = rows[0]["median_s"]
+    for row in rows:
+        row["ratio_to_scratch"] = {e: row["median_s"][e] / scratch[e] for e in scratch}
+
+    command = f"distillrec bench kd-cost --experiment {experiment} --epochs {epochs} --at-epochs {','.join(map(str, at_epochs))}" + (f" --threads {threads}" if threads else "")
+    report = {
+        "benchmark": "kd-cost",
+        "command": command,
+        "experiment": str(experiment),
+        "data": dataset.stats(),
+        "teacher": str(teacher_path),
+        "teacher_preparation_s": prep["times"],
+        "environment": environment(),
+        "torch_threads": torch.get_num_threads(),
+        "rows": rows,
+    }
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "kd_cost.json").write_text(json.dumps(report, indent=2))
+    head = ["method", *[f"s/epoch @ epoch {e}" for e in at_epochs], *[f"× scratch @ {e}" for e in at_epochs], "training-only params"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for row in rows:
+        lines.append("| " + " | ".join([
+            row["label"],
+            *[f"{row['median_s'][str(e)]:.2f}" for e in at_epochs],
+            *[f"{row['ratio_to_scratch'][str(e)]:.1f}×" for e in at_epochs],
+            f"{row['training_only_parameters']:,}" if row["training_only_parameters"] else "–",
+        ]) + " |")
+    prep_line = ", ".join(f"{k} {v:.1f} s" for k, v in prep["times"].items())
+    lines += [
+        "",
+        f"{dataset.stats()['name']}: {dataset.n_users:,} users, {dataset.n_items:,} items, {dataset.train.nnz:,} training pairs per epoch, "
+        f"batch {base.train.batch_size}, {base.train.negatives} negative(s); median of {epochs} epochs per column, timed round-robin; "
+        f"torch threads {torch.get_num_threads()}. Teacher preparation (once per teacher run, cached): {prep_line}.",
+        f"Hardware: {environment_line(report['environment'])}",
+        f"Command: `{command}`",
+    ]
+    table = "\n".join(lines)
+    (out / "kd_cost.md").write_text(table + "\n")
+    print(table)
+    return report
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("--experiment", default="configs/experiments/citeulike-cost.yaml")
+    p.add_argument("--epochs", type=int, default=3)
+    p.add_argument("--at-epochs", default="0,200")
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--only", action="append", default=None)
+    p.add_argument("--out", default="results/kd-bench-cost")
+    a = p.parse_args(argv)
+    run(Path(a.out), Path(a.experiment), a.epochs, [int(e) for e in a.at_epochs.split(",")], a.threads, a.only)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

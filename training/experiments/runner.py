@@ -1,0 +1,177 @@
+"""Run an experiment: train (or reuse) the teacher, then the scratch student and every method entry
+for every seed, and summarise them (``results.json``, ``results.md``, ``results.png``).
+
+Layout of ``OUT``::
+
+    OUT/experiment.yaml          the experiment config as run
+    OUT/teacher/                 the teacher run, when the config does not name an existing folder
+    OUT/runs/<label>-seed<s>/    one run folder per (entry, seed), as `distillrec train/distill` write
+    OUT/results.json|md|png      rewritten after every finished run
+
+Resuming: a run folder with ``result.json`` is finished and skipped (after checking that it was
+trained with the same configuration); one with only ``last.ckpt.npz`` resumes from it.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import yaml
+
+from training.config import DistillConfig, RunConfig, dump_config, load_config
+from training.data import Dataset, load_dataset
+from training.errors import ConfigError
+from training.experiments.report import summarise, write_reports
+from training.experiments.schema import SCRATCH, ExperimentConfig, load_experiment, slug
+
+# Settings that change speed or logging, not results: ignored when checking a finished run.
+_NON_RESULT_KEYS = {("train", "progress"), ("train", "threads")}
+
+
+def _comparable(config: dict) -> dict:
+    tree = json.loads(json.dumps(config, default=str))
+    for section, key in _NON_RESULT_KEYS:
+        tree.get(section, {}).pop(key, None)
+    return tree
+
+
+def ensure_teacher(exp: ExperimentConfig, out: Path, log: Callable[[str], None]) -> Path:
+    """The finished teacher run folder: reused if it exists, otherwise trained (resuming) from its config."""
+    from training.runs import train_run
+
+    path = exp.teacher.run or (out / "teacher")
+    if (path / "result.json").exists():
+        log(f"teacher: reusing {path}")
+        return path
+    if exp.teacher.config is None:
+        raise ConfigError(f"teacher run {path} is not finished (no result.json) and the experiment gives no teacher.config to train it.")
+    cfg = load_config(exp.teacher.config, exp.teacher.set)
+    resume = (path / "last.ckpt.npz").exists()
+    log(f"teacher: {'resuming' if resume else 'training'} {exp.teacher.config} into {path}")
+    train_run(cfg, path, resume=resume)
+    return path
+
+
+def run_config(exp: ExperimentConfig, label: str, methods: list[dict], overrides: list[str], seed: int, teacher: Path) -> RunConfig:
+    """The resolved run config of one (entry, seed)."""
+    cfg = load_config(exp.student.config, [*exp.student.set, *overrides, f"train.seed={seed}", "train.progress=false"])
+    update: dict = {"name": f"{exp.name}/{slug(label)}-seed{seed}"}
+    if methods:
+        update["distill"] = DistillConfig(teacher=teacher, methods=methods)
+    else:
+        update["distill"] = None
+    return cfg.model_copy(update=update)
+
+
+def _check_same(run_dir: Path, cfg: RunConfig) -> None:
+    saved = yaml.safe_load((run_dir / "config.yaml").read_text())
+    if _comparable(saved) != _comparable(json.loads(json.dumps(cfg.model_dump(mode="json")))):
+        raise ConfigError(
+            f"{run_dir} was trained with a different configuration than the experiment now describes. "
+            "Delete that folder to re-run it, or write the experiment to another --out."
+        )
+
+
+def teacher_summary(teacher_path: Path, dataset: Dataset, student_cfg: RunConfig) -> dict:
+    """The teacher's test metrics under the students' protocol, its size and its cost."""
+    from training.evaluation import TorchScorer, evaluate
+    from training.runs import load_run
+
+    run = load_run(teacher_path, dataset=dataset)
+    ec = student_cfg.eval
+    res = evaluate(TorchScorer(run.model), dataset, "test", ec.protocol, ec.ks, ec.sampled_negatives, ec.seed)
+    return {
+        "path": str(teacher_path),
+        "model": run.result.get("model"),
+        "parameters": run.model.num_parameters(),
+        "best_epoch": run.result.get("best_epoch"),
+        "seconds_per_epoch": run.result.get("seconds_per_epoch"),
+        "test": res.to_dict(),
+        "protocol_of_its_own_run": run.result.get("test", {}).get("protocol"),
+    }
+
+
+def run_experiment(
+    config_path: str | Path,
+    out: str | Path,
+    only: list[str] | None = None,
+    report_only: bool = False,
+    log: Callable[[str], None] = print,
+) -> dict:
+    """Runs (or resumes) the experiment; returns the content of results.json.
+
+    Args:
+        only: restrict the training to these labels ('scratch' included); the report covers every
+            finished run anyway.
+        report_only: train nothing; rebuild the reports from the finished runs.
+    """
+    from training.distill.run import distill_run
+    from training.distill.teacher import TeacherArtifacts
+    from training.runs import train_run
+
+    exp = load_experiment(config_path)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "experiment.yaml").write_text(Path(config_path).read_text())
+    teacher_path = exp.teacher.run or (out / "teacher")
+    if not report_only:
+        teacher_path = ensure_teacher(exp, out, log)
+    base_cfg = load_config(exp.student.config, exp.student.set)
+    dataset = load_dataset(base_cfg.data)
+    teacher = teacher_summary(teacher_path, dataset, base_cfg)
+    artifacts = None
+
+    entries = [(SCRATCH, [], [])] + [(e.label, e.methods, e.set) for e in exp.methods]
+    known = {slug(label) for label, _, _ in entries}
+    wanted = {slug(o) for o in only} if only else known
+    unknown = wanted - known
+    if unknown:
+        raise ConfigError(f"--only: no entry labelled {sorted(unknown)}; labels: {[label for label, _, _ in entries]}")
+
+    runs: list[dict] = []
+    for label, methods, overrides in entries:
+        for seed in exp.seeds:
+            run_dir = out / "runs" / f"{slug(label)}-seed{seed}"
+            cfg = run_config(exp, label, methods, overrides, seed, teacher_path)
+            record = {"label": label, "seed": seed, "path": str(run_dir), "methods": methods}
+            if (run_dir / "result.json").exists():
+                _check_same(run_dir, cfg)
+                record["result"] = json.loads((run_dir / "result.json").read_text())
+            elif not report_only and slug(label) in wanted:
+                resume = (run_dir / "last.ckpt.npz").exists()
+                log(f"{label} seed {seed}: {'resuming' if resume else 'training'} into {run_dir}")
+                t0 = time.perf_counter()
+                if methods:
+                    if artifacts is None:
+                        artifacts = TeacherArtifacts(teacher_path, dataset)
+                    record["result"] = distill_run(cfg, run_dir, resume=resume, dataset=dataset, teacher_artifacts=artifacts)
+                else:
+                    record["result"] = train_run(cfg, run_dir, resume=resume, dataset=dataset)
+                log(f"{label} seed {seed}: done in {time.perf_counter() - t0:.0f} s, test {exp.metric} = {record['result']['test']['metrics'][exp.metric]:.4f}")
+            else:
+                record["result"] = None
+            runs.append(record)
+            if record["result"] is not None:
+                _write(exp, out, teacher, runs, dataset, base_cfg)
+    return _write(exp, out, teacher, runs, dataset, base_cfg)
+
+
+def _write(exp: ExperimentConfig, out: Path, teacher: dict, runs: list[dict], dataset: Dataset, base_cfg: RunConfig) -> dict:
+    summary = summarise(exp, teacher, runs)
+    results = {
+        "experiment": exp.name,
+        "description": exp.description,
+        "config": exp.model_dump(mode="json"),
+        "data": dataset.stats(),
+        "protocol": base_cfg.eval.model_dump(mode="json"),
+        "metric": exp.metric,
+        "teacher": teacher,
+        "summary": summary,
+        "runs": [{**r, "result": r["result"]} for r in runs],
+        "student_config": dump_config(base_cfg),
+    }
+    write_reports(out, results)
+    return results
