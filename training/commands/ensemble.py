@@ -1,0 +1,105 @@
+"""``distillrec ensemble``: heterogeneous teachers, their ensemble, and students distilled from it (HetComp)."""
+
+from __future__ import annotations
+
+import json
+
+from training.commands.common import add_config_args, add_progress_arg
+
+
+def register(sub) -> None:
+    p = sub.add_parser(
+        "ensemble",
+        help="build a rank-aggregation ensemble of teachers; distil students from it (HetComp, RRD)",
+        description="Ensembles of heterogeneous teachers and distillation from them (METHODS.md §7). See docs/hetcomp.md.",
+    )
+    esub = p.add_subparsers(dest="ensemble_command", metavar="SUBCOMMAND", required=True)
+
+    b = esub.add_parser(
+        "build",
+        help="member runs → ensemble run folder (ensemble.json, result.json, member trajectories)",
+        description="Evaluate the members and their rank-aggregation ensemble, store each member's trajectory "
+        "(RUN/trajectory.npz) for HetComp, and write OUT/result.json and OUT/ensemble.json.",
+    )
+    add_config_args(b)
+    b.add_argument("--out", required=True, help="ensemble run folder, e.g. runs/hc-ml100k-ensemble")
+    b.set_defaults(handler=run_build)
+
+    t = esub.add_parser("trajectory", help="store a teacher run's trajectory (top-N lists of a few checkpoints)", description="Write RUN/trajectory.npz from the run's periodic checkpoints and its best one.")
+    t.add_argument("--run", required=True, help="teacher run folder trained with train.checkpoint_every > 0")
+    t.add_argument("--fractions", default="0.1,0.3,0.6", help="earlier checkpoints at these fractions of the best epoch")
+    t.add_argument("--top-n", type=int, default=100, help="items kept per user and checkpoint")
+    t.set_defaults(handler=run_trajectory)
+
+    d = esub.add_parser(
+        "distill",
+        help="train a student from an ensemble (distill.methods: hetcomp, rrd …; none: scratch)",
+        description="Train the student the config describes, with the ensemble run folder as its teacher. "
+        "Writes the usual run folder; result.json also records the process's peak RSS.",
+    )
+    add_config_args(d)
+    d.add_argument("--out", required=True, help="student run folder")
+    d.add_argument("--ensemble", default=None, help="ensemble run folder (default: the config's distill.teacher)")
+    d.add_argument("--resume", action="store_true", help="continue from OUT/last.ckpt.npz (the KD state resumes too)")
+    add_progress_arg(d)
+    d.set_defaults(handler=run_distill)
+
+    e = esub.add_parser(
+        "experiment",
+        help="teachers → ensemble → students, then the results table (markdown + JSON)",
+        description="Run every step of an experiment config (configs/hetcomp/*.yaml) that is not finished yet, "
+        "each in its own process, then time every model's scoring and write OUT/results.md and OUT/results.json.",
+    )
+    e.add_argument("--config", required=True, help="experiment config, e.g. configs/hetcomp/ml100k.yaml")
+    e.add_argument("--out", required=True, help="results folder, e.g. results/hc-ml100k")
+    e.add_argument("--force", action="append", default=[], metavar="STEP", help="redo a step: all, teachers, ensemble, students, a run folder or a student label (repeatable)")
+    e.add_argument("--table-only", action="store_true", help="do not train; only (re)build the table from finished runs")
+    e.set_defaults(handler=run_experiment)
+
+
+def run_build(args) -> int:
+    from training.ensemble.build import build_ensemble, load_ensemble_config
+
+    result = build_ensemble(load_ensemble_config(args.config, args.overrides), args.out)
+    summary = {
+        "out": args.out,
+        "test": {k: round(v, 4) for k, v in result["test"]["metrics"].items() if not k.startswith("coverage")},
+        "best_member_test": {k: round(v, 4) for k, v in result["best_member_test"].items() if not k.startswith("coverage")},
+        "beats_best_member_test": result["beats_best_member_test"],
+    }
+    print(json.dumps(summary, indent=2))
+    return 0
+
+
+def run_trajectory(args) -> int:
+    from training.ensemble.trajectory import export_trajectory, trajectory_meta
+    from training.runs import load_run
+
+    run = load_run(args.run)
+    export_trajectory(run.path, run.dataset, [float(f) for f in args.fractions.split(",")], args.top_n, run.config.eval.ks)
+    meta = trajectory_meta(run.path)
+    print(json.dumps({"run": args.run, "epochs": meta["epochs"], "valid": meta["valid"]}, indent=2))
+    return 0
+
+
+def run_distill(args) -> int:
+    import resource
+    from pathlib import Path
+
+    from training.config import load_config
+    from training.ensemble.distill import distill_from_ensemble
+
+    overrides = list(args.overrides) + (["train.progress=false"] if args.no_progress else [])
+    cfg = load_config(args.config, overrides)
+    result = distill_from_ensemble(cfg, args.out, args.ensemble, resume=args.resume)
+    result["peak_rss_mib"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+    (Path(args.out) / "result.json").write_text(json.dumps(result, indent=2))
+    print(json.dumps({"out": str(args.out), "best_epoch": result["best_epoch"], "peak_rss_mib": result["peak_rss_mib"], "test": result["test"]}, indent=2))
+    return 0
+
+
+def run_experiment(args) -> int:
+    from training.ensemble.experiment import run_experiment as run
+
+    run(args.config, args.out, set(args.force), args.table_only)
+    return 0
