@@ -1,0 +1,122 @@
+"""``create_app(settings)``: the FastAPI application (no torch, nothing from ``training``).
+
+The lifespan loads every bundle under ``settings.models_dir`` and warms each up before the server
+accepts traffic; ``/readyz`` reports what loaded and what failed (and why).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from contextlib import asynccontextmanager
+from importlib import metadata
+
+import faiss
+from fastapi import FastAPI
+from fastapi.concurrency import run_in_threadpool
+from fastapi.openapi.utils import get_openapi
+
+from service.error_handlers import ErrorResponse, install_error_handlers
+from service.metrics import MetricsMiddleware, ServiceMetrics
+from service.registry import Registry, load_registry
+from service.routes import admin, benchmark, models, ops, recommend
+from service.routes.common import BODY_MODELS
+from service.settings import Settings
+
+log = logging.getLogger("distillrec.service")
+
+
+def _version() -> str:
+    try:
+        return metadata.version("distillrec")
+    except metadata.PackageNotFoundError:
+        return "0+unknown"
+
+
+def _configure_logging(level: str) -> None:
+    if not log.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        log.addHandler(handler)
+    log.setLevel(level.upper())
+
+
+def _limits_in_schema(schema: dict, settings: Settings) -> dict:
+    """Writes the configured limits into the OpenAPI schema and gives every 422 the service's error shape."""
+    comps = schema.setdefault("components", {}).setdefault("schemas", {})
+    for model in (ErrorResponse, *BODY_MODELS):  # bodies parsed by service.routes.common.parse_body
+        if model.__name__ not in comps:
+            js = model.model_json_schema(ref_template="#/components/schemas/{model}")
+            comps.update(js.pop("$defs", {}))
+            comps[model.__name__] = js
+    for name in ("RecommendRequest", "BatchRecommendRequest", "HistoryRequest", "BenchmarkRequest"):
+        props = comps.get(name, {}).get("properties", {})
+        if "k" in props:
+            props["k"]["maximum"] = settings.max_k
+            props["k"]["default"] = min(props["k"].get("default", 10), settings.max_k)
+        for field, limit in (("user_ids", settings.max_batch), ("item_ids", settings.max_history), ("exclude_items", settings.max_history)):
+            if field in props:
+                props[field]["maxItems"] = limit
+        for field in ("requests", "warmup"):
+            if field in props:
+                props[field]["maximum"] = settings.benchmark_max_requests
+                props[field]["default"] = min(props[field]["default"], settings.benchmark_max_requests)
+    error_ref = {"$ref": "#/components/schemas/ErrorResponse"}
+    for path in schema.get("paths", {}).values():
+        for op in path.values():
+            for param in op.get("parameters", []):
+                if param.get("name") == "k" and "schema" in param:
+                    param["schema"]["maximum"] = settings.max_k
+                    param["schema"]["default"] = min(param["schema"].get("default", 10), settings.max_k)
+            resp = op.get("responses", {}).get("422")
+            if resp is not None:
+                resp["description"] = "invalid request: a field is malformed or outside its limits"
+                resp["content"] = {"application/json": {"schema": error_ref}}
+    for unused in ("HTTPValidationError", "ValidationError"):
+        comps.pop(unused, None)
+    return schema
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """Builds the service for ``settings`` (default: from the environment / ``.env``)."""
+    settings = settings or Settings()
+    _configure_logging(settings.log_level)
+    metrics = ServiceMetrics()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        faiss.omp_set_num_threads(1)  # one request, one core: latency under concurrency, not throughput of one query
+        registry, _ = await run_in_threadpool(load_registry, settings.models_dir, settings.ort_threads, settings.warmup_requests, settings.default_model)
+        app.state.registry = registry
+        metrics.set_bundles(registry)
+        log.info("serving %d bundle(s) from %s: %s; default model: %s", len(registry.models), settings.models_dir, ", ".join(sorted(registry.models)) or "none", registry.default_name)
+        yield
+
+    app = FastAPI(
+        title="distillrec",
+        version=_version(),
+        summary="Top-k recommendations from distilled students and their teachers (ONNX Runtime + FAISS).",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.metrics = metrics
+    app.state.registry = Registry()
+    app.state.reload_lock = threading.Lock()
+    app.state.benchmark_lock = threading.Lock()
+    install_error_handlers(app)
+    app.add_middleware(MetricsMiddleware, metrics=metrics)
+    for module in (recommend, ops, models, benchmark, admin):  # hot paths first: routes are matched in order
+        app.include_router(module.router)
+    # FastAPI registers /openapi.json and /docs first; matching costs a few µs per route on every
+    # request, so move them behind the API routes
+    docs = {app.openapi_url, app.docs_url, app.redoc_url, app.swagger_ui_oauth2_redirect_url}
+    app.router.routes.sort(key=lambda route: getattr(route, "path", None) in docs)
+
+    def openapi() -> dict:
+        if app.openapi_schema is None:
+            schema = get_openapi(title=app.title, version=app.version, summary=app.summary, routes=app.routes)
+            app.openapi_schema = _limits_in_schema(schema, settings)
+        return app.openapi_schema
+
+    app.openapi = openapi
+    return app

@@ -1,0 +1,84 @@
+"""The in-service latency benchmark behind ``POST /v1/benchmark``.
+
+Every model answers the same sampled users through the same code path as ``POST /v1/recommend``
+(:meth:`Recommender.recommend`, seen items excluded), one request at a time; the models take turns
+user by user so that background load affects them alike. Reported per model: p50/p95/p99/mean
+latency (ms), requests per second (1 / mean latency), speed-up over the slowest model (ratio of
+p50s) and overlap@k with the first model's lists.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from service.errors import InvalidRequest
+from service.recommender import Recommender
+
+METHOD = (
+    "in-process, sequential, one user per request through Recommender.recommend (the POST /v1/recommend code path "
+    "without HTTP), seen items excluded; models interleaved user by user; latencies with time.perf_counter"
+)
+
+
+def common_users(models: list[Recommender]) -> list[str]:
+    """External user ids known to every model (in the first model's order)."""
+    first = models[0]
+    if all(m.manifest.data.fingerprint == first.manifest.data.fingerprint for m in models[1:]):
+        return first.data.user_ids.tolist()
+    shared = set(first.data.user_ids.tolist())
+    for m in models[1:]:
+        shared &= set(m.data.user_ids.tolist())
+    return [u for u in first.data.user_ids.tolist() if u in shared]
+
+
+def run_benchmark(models: list[Recommender], requests: int, k: int, warmup: int, seed: int = 0) -> dict:
+    """Times ``requests`` recommendations per model (after ``warmup`` untimed ones); see the module doc."""
+    users_all = common_users(models)
+    if not users_all:
+        raise InvalidRequest(f"models {[m.name for m in models]} share no user ids, so they cannot be compared on the same users.")
+    rng = np.random.default_rng(seed)
+    users = [users_all[i] for i in rng.integers(0, len(users_all), size=requests)]
+    for m in models:
+        for i in range(warmup):
+            m.recommend(users[i % len(users)], k)
+    latencies = [np.empty(requests) for _ in models]
+    lists: list[list[list[str]]] = [[] for _ in models]
+    clock = time.perf_counter
+    for r, user in enumerate(users):
+        for j, m in enumerate(models):
+            t0 = clock()
+            rec = m.recommend(user, k)
+            latencies[j][r] = clock() - t0
+            lists[j].append([item for item, _ in rec.items])
+    p50s = [float(np.percentile(lat, 50)) for lat in latencies]
+    slowest = max(p50s)
+    results = []
+    for j, m in enumerate(models):
+        ms = latencies[j] * 1e3
+        overlap = float(np.mean([len(set(a) & set(b)) / max(1, len(b)) for a, b in zip(lists[j], lists[0])]))
+        results.append({
+            "model": m.name,
+            "version": m.version,
+            "role": m.role,
+            "family": m.family,
+            "parameters": m.manifest.parameters,
+            "p50_ms": float(np.percentile(ms, 50)),
+            "p95_ms": float(np.percentile(ms, 95)),
+            "p99_ms": float(np.percentile(ms, 99)),
+            "mean_ms": float(ms.mean()),
+            "requests_per_second": float(requests / max(latencies[j].sum(), 1e-12)),
+            "speedup_vs_slowest": float(slowest / max(p50s[j], 1e-12)),
+            "overlap_at_k": overlap,
+        })
+    return {
+        "requests": requests,
+        "warmup": warmup,
+        "k": k,
+        "seed": seed,
+        "users": len(set(users)),
+        "reference_model": models[0].name,
+        "results": results,
+        "method": METHOD,
+    }

@@ -1,0 +1,91 @@
+"""Loads a bundle version folder into a :class:`~service.recommender.Recommender`, refusing bad bundles.
+
+A bundle is refused (``BundleError`` naming the file) when its manifest is missing or invalid, a
+listed file is missing, or a checksum or size does not match; then when its arrays, ONNX graph or
+FAISS index disagree with the manifest.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+
+from service.artifacts import (
+    ITEM_IDS,
+    ITEM_VECTORS,
+    POPULARITY,
+    SEEN,
+    USER_IDS,
+    BundleError,
+    Manifest,
+    read_array,
+    read_ids,
+    read_manifest,
+    read_seen,
+    verify_files,
+)
+from service.item_index import load_item_index
+from service.recommender import BundleData, EnsembleRecommender, FactorisedRecommender, Recommender, ScorerRecommender
+
+
+def onnx_session(path: Path, threads: int) -> ort.InferenceSession:
+    """A CPU session tuned for small requests: ``threads`` intra-op threads, sequential, no spinning."""
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads
+    opts.inter_op_num_threads = 1
+    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    opts.log_severity_level = 3
+    try:
+        return ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
+    except Exception as exc:  # onnxruntime raises its own exception types
+        raise BundleError(f"{path}: ONNX Runtime cannot load the graph ({type(exc).__name__}: {str(exc).splitlines()[0]}). Re-export the bundle.") from None
+
+
+def _check_signature(path: Path, session: ort.InferenceSession, manifest: Manifest) -> None:
+    got_in = [i.name for i in session.get_inputs()]
+    got_out = [o.name for o in session.get_outputs()]
+    want_in = [t.name for t in manifest.onnx.inputs]
+    want_out = [t.name for t in manifest.onnx.outputs]
+    if got_in != want_in or got_out != want_out:
+        raise BundleError(f"{path}: graph signature {got_in} → {got_out} differs from the manifest's {want_in} → {want_out}. Re-export the bundle.")
+
+
+def read_bundle_data(folder: Path, manifest: Manifest) -> BundleData:
+    """ids, seen items and popularity of a bundle, checked against the manifest's user/item counts."""
+    nu, ni = manifest.data.n_users, manifest.data.n_items
+    user_ids, item_ids = read_ids(folder / USER_IDS), read_ids(folder / ITEM_IDS)
+    if len(user_ids) != nu or len(item_ids) != ni:
+        raise BundleError(f"{folder}: {len(user_ids)} user ids and {len(item_ids)} item ids, the manifest says {nu} and {ni}. Re-export the bundle.")
+    indptr, indices = read_seen(folder / SEEN, nu, ni)
+    popularity = read_array(folder / POPULARITY, "i", (ni,)).astype(np.int64)
+    return BundleData(user_ids, item_ids, indptr, indices, popularity)
+
+
+def load_recommender(name: str, folder: Path, ort_threads: int = 1, verify: bool = True) -> Recommender:
+    """Validates ``folder`` (a bundle version) and builds the recommender it describes, served as ``name``."""
+    folder = Path(folder)
+    manifest = read_manifest(folder)
+    if verify:
+        verify_files(folder, manifest)  # covers member files of ensembles too
+    if manifest.version != folder.name and verify:
+        raise BundleError(f"{folder / 'manifest.json'}: version '{manifest.version}' but the folder is named '{folder.name}'. Do not rename bundle versions; re-export instead.")
+    data = read_bundle_data(folder, manifest)
+    if manifest.role == "ensemble":
+        members = []
+        for i, m in enumerate(manifest.ensemble.members):
+            member = load_recommender(f"{name}/members/{i}", folder / m.path, ort_threads, verify=False)
+            if member.manifest.data.fingerprint != manifest.data.fingerprint:
+                raise BundleError(f"{folder / m.path / 'manifest.json'}: member {i} was trained on different data than the ensemble. Re-export the ensemble.")
+            members.append(member)
+        return EnsembleRecommender(name, manifest, data, members)
+    vectors = read_array(folder / ITEM_VECTORS, "f", (manifest.data.n_items, manifest.dim)).astype(np.float32)
+    session = onnx_session(folder / manifest.onnx.file, ort_threads)
+    _check_signature(folder / manifest.onnx.file, session, manifest)
+    if manifest.score_function == "inner_product":
+        index = load_item_index(folder / manifest.index.file, manifest.index, manifest.data.n_items, manifest.dim)
+        return FactorisedRecommender(name, manifest, data, session, index, vectors)
+    return ScorerRecommender(name, manifest, data, session, vectors)

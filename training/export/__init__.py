@@ -1,0 +1,74 @@
+"""Export a finished run (or an ensemble run folder) as a servable bundle (DESIGN.md §4).
+
+``export_run(run, models_dir, bundle)`` writes ``models_dir/bundle/<version>/`` through a hidden
+staging folder, self-checks it (``onnx.checker``; ONNX Runtime vs torch on every user; recall of
+approximate indexes), writes the manifest last, renames the folder into place and moves
+``models_dir/bundle/LATEST`` to it. On any failure nothing is published and the staging folder is
+removed.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from service.artifacts import Manifest, new_version
+from training.export.bundle_writer import check_bundle_name, publish, staging_folder, write_model_bundle
+from training.export.ensemble import is_ensemble_run, write_ensemble_bundle
+from training.export.errors import ExportError
+from training.export.index_builder import IndexOptions
+from training.export.onnx_graph import DEFAULT_OPSET
+
+__all__ = ["ExportError", "ExportResult", "IndexOptions", "export_run"]
+
+
+class ExportResult:
+    """Where the bundle went and what its manifest says."""
+
+    def __init__(self, path: Path, manifest: Manifest):
+        self.path, self.manifest = path, manifest
+
+    def summary(self) -> dict:
+        m = self.manifest
+        return {
+            "bundle": m.bundle,
+            "version": m.version,
+            "path": str(self.path),
+            "role": m.role,
+            "family": m.family,
+            "onnx_max_abs_diff": m.onnx.max_abs_diff if m.onnx else None,
+            "index": m.index.model_dump() if m.index else None,
+            "files": len(m.files),
+        }
+
+
+def export_run(
+    run: str | Path,
+    models_dir: str | Path,
+    bundle: str,
+    index: IndexOptions | None = None,
+    role: str | None = None,
+    opset: int = DEFAULT_OPSET,
+) -> ExportResult:
+    """Exports ``run`` (a run folder, or an ensemble folder with ``ensemble.json``) as a new version of ``bundle``."""
+    from training.runs import load_run
+
+    run, models_dir = Path(run), Path(models_dir)
+    index = index or IndexOptions()
+    check_bundle_name(bundle)
+    if not run.is_dir():
+        raise ExportError(f"--run {run}: no such folder. Pass a run folder written by `distillrec train` (or an ensemble folder).")
+    version = new_version()
+    staging = staging_folder(models_dir, bundle, version)
+    try:
+        if is_ensemble_run(run):
+            if role not in (None, "ensemble"):
+                raise ExportError(f"--role {role}: {run} is an ensemble folder; its bundle role is 'ensemble'.")
+            manifest = write_ensemble_bundle(run, staging, bundle, version, index, opset)
+        else:
+            manifest = write_model_bundle(load_run(run), staging, bundle, version, role, index, opset)
+        final = publish(staging, models_dir, bundle, version)
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging, ignore_errors=True)
+    return ExportResult(final, manifest)
