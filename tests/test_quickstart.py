@@ -1,0 +1,42 @@
+"""The quickstart path end to end on tiny settings: train → distil → export → serve → compare → reuse."""
+
+from __future__ import annotations
+
+import socket
+import time
+
+import yaml
+
+from training.quickstart import DemoOptions, run_demo
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _tiny(src: str, dst, **train) -> None:
+    tree = yaml.safe_load(open(src))
+    tree["model"]["dim"] = min(tree["model"]["dim"], 16)
+    tree["train"].update({"epochs": 2, "threads": 1, **train})
+    dst.write_text(yaml.safe_dump(tree))
+
+
+def test_demo_runs_and_reuses_everything(tmp_path, capsys):
+    teacher_cfg, student_cfg = tmp_path / "teacher.yaml", tmp_path / "student.yaml"
+    _tiny("configs/ml-100k/bpr-teacher.yaml", teacher_cfg)
+    _tiny("configs/ml-100k/demo-student.yaml", student_cfg)
+    opts = DemoOptions(runs_dir=tmp_path / "runs", models_dir=tmp_path / "models", port=_free_port(), exit_after=True,
+                       progress=False, teacher_config=teacher_cfg, student_config=student_cfg)
+    assert run_demo(opts) == 0
+    out = capsys.readouterr().out
+    assert "[6/6]" in out and "/v1/recommend" in out
+    assert "| ml100k-student | student |" in out and "| ml100k-teacher | teacher |" in out
+    assert (tmp_path / "models" / "ml100k-student" / "LATEST").exists()
+    t0 = time.monotonic()
+    opts.port = _free_port()
+    assert run_demo(opts) == 0
+    again = capsys.readouterr().out
+    assert again.count("reusing") == 4  # teacher run, student run, both bundles
+    assert time.monotonic() - t0 < 60

