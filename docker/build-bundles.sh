@@ -1,7 +1,7 @@
 #!/bin/sh
 # The one-shot `trainer` of docker-compose.yml (also usable outside Docker):
 #   1. trains the teacher            (distillrec train   --config $TEACHER_CONFIG)
-#   2. distils the student from it   (distillrec distill --config $STUDENT_CONFIG, KD methods $KD_METHODS)
+#   2. distils the student from it   (distillrec distill --config $STUDENT_CONFIG; KD_METHODS overrides its methods)
 #   3. exports both as bundles into $DISTILLREC_MODELS_DIR (distillrec export), where the APIs read them.
 # Idempotent: a finished run (result.json) is reused and a bundle that already has a LATEST is kept,
 # so a second `docker compose up` starts the APIs in seconds; FORCE=1 retrains and re-exports.
@@ -11,10 +11,10 @@ set -eu
 models_dir=${DISTILLREC_MODELS_DIR:-/models}
 runs_dir=${RUNS_DIR:-/work/runs}
 teacher_config=${TEACHER_CONFIG:-configs/ml-100k/bpr-teacher.yaml}
-student_config=${STUDENT_CONFIG:-configs/ml-100k/bpr-student.yaml}
+student_config=${STUDENT_CONFIG:-configs/ml-100k/demo-student.yaml}
 teacher_bundle=${TEACHER_BUNDLE:-ml100k-teacher}
 student_bundle=${STUDENT_BUNDLE:-ml100k-student}
-kd_methods=${KD_METHODS:-"[{name: rrd, weight: 0.001}]"}
+kd_methods=${KD_METHODS:-}
 max_epochs=${MAX_EPOCHS:-}
 index=${INDEX:-flat}
 force=${FORCE:-0}
@@ -55,6 +55,10 @@ fi
 mkdir -p "$runs_dir" "$models_dir"
 fit "$teacher_run" train --config "$teacher_config" --set "name=$teacher_bundle"
 publish "$teacher_run" "$teacher_bundle"
-fit "$student_run" distill --config "$student_config" --teacher "$teacher_run" --set "name=$student_bundle" --set "distill.methods=$kd_methods"
+if [ -n "$kd_methods" ]; then
+    fit "$student_run" distill --config "$student_config" --teacher "$teacher_run" --set "name=$student_bundle" --set "distill.methods=$kd_methods"
+else
+    fit "$student_run" distill --config "$student_config" --teacher "$teacher_run" --set "name=$student_bundle"
+fi
 publish "$student_run" "$student_bundle"
 say "done: $(ls "$models_dir" | tr '\n' ' ')"

@@ -51,3 +51,16 @@ def ml100k():
 def citeulike_loo():
     """The papers' CiteULike leave-one-out split (vendored under data/citeulike/loo)."""
     return load_dataset(DataConfig(source="presplit", path=CITEULIKE_LOO, name="citeulike-loo"))
+
+
+def write_block_log(path, n_users: int, n_blocks: int, per_user: int, ratings: bool = False):
+    """A small interaction log CSV (user,item[,rating],ts): user u picks ``per_user`` of the 10 items of
+    taste block u % n_blocks, in time order. Returns ``path``."""
+    rng = np.random.default_rng(0)
+    rows = ["user,item,rating,ts" if ratings else "user,item,ts"]
+    for u in range(n_users):
+        block = u % n_blocks
+        for t, i in enumerate(rng.choice(np.arange(block * 10, block * 10 + 10), per_user, replace=False)):
+            rows.append(f"user{u},item{i},{1 + t % 5},{t}" if ratings else f"user{u},item{i},{t}")
+    path.write_text("\n".join(rows) + "\n")
+    return path

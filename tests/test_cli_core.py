@@ -6,20 +6,13 @@ import json
 import subprocess
 import sys
 
-import numpy as np
 
+from conftest import write_block_log
 from training.cli import main
 
 
 def _csv(tmp_path):
-    rng = np.random.default_rng(0)
-    rows = ["user,item,rating,ts"]
-    for u in range(30):
-        block = u % 3
-        for t, i in enumerate(rng.choice(np.arange(block * 10, block * 10 + 10), 6, replace=False)):
-            rows.append(f"user{u},item{i},{1 + t % 5},{t}")
-    f = tmp_path / "log.csv"
-    f.write_text("\n".join(rows) + "\n")
+    f = write_block_log(tmp_path / "log.csv", n_users=30, n_blocks=3, per_user=6, ratings=True)
     cfg = tmp_path / "c.yaml"
     cfg.write_text(
         f"data: {{source: file, path: {f}, user_col: user, item_col: item, rating_col: rating, timestamp_col: ts}}\n"

@@ -10,17 +10,12 @@ import sys
 import numpy as np
 import torch
 
+from conftest import write_block_log
 from training.checkpoint import load_checkpoint
 
 
 def _setup(tmp_path):
-    rng = np.random.default_rng(0)
-    rows = ["user,item,ts"]
-    for u in range(40):
-        block = u % 4
-        for t, i in enumerate(rng.choice(np.arange(block * 10, block * 10 + 10), 7, replace=False)):
-            rows.append(f"u{u},i{i},{t}")
-    (tmp_path / "log.csv").write_text("\n".join(rows) + "\n")
+    write_block_log(tmp_path / "log.csv", n_users=40, n_blocks=4, per_user=7)
     cfg = tmp_path / "c.yaml"
     cfg.write_text(
         f"data: {{source: file, path: {tmp_path / 'log.csv'}, timestamp_col: ts}}\n"

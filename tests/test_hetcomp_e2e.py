@@ -62,7 +62,6 @@ def test_hetcomp_student_end_to_end(built):
 
 def test_rrd_and_scratch_students_from_the_ensemble(built):
     folder, csv, runs = built
-    pytest.importorskip("training.distill.ranking")
     rrd = {"name": "rrd", "weight": 0.01, "interesting": 5, "uninteresting": 5, "topn": 10, "sampling": "topk"}
     result = distill_from_ensemble(config_from_dict(student_tree(csv, folder / "ensemble", [rrd], epochs=4)), folder / "rrd")
     assert result["teacher"]["kind"] == "ensemble" and np.isfinite(result["test"]["metrics"]["recall@10"])

@@ -8,7 +8,7 @@ import shutil
 import pytest
 from svc_support import models_dir
 
-from training.benchmarks.service_latency import parse_hey, parse_wrk, run, wrk_script
+from training.benchmarks.service_latency import headline_concurrency, parse_concurrency, parse_hey, parse_wrk, run, wrk_script
 
 HEY = """
 Summary:
@@ -51,9 +51,17 @@ def test_parse_wrk_and_script():
     assert 'wrk.format("GET"' in wrk_script(None)
 
 
+def test_concurrency_lists_and_the_headline_concurrency():
+    assert parse_concurrency(16) == [16] and parse_concurrency("16,1,4,4") == [1, 4, 16] and parse_concurrency([8, 2]) == [2, 8]
+    for bad in ("", "0,4", "a,b"):
+        with pytest.raises(ValueError, match="--concurrency"):
+            parse_concurrency(bad)
+    assert headline_concurrency([1, 4, 16, 64]) == 16 and headline_concurrency([1, 4]) == 4
+
+
 @pytest.mark.skipif(shutil.which("wrk") is None, reason="wrk is not installed")
 def test_smoke_run_on_127_0_0_1(tmp_path):
-    report = run(models_dir(), "student", ["neumf"], tmp_path, tool="wrk", duration=1, concurrency=4, rounds=1,
+    report = run(models_dir(), "student", ["neumf"], tmp_path, tool="wrk", duration=1, concurrency=[1, 4], rounds=1,
                  bench_requests=20, in_process_requests=200, command="pytest smoke")
     assert (tmp_path / "service_latency.json").is_file() and "| target | met |" in (tmp_path / "service_latency.md").read_text()
     [row] = report["rounds"]
@@ -62,3 +70,14 @@ def test_smoke_run_on_127_0_0_1(tmp_path):
     assert [r["model"] for r in report["v1_benchmark"]["results"]] == ["student", "neumf"]
     assert set(report["speedup_p50"]) == {"neumf"} and report["in_process"]["requests"] == 200
     assert "127.0.0.1" in report["server"]["command"]
+    # the sweep: healthz, the student and every teacher at every concurrency; the headline pair reuses its rounds
+    assert report["concurrency"] == 4 and report["concurrencies"] == [1, 4]
+    assert [(r["target"], r["concurrency"]) for r in report["load"]] == [(t, c) for c in (1, 4) for t in ("healthz", "student", "neumf")]
+    for r in report["load"]:
+        assert r["requests"] > 0 and r["errors"] == 0 and r["rps"] > 0 and r["p50_ms"] <= r["p99_ms"] and r["rounds"] == 1
+        assert r["endpoint"] == ("/healthz" if r["target"] == "healthz" else "/v1/recommend")
+    assert {r["target"]: r["role"] for r in report["load"]} == {"healthz": "healthz", "student": "student", "neumf": "teacher"}
+    assert [m["bundle"] for m in report["in_process_models"]] == ["student", "neumf"] and report["in_process_models"][1]["requests"] == 200
+    md = (tmp_path / "service_latency.md").read_text()
+    assert "| neumf | teacher | 1 |" in md and "| neumf | teacher | 4 |" in md and "| healthz | healthz | 1 |" in md
+    assert report["plot"] is True and (tmp_path / "service_latency.png").read_bytes()[:4] == b"\x89PNG"

@@ -47,7 +47,7 @@ from pathlib import Path
 
 import numpy as np
 
-from training.benchmarks.environment import environment, environment_line
+from training.benchmarks.environment import environment, footer, pyplot, run_conditions
 from training.errors import DistillrecError
 
 K = 10
@@ -453,7 +453,6 @@ def render_markdown(report: dict) -> str:
     if stats:
         lines += ["", "Synthetic vectors (2,000-row samples): effective rank / mean cosine to the mean vector / sd of log-norms —"]
         lines.append("; ".join(f"{n:,}×{d}: items {v['items']['effective_rank']} / {v['items']['cos_to_mean']} / {v['items']['log_norm_sd']}, users {v['users']['effective_rank']} / {v['users']['cos_to_mean']} / {v['users']['log_norm_sd']}" for (n, d), v in sorted(stats.items())))
-    env = report["environment"]
     lines += [
         "",
         f"Data: `{s['data']}` synthetic catalogues (see docs/benchmarks.md); queries: {s['tune_queries']:,} for tuning, {s['queries']:,} other ones for recall and timing "
@@ -461,20 +460,15 @@ def render_markdown(report: dict) -> str:
         f"p50/p90/p99 take each query's best pass, 'p99 ms, 1 pass' the first pass only (scheduler noise included), 'CPU p99' the thread's CPU time; "
         f"k = {K}; target recall@10 {s['target_recall']}; FAISS search on 1 thread, index build on {s['build_threads']}; "
         f"IVF nlist ≈ 4·√n trained on {s['train_points_per_list']} items per list, HNSW M={HNSW_M}, efConstruction={HNSW_EF_CONSTRUCTION}.",
-        f"Hardware: {environment_line(env)}; load average at start {env.get('load_average', '?')}; nice {env.get('nice', '?')}; OMP_NUM_THREADS={env.get('omp_num_threads') or 'unset'}.",
-        f"Command: `{report['command']}`",
+        *footer(report),
     ]
     return "\n".join(lines)
 
 
 def plot(report: dict, path: Path) -> bool:
     """p50/p99 latency vs catalogue size per (dim, index) on log-log axes; False if matplotlib is missing."""
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
+    plt = pyplot()
+    if plt is None:
         return False
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), sharey=True)
     series: dict[tuple, list] = {}
@@ -518,15 +512,7 @@ def command_line(s: Settings, out: Path) -> str:
 
 def run_environment() -> dict:
     """:func:`environment` plus what makes latency numbers noisy: load, niceness, OpenMP threads."""
-    env = environment(("numpy", "faiss-cpu"))
-    try:
-        env["load_average"] = ", ".join(f"{v:.2f}" for v in os.getloadavg())
-    except OSError:
-        pass
-    env["nice"] = os.nice(0) if hasattr(os, "nice") else None
-    env["omp_num_threads"] = os.environ.get("OMP_NUM_THREADS")
-    env["machine"] = platform.machine()
-    return env
+    return {**environment(("numpy", "faiss-cpu")), **run_conditions(), "machine": platform.machine()}
 
 
 def run(out: Path, s: Settings, log=print) -> dict:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import sys
@@ -47,3 +48,59 @@ def environment_line(env: dict | None = None) -> str:
     env = env or environment()
     libs = ", ".join(f"{k} {v}" for k, v in env["versions"].items())
     return f"{env['cpu']}, {env['cores']} cores, {env['memory_gib']} GiB; Python {env['python']}; {libs}"
+
+
+def run_conditions() -> dict:
+    """What makes latency numbers noisy on a shared machine: load average, niceness, OpenMP threads."""
+    out: dict = {}
+    try:
+        out["load_average"] = ", ".join(f"{v:.2f}" for v in os.getloadavg())
+    except (OSError, AttributeError):
+        pass
+    out["nice"] = os.nice(0) if hasattr(os, "nice") else None
+    out["omp_num_threads"] = os.environ.get("OMP_NUM_THREADS")
+    return out
+
+
+def conditions_line(env: dict) -> str:
+    """``load average at start …; nice …; OMP_NUM_THREADS=…`` for the keys of :func:`run_conditions` in ``env``."""
+    parts = []
+    if "load_average" in env:
+        parts.append(f"load average at start {env['load_average']}")
+    if "nice" in env:
+        parts.append(f"nice {env['nice']}")
+    if "omp_num_threads" in env:
+        parts.append(f"OMP_NUM_THREADS={env['omp_num_threads'] or 'unset'}")
+    return "; ".join(parts)
+
+
+def publish(out, stem: str, report: dict, lines: list[str]) -> str:
+    """Writes OUT/STEM.json (the report) and OUT/STEM.md (``lines`` + hardware and command lines), prints the markdown."""
+    from pathlib import Path
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"{stem}.json").write_text(json.dumps(report, indent=2))
+    table = "\n".join([*lines, f"Hardware: {environment_line(report['environment'])}", f"Command: `{report['command']}`"])
+    (out / f"{stem}.md").write_text(table + "\n")
+    print(table)
+    return table
+
+
+def pyplot():
+    """matplotlib.pyplot on the Agg backend, or None when matplotlib is not installed (the serve extra)."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return None
+    return plt
+
+
+def footer(report: dict) -> list[str]:
+    """The hardware line (with the run conditions when recorded) and the command line of a benchmark table."""
+    env = report["environment"]
+    extra = conditions_line(env)
+    return [f"Hardware: {environment_line(env)}" + (f"; {extra}" if extra else ""), f"Command: `{report['command']}`"]

@@ -13,14 +13,13 @@ Usage: ``distillrec bench kd-cost --experiment configs/experiments/citeulike-cos
 
 from __future__ import annotations
 
-import json
 import statistics
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-from training.benchmarks.environment import environment, environment_line
+from training.benchmarks.environment import environment, publish
 
 
 def _teacher_prep(teacher_path: Path, dataset, needs: dict[str, int]) -> dict:
@@ -114,8 +113,6 @@ def run(out: Path, experiment: Path, epochs: int, at_epochs: list[int], threads:
         "torch_threads": torch.get_num_threads(),
         "rows": rows,
     }
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "kd_cost.json").write_text(json.dumps(report, indent=2))
     head = ["method", *[f"s/epoch @ epoch {e}" for e in at_epochs], *[f"× scratch @ {e}" for e in at_epochs], "training-only params"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for row in rows:
@@ -131,12 +128,8 @@ def run(out: Path, experiment: Path, epochs: int, at_epochs: list[int], threads:
         f"{dataset.stats()['name']}: {dataset.n_users:,} users, {dataset.n_items:,} items, {dataset.train.nnz:,} training pairs per epoch, "
         f"batch {base.train.batch_size}, {base.train.negatives} negative(s); median of {epochs} epochs per column, timed round-robin; "
         f"torch threads {torch.get_num_threads()}. Teacher preparation (once per teacher run, cached): {prep_line}.",
-        f"Hardware: {environment_line(report['environment'])}",
-        f"Command: `{command}`",
     ]
-    table = "\n".join(lines)
-    (out / "kd_cost.md").write_text(table + "\n")
-    print(table)
+    publish(out, "kd_cost", report, lines)
     return report
 
 

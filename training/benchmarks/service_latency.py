@@ -2,18 +2,25 @@
 
 What it measures (``distillrec bench service``):
 
-1. **In-process**: ``Recommender.recommend`` of the student for random users (p50/p99, ms) — the
-   work one request does, without HTTP.
+1. **In-process**: ``Recommender.recommend`` of the student and of every teacher for random users
+   (p50/p95/p99, ms) — the work one request does, without HTTP. Each model is loaded and timed on
+   its own, ONNX Runtime and FAISS on one thread; teachers get a fifth of the student's requests.
 2. **Over HTTP**: a uvicorn server (one worker, no access log) on 127.0.0.1 serving the bundles;
    ``wrk`` (default; a Lua script sends a random user per request) or ``hey`` (one fixed user)
-   drives ``GET /healthz`` and ``POST /v1/recommend`` (the student) at the same concurrency, in
-   alternating rounds. Reported per round and as medians: requests per second, p50/p95/p99 (ms),
-   errors, and the recommend/healthz throughput ratio of the round.
+   drives the load. First the headline: ``GET /healthz`` and ``POST /v1/recommend`` for the student
+   at the headline concurrency (16 if listed, else the largest), in ``--rounds`` alternating rounds;
+   reported per round and as medians: requests per second, p50/p95/p99 (ms), errors, server CPU per
+   request and the recommend/healthz throughput ratio of the round. Then the sweep: at every
+   concurrency of ``--concurrency`` (default 1,4,16), ``GET /healthz`` and ``POST /v1/recommend`` for
+   the student and for each teacher (the body names the model), ``--sweep-rounds`` runs each (the
+   headline pair is not run again at its concurrency: its rounds are reused).
 3. **Student vs teachers**: ``POST /v1/benchmark`` on the running server (same users, same code
    path, interleaved), with the student first so that overlap@k is the teachers' agreement with it.
 
-Prints a markdown report with the targets of issue 5 and writes ``service_latency.json`` and
-``service_latency.md`` into ``--out``. Only ever targets 127.0.0.1. Needs the ``serve`` extra, not torch.
+Prints a markdown report with the targets of issue 5 and writes ``service_latency.json``,
+``service_latency.md`` and ``service_latency.png`` (latency percentiles and throughput per model vs
+concurrency, and the in-process latency distributions; needs matplotlib, skipped without it) into
+``--out``. Only ever targets 127.0.0.1. Needs the ``serve`` extra, not torch.
 """
 
 from __future__ import annotations
@@ -34,10 +41,14 @@ from pathlib import Path
 
 import numpy as np
 
-from training.benchmarks.environment import environment, environment_line
+from training.benchmarks.environment import environment, footer, pyplot, run_conditions
 
 HOST = "127.0.0.1"
 TARGETS = {"rps_ratio": 0.4, "p99_ms": 25.0, "in_process_p99_ms": 0.5, "speedup_p50": 5.0}
+DEFAULT_CONCURRENCY = (1, 4, 16)
+#: the concurrency the must-show targets are stated at (the largest listed one when it is not listed)
+HEADLINE_CONCURRENCY = 16
+PERCENTILES = (1, 5, 10, 25, 50, 75, 90, 95, 99, 99.9)
 
 
 # ------------------------------------------------------------------------------ load generators
@@ -207,20 +218,77 @@ def in_process(models_dir: Path, bundle: str, n: int, seed: int = 0) -> dict:
         rec.recommend(u, 10)
         lat[i] = time.perf_counter() - t0
     ms = lat * 1e3
-    return {"bundle": bundle, "requests": n, "p50_ms": float(np.percentile(ms, 50)), "p99_ms": float(np.percentile(ms, 99)), "mean_ms": float(ms.mean())}
+    return {"bundle": bundle, "role": rec.role, "family": rec.family, "parameters": rec.manifest.parameters, "requests": n,
+            "p50_ms": float(np.percentile(ms, 50)), "p95_ms": float(np.percentile(ms, 95)), "p99_ms": float(np.percentile(ms, 99)),
+            "mean_ms": float(ms.mean()), "percentiles_ms": {str(q): float(np.percentile(ms, q)) for q in PERCENTILES}}
 
 
 def median_of(rows: list[dict], key: str) -> float:
     return float(statistics.median(r[key] for r in rows))
 
 
-def run(models_dir: Path, student: str, teachers: list[str], out: Path, tool: str = "wrk", duration: int = 10, concurrency: int = 16,
-        rounds: int = 3, bench_requests: int = 1000, in_process_requests: int = 5000, ort_threads: int = 1, command: str = "") -> dict:
-    """Runs the three measurements; writes JSON + markdown into ``out``; returns the report."""
+def parse_concurrency(value) -> list[int]:
+    """``16``, ``[1, 4, 16]`` or ``"1,4,16"`` → a sorted list of distinct positive ints."""
+    if isinstance(value, int):
+        values = [value]
+    elif isinstance(value, str):
+        try:
+            values = [int(v) for v in value.split(",") if v.strip()]
+        except ValueError:
+            raise ValueError(f"--concurrency: {value!r} is not a comma-separated list of integers (e.g. 1,4,16).") from None
+    else:
+        values = [int(v) for v in value]
+    if not values or min(values) < 1:
+        raise ValueError(f"--concurrency: {value!r} must list at least one concurrency, each at least 1.")
+    return sorted(set(values))
+
+
+def headline_concurrency(concurrencies: list[int]) -> int:
+    """The concurrency of the must-show targets: 16 when listed, else the largest listed."""
+    return HEADLINE_CONCURRENCY if HEADLINE_CONCURRENCY in concurrencies else max(concurrencies)
+
+
+def aggregate(target: str, role: str, concurrency: int, runs: list[dict]) -> dict:
+    """One (target, concurrency) row of the sweep: medians over its runs, errors and requests summed."""
+    row = {"target": target, "role": role, "endpoint": "/healthz" if target == "healthz" else "/v1/recommend", "concurrency": concurrency, "rounds": len(runs)}
+    for key in ("rps", "p50_ms", "p95_ms", "p99_ms", "mean_ms", "server_cpu_us"):
+        row[key] = median_of(runs, key)
+    row["errors"] = int(sum(r["errors"] for r in runs))
+    row["requests"] = int(sum(r["requests"] for r in runs))
+    row["runs"] = runs
+    return row
+
+
+def _user_sample(models_dir: Path, models: list[str], size: int = 512) -> list[str]:
+    """Up to ``size`` random users known to every model in ``models`` (in the first model's order)."""
+    from service.artifacts import read_ids, read_latest
+
+    ids = read_ids(read_latest(models_dir / models[0]) / "user_ids.npy").tolist()
+    shared = set(ids)
+    for m in models[1:]:
+        shared &= set(read_ids(read_latest(models_dir / m) / "user_ids.npy").tolist())
+    ids = [u for u in ids if u in shared]
+    if not ids:
+        raise RuntimeError(f"bundles {models} share no user ids, so they cannot be driven with the same requests.")
+    return [ids[i] for i in np.random.default_rng(0).integers(0, len(ids), size=min(len(ids), size))]
+
+
+def run(models_dir: Path, student: str, teachers: list[str], out: Path, tool: str = "wrk", duration: int = 10, concurrency=DEFAULT_CONCURRENCY,
+        rounds: int = 3, bench_requests: int = 1000, in_process_requests: int = 5000, ort_threads: int = 1, command: str = "",
+        sweep_rounds: int = 1, teacher_in_process_requests: int | None = None) -> dict:
+    """Runs the measurements (see the module doc); writes JSON + markdown + PNG into ``out``; returns the report.
+
+    ``concurrency``: an int or a list (comma-separated string allowed). ``teacher_in_process_requests``
+    defaults to a fifth of ``in_process_requests`` (at least 200)."""
     if shutil.which(tool) is None:
         raise RuntimeError(f"{tool} is not installed (apt-get install {tool}); or pass --tool {'hey' if tool == 'wrk' else 'wrk'}.")
     models_dir = Path(models_dir)
-    inproc = in_process(models_dir, student, in_process_requests)
+    concurrencies = parse_concurrency(concurrency)
+    head = headline_concurrency(concurrencies)
+    n_teacher = teacher_in_process_requests or max(200, in_process_requests // 5)
+    env = {**environment(), **run_conditions()}
+    inproc_all = [in_process(models_dir, student, in_process_requests)] + [in_process(models_dir, t, n_teacher) for t in teachers]
+    inproc = inproc_all[0]
     server = Server(models_dir, student, bench_requests, ort_threads)
     try:
         ready = server.wait_ready()
@@ -228,33 +296,51 @@ def run(models_dir: Path, student: str, teachers: list[str], out: Path, tool: st
         missing = [b for b in [student, *teachers] if b not in loaded]
         if missing:
             raise RuntimeError(f"bundles not loaded by the server: {missing}; loaded: {sorted(loaded)}; failed: {ready['failed']}")
-        from service.artifacts import read_ids, read_latest
+        roles = {"healthz": "healthz", **{b: loaded[b]["role"] for b in [student, *teachers]}}
+        sample = _user_sample(models_dir, [student, *teachers])
+        bodies = {m: [json.dumps({"user_id": u, "k": 10, "model": m}) for u in sample] for m in [student, *teachers]}
 
-        ids = read_ids(read_latest(models_dir / student) / "user_ids.npy").tolist()
-        sample = [ids[i] for i in np.random.default_rng(0).integers(0, len(ids), size=min(len(ids), 512))]
-        bodies = [json.dumps({"user_id": u, "k": 10}) for u in sample]
-        rows = []
+        def measure(target: str, c: int, workdir: Path) -> dict:
+            cpu0 = server.cpu_seconds()
+            if target == "healthz":
+                res = run_load(tool, server.base + "/healthz", c, duration, None, workdir)
+            else:
+                res = run_load(tool, server.base + "/v1/recommend", c, duration, bodies[target], workdir)
+            # server CPU per request: unlike RPS, it does not depend on what else the machine runs
+            res["server_cpu_us"] = (server.cpu_seconds() - cpu0) * 1e6 / max(1, res["requests"])
+            return res
+
+        rows, sweep = [], {}
         with tempfile.TemporaryDirectory() as tmp:
-            run_load(tool, server.base + "/healthz", concurrency, 2, None, Path(tmp))  # warm the connection path
+            work = Path(tmp)
+            run_load(tool, server.base + "/healthz", head, 2, None, work)  # warm the connection path
+            # the headline: healthz vs the student at the headline concurrency, alternating rounds
             for r in range(rounds):
-                order = ["healthz", "recommend"] if r % 2 == 0 else ["recommend", "healthz"]
-                res = {}
-                for what in order:
-                    cpu0 = server.cpu_seconds()
-                    if what == "healthz":
-                        res[what] = run_load(tool, server.base + "/healthz", concurrency, duration, None, Path(tmp))
-                    else:
-                        res[what] = run_load(tool, server.base + "/v1/recommend", concurrency, duration, bodies, Path(tmp))
-                    # server CPU per request: unlike RPS, it does not depend on what else the machine runs
-                    res[what]["server_cpu_us"] = (server.cpu_seconds() - cpu0) * 1e6 / max(1, res[what]["requests"])
+                order = ["healthz", student] if r % 2 == 0 else [student, "healthz"]
+                res = {("healthz" if what == "healthz" else "recommend"): measure(what, head, work) for what in order}
                 rows.append({"round": r + 1, **res, "rps_ratio": res["recommend"]["rps"] / res["healthz"]["rps"],
                              "cpu_ratio": res["healthz"]["server_cpu_us"] / res["recommend"]["server_cpu_us"]})
+            sweep[("healthz", head)] = [r["healthz"] for r in rows]
+            sweep[(student, head)] = [r["recommend"] for r in rows]
+            # the sweep: every target at every concurrency; the order flips from one concurrency to the next
+            targets = ["healthz", student, *teachers]
+            for i, c in enumerate(concurrencies):
+                for target in targets if i % 2 == 0 else targets[::-1]:
+                    if (target, c) not in sweep:
+                        sweep[(target, c)] = [measure(target, c, work) for _ in range(sweep_rounds)]
         bench = _http("POST", server.base + "/v1/benchmark", {"models": [student, *teachers], "requests": bench_requests, "k": 10, "warmup": min(50, bench_requests)})
     finally:
         server.stop()
 
+    load = [aggregate(target, roles[target], c, sweep[(target, c)]) for c in concurrencies for target in ["healthz", student, *teachers]]
+    by_key = {(row["target"], row["concurrency"]): row for row in load}
+    for row in load:
+        row["rps_vs_healthz"] = row["rps"] / by_key[("healthz", row["concurrency"])]["rps"]
+        row["p50_vs_student"] = None if row["target"] == "healthz" else row["p50_ms"] / by_key[(student, row["concurrency"])]["p50_ms"]
+
     rec_rows = [r["recommend"] for r in rows]
     summary = {
+        "concurrency": head,
         "healthz_rps": median_of([r["healthz"] for r in rows], "rps"),
         "recommend_rps": median_of(rec_rows, "rps"),
         "rps_ratio": float(statistics.median(r["rps_ratio"] for r in rows)),
@@ -265,32 +351,40 @@ def run(models_dir: Path, student: str, teachers: list[str], out: Path, tool: st
         "recommend_p95_ms": median_of(rec_rows, "p95_ms"),
         "recommend_p99_ms": median_of(rec_rows, "p99_ms"),
         "errors": int(sum(r["healthz"]["errors"] + r["recommend"]["errors"] for r in rows)),
+        "load_errors": int(sum(row["errors"] for row in load)),
     }
     by_model = {row["model"]: row for row in bench["results"]}
     speedups = {t: by_model[t]["p50_ms"] / by_model[student]["p50_ms"] for t in teachers}
     checks = {
-        f"recommend RPS >= {TARGETS['rps_ratio']} x healthz RPS (median of per-round ratios)": summary["rps_ratio"] >= TARGETS["rps_ratio"],
-        f"recommend p99 <= {TARGETS['p99_ms']:g} ms (median over rounds)": summary["recommend_p99_ms"] <= TARGETS["p99_ms"],
-        "zero errors": summary["errors"] == 0,
+        f"recommend RPS >= {TARGETS['rps_ratio']} x healthz RPS at concurrency {head} (median of per-round ratios)": summary["rps_ratio"] >= TARGETS["rps_ratio"],
+        f"recommend p99 <= {TARGETS['p99_ms']:g} ms at concurrency {head} (median over rounds)": summary["recommend_p99_ms"] <= TARGETS["p99_ms"],
+        "zero errors (every load run)": summary["load_errors"] == 0,
         f"in-process student p99 <= {TARGETS['in_process_p99_ms']} ms": inproc["p99_ms"] <= TARGETS["in_process_p99_ms"],
         **{f"student >= {TARGETS['speedup_p50']:g}x faster than {t} at p50": s >= TARGETS["speedup_p50"] for t, s in speedups.items()},
     }
     report = {
         "benchmark": "service-latency",
         "command": command,
-        "environment": environment(),
+        "environment": env,
         "tool": tool,
-        "concurrency": concurrency,
+        "student": student,
+        "teachers": teachers,
+        "concurrency": head,
+        "concurrencies": concurrencies,
         "duration_s": duration,
+        "sweep_rounds": sweep_rounds,
         "rounds": rows,
         "summary": summary,
+        "load": load,
         "in_process": inproc,
+        "in_process_models": inproc_all,
         "server": {"command": " ".join(server.cmd), "workers": 1, "ort_threads": ort_threads},
         "v1_benchmark": bench,
         "speedup_p50": speedups,
         "checks": checks,
     }
     out.mkdir(parents=True, exist_ok=True)
+    report["plot"] = plot(report, out / "service_latency.png")
     (out / "service_latency.json").write_text(json.dumps(report, indent=2))
     md = markdown(report, student)
     (out / "service_latency.md").write_text(md)
@@ -302,7 +396,9 @@ def markdown(report: dict, student: str) -> str:
     """The report as markdown tables."""
     s, ip = report["summary"], report["in_process"]
     lines = [
-        f"### Service latency ({report['tool']}, concurrency {report['concurrency']}, {report['duration_s']} s per run, one uvicorn worker, 127.0.0.1)",
+        f"### Service latency ({report['tool']}, {report['duration_s']} s per run, one uvicorn worker, 127.0.0.1)",
+        "",
+        f"#### Student vs `/healthz` at concurrency {report['concurrency']} ({len(report['rounds'])} alternating round(s))",
         "",
         "| round | healthz RPS | recommend RPS | RPS ratio | recommend p50 / p95 / p99 (ms) | errors | server CPU µs/request healthz / recommend (ratio) |",
         "|---|---|---|---|---|---|---|",
@@ -320,9 +416,40 @@ def markdown(report: dict, student: str) -> str:
     )
     lines += ["", "Server CPU per request (user + system time of the uvicorn process / requests) does not depend on other load on the machine; "
               "its healthz/recommend ratio is the throughput ratio a dedicated core would show."]
+    if report.get("load"):
+        lines += [
+            "",
+            f"#### Over HTTP by model and concurrency (`POST /v1/recommend` naming the model, `GET /healthz`; "
+            f"medians of {len(report['rounds'])} round(s) for the headline pair at concurrency {report['concurrency']}, else {report['sweep_rounds']} run(s))",
+            "",
+            "| target | role | concurrency | RPS | p50 / p95 / p99 (ms) | errors | server CPU µs/request | RPS / healthz RPS | p50 / student p50 |",
+            "|---|---|---:|---:|---|---:|---:|---:|---:|",
+        ]
+        for row in report["load"]:
+            vs = "—" if row["p50_vs_student"] is None else f"{row['p50_vs_student']:.1f}×"
+            lines.append(
+                f"| {row['target']} | {row['role']} | {row['concurrency']} | {row['rps']:,.0f} | {row['p50_ms']:.2f} / {row['p95_ms']:.2f} / {row['p99_ms']:.2f} | "
+                f"{row['errors']} | {row['server_cpu_us']:.0f} | {row['rps_vs_healthz']:.2f} | {vs} |"
+            )
     lines += [
         "",
         f"In-process `Recommender.recommend` ({student}, {ip['requests']} random users, k=10): p50 {ip['p50_ms']:.3f} ms, p99 {ip['p99_ms']:.3f} ms.",
+    ]
+    models = report.get("in_process_models") or [ip]
+    if len(models) > 1:
+        lines += [
+            "",
+            "In-process, each model loaded and timed alone (k=10, seen items excluded, ONNX Runtime and FAISS on 1 thread):",
+            "",
+            "| model | role | parameters | requests | p50 ms | p95 ms | p99 ms | mean ms | p50 / student p50 |",
+            "|---|---|---:|---:|---:|---:|---:|---:|---:|",
+        ]
+        for m in models:
+            lines.append(
+                f"| {m['bundle']} | {m.get('role', '')} | {m.get('parameters', 0):,} | {m['requests']:,} | {m['p50_ms']:.3f} | {m.get('p95_ms', float('nan')):.3f} | "
+                f"{m['p99_ms']:.3f} | {m['mean_ms']:.3f} | {m['p50_ms'] / ip['p50_ms']:.1f}× |"
+            )
+    lines += [
         "",
         f"`POST /v1/benchmark` ({report['v1_benchmark']['requests']} requests per model, k={report['v1_benchmark']['k']}, same users, interleaved):",
         "",
@@ -336,5 +463,40 @@ def markdown(report: dict, student: str) -> str:
         )
     lines += ["", "| target | met |", "|---|---|"]
     lines += [f"| {name} | {'yes' if ok else '**no**'} |" for name, ok in report["checks"].items()]
-    lines += ["", f"Hardware: {environment_line(report['environment'])}", f"Command: `{report['command']}`", ""]
+    lines += ["", *footer(report), ""]
     return "\n".join(lines)
+
+
+def plot(report: dict, path: Path) -> bool:
+    """HTTP p50/p99 and RPS per target vs concurrency, and the in-process latency distributions; False without matplotlib."""
+    plt = pyplot()
+    if plt is None:
+        return False
+    import matplotlib.ticker
+    fig, (ax_lat, ax_rps, ax_in) = plt.subplots(1, 3, figsize=(15, 4.6))
+    targets = list(dict.fromkeys(row["target"] for row in report["load"]))
+    colours = {t: plt.cm.tab10(i) for i, t in enumerate(targets)}
+    for t in targets:
+        rs = sorted((row for row in report["load"] if row["target"] == t), key=lambda row: row["concurrency"])
+        cs = [row["concurrency"] for row in rs]
+        ax_lat.plot(cs, [row["p50_ms"] for row in rs], marker="o", markersize=4, color=colours[t], label=t)
+        ax_lat.plot(cs, [row["p99_ms"] for row in rs], linestyle="--", marker="^", markersize=4, color=colours[t])
+        ax_rps.plot(cs, [row["rps"] for row in rs], marker="o", color=colours[t], label=t)
+    for ax, title, ylabel in ((ax_lat, "HTTP latency: p50 (solid), p99 (dashed)", "ms"), (ax_rps, "HTTP throughput", "requests / s")):
+        ax.set(xscale="log", yscale="log", xlabel="concurrent connections", ylabel=ylabel, title=title)
+        ax.set_xticks(report["concurrencies"], [str(c) for c in report["concurrencies"]])
+        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+        ax.grid(True, which="both", alpha=0.3)
+    ax_lat.legend(fontsize=7)
+    ax_rps.legend(fontsize=7)
+    for m in report["in_process_models"]:
+        qs = sorted(m["percentiles_ms"].items(), key=lambda kv: float(kv[0]))
+        ax_in.plot([float(k) for k, _ in qs], [v for _, v in qs], marker="o", markersize=3, color=colours.get(m["bundle"], "black"), label=m["bundle"])
+    ax_in.set(yscale="log", xlim=(0, 100), xlabel="percentile", ylabel="ms", title="In-process recommend: latency by percentile")
+    ax_in.grid(True, which="both", alpha=0.3)
+    ax_in.legend(fontsize=7)
+    fig.suptitle(f"distillrec service on 127.0.0.1, one uvicorn worker ({report['tool']}, {report['duration_s']} s per run)", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True

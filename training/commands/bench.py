@@ -26,27 +26,60 @@ def register(sub) -> None:
     kc.set_defaults(handler=run_kd_cost)
     sv = bsub.add_parser(
         "service",
-        help="REST latency on 127.0.0.1 (wrk/hey, one uvicorn worker) and student vs teacher via /v1/benchmark",
+        help="REST latency on 127.0.0.1 (wrk/hey, one uvicorn worker) of the student and the teachers at several concurrencies, and /v1/benchmark",
         description=(
-            "Starts `uvicorn service.main:app` (one worker) on 127.0.0.1 over --models-dir, drives GET /healthz and "
-            "POST /v1/recommend (the student) with wrk or hey at --concurrency in alternating rounds, times the student's "
-            "Recommender.recommend in-process, and compares the student with the teachers through POST /v1/benchmark. "
-            "Prints markdown and writes service_latency.json/.md into --out."
+            "Starts `uvicorn service.main:app` (one worker) on 127.0.0.1 over --models-dir. Times Recommender.recommend "
+            "in-process for the student and each teacher. Over HTTP, first the headline: GET /healthz and POST /v1/recommend "
+            "(the student) in --rounds alternating rounds at concurrency 16 (or the largest of --concurrency); then a sweep: "
+            "GET /healthz and POST /v1/recommend for the student and every --teachers bundle (the body names the model) at "
+            "every --concurrency, --sweep-rounds runs each. Finally compares the student with the teachers through "
+            "POST /v1/benchmark. Prints markdown and writes service_latency.json/.md/.png into --out; exits 1 if a target is missed."
         ),
     )
     sv.add_argument("--models-dir", default="models", help="model repository holding the bundles (default: models)")
     sv.add_argument("--student", required=True, help="student bundle name (the model under load)")
-    sv.add_argument("--teachers", default="", help="comma-separated teacher bundles for /v1/benchmark (NeuMF, ensemble ...)")
+    sv.add_argument("--teachers", default="", help="comma-separated teacher bundles, loaded over HTTP and in /v1/benchmark (NeuMF, ensemble ...)")
     sv.add_argument("--tool", choices=["wrk", "hey"], default="wrk", help="load generator (default wrk: a random user per request)")
     sv.add_argument("--duration", type=int, default=10, help="seconds per load run (default 10)")
-    sv.add_argument("--concurrency", type=int, default=16, help="concurrent connections (default 16)")
-    sv.add_argument("--rounds", type=int, default=3, help="healthz/recommend rounds; medians are reported (default 3)")
+    sv.add_argument("--concurrency", default="1,4,16", help="comma-separated concurrent connections of the sweep (default 1,4,16); "
+                    "the headline targets are measured at 16 if listed, else at the largest")
+    sv.add_argument("--rounds", type=int, default=3, help="healthz/student rounds at the headline concurrency; medians are reported (default 3)")
+    sv.add_argument("--sweep-rounds", type=int, default=1, help="load runs per (model, concurrency) of the sweep; medians are reported (default 1)")
     sv.add_argument("--bench-requests", type=int, default=1000, help="requests per model in /v1/benchmark (default 1000)")
-    sv.add_argument("--in-process-requests", type=int, default=5000, help="in-process recommendations timed (default 5000)")
+    sv.add_argument("--in-process-requests", type=int, default=5000, help="in-process recommendations timed for the student (default 5000; teachers: a fifth, at least 200)")
     sv.add_argument("--ort-threads", type=int, default=1, help="ONNX Runtime intra-op threads in the server (default 1)")
-    sv.add_argument("--out", default="results/bench-service", help="folder for service_latency.json / .md")
+    sv.add_argument("--out", default="results/bench-service", help="folder for service_latency.json / .md / .png")
     sv.set_defaults(handler=run_service)
     register_catalogue(bsub)
+    register_pareto(bsub)
+
+
+def register_pareto(bsub) -> None:
+    """``distillrec bench pareto``: offline accuracy vs parameters vs in-process latency of every bundle."""
+    pa = bsub.add_parser(
+        "pareto",
+        help="accuracy vs parameters vs latency of the teachers and students in a models dir (table + Pareto plot)",
+        description=(
+            "For every bundle in --models-dir (or the --bundles listed), reads the manifest (role, family, dimension, "
+            "inference-time parameters, offline test metric with its protocol) and times Recommender.recommend in-process "
+            "through the service's own loading and recommend code (same sampled users for every bundle, k=10, seen items "
+            "excluded, ONNX Runtime and FAISS on one thread, bundles rotated in blocks). Reports p50/p95/p99 latency, the "
+            "speed-up over the slowest bundle, the accuracy ratio to the best teacher and which bundles are Pareto-optimal. "
+            "Writes pareto.json/.md/.png into --out. Needs no torch."
+        ),
+    )
+    pa.add_argument("--models-dir", default="models", help="model repository holding the bundles (default: models)")
+    pa.add_argument("--bundles", default=None, help="comma-separated bundle names to compare (default: every bundle in --models-dir)")
+    pa.add_argument("--requests", type=int, default=2000, help="timed recommendations per bundle (default 2000)")
+    pa.add_argument("--rounds", type=int, default=5, help="blocks the requests are split into; the bundles' order rotates per block (default 5)")
+    pa.add_argument("--warmup", type=int, default=20, help="untimed requests per bundle before each block, and per-bundle warm-up at load (default 20)")
+    pa.add_argument("--metric", default="ndcg@10", help="offline metric from the manifests for the accuracy axis (default ndcg@10)")
+    pa.add_argument("--part", choices=["test", "valid"], default="test", help="which offline split's metric to use (default test)")
+    pa.add_argument("--k", type=int, default=10, help="recommendations per request (default 10)")
+    pa.add_argument("--ort-threads", type=int, default=1, help="ONNX Runtime intra-op threads (default 1, as the service)")
+    pa.add_argument("--seed", type=int, default=0, help="seed of the sampled users (default 0)")
+    pa.add_argument("--out", default="results/bench-pareto", help="folder for pareto.json / .md / .png")
+    pa.set_defaults(handler=run_pareto)
 
 
 def register_catalogue(bsub) -> None:
@@ -103,13 +136,31 @@ def run_service(args) -> int:
     import sys
     from pathlib import Path
 
-    from training.benchmarks.service_latency import run
+    from training.benchmarks.service_latency import parse_concurrency, run
+    from training.errors import DistillrecError
 
     teachers = [t for t in args.teachers.split(",") if t]
     command = "distillrec " + " ".join(shlex.quote(a) for a in sys.argv[1:])
-    report = run(Path(args.models_dir), args.student, teachers, Path(args.out), args.tool, args.duration, args.concurrency,
-                 args.rounds, args.bench_requests, args.in_process_requests, args.ort_threads, command)
+    try:
+        concurrency = parse_concurrency(args.concurrency)
+    except ValueError as exc:
+        raise DistillrecError(str(exc)) from None
+    report = run(Path(args.models_dir), args.student, teachers, Path(args.out), tool=args.tool, duration=args.duration, concurrency=concurrency,
+                 rounds=args.rounds, bench_requests=args.bench_requests, in_process_requests=args.in_process_requests,
+                 ort_threads=args.ort_threads, command=command, sweep_rounds=args.sweep_rounds)
     return 0 if all(report["checks"].values()) else 1
+
+
+def run_pareto(args) -> int:
+    from pathlib import Path
+
+    from training.benchmarks.pareto import Settings, run
+
+    bundles = [b for b in args.bundles.split(",") if b] if args.bundles else None
+    settings = Settings(requests=args.requests, rounds=args.rounds, warmup=args.warmup, k=args.k, metric=args.metric, part=args.part,
+                        ort_threads=args.ort_threads, seed=args.seed)
+    report = run(Path(args.models_dir), Path(args.out), bundles, settings)
+    return 1 if report["failed"] else 0
 
 
 def _count(text: str) -> int:

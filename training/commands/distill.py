@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import json
-
-from training.commands.common import add_config_args, add_progress_arg
+from training.commands.common import add_config_args, add_run_args, print_run_summary, run_config
 
 
 def register(sub) -> None:
@@ -20,18 +18,12 @@ def register(sub) -> None:
     )
     add_config_args(p)
     p.add_argument("--teacher", default=None, help="finished teacher run folder, e.g. runs/citeulike-bpr-teacher")
-    p.add_argument("--out", required=True, help="run folder to write, e.g. runs/kd-citeulike-de")
-    p.add_argument("--resume", action="store_true", help="continue from OUT/last.ckpt.npz if it exists")
-    add_progress_arg(p)
+    add_run_args(p, "runs/kd-citeulike-de")
     p.set_defaults(handler=run)
 
 
 def run(args) -> int:
-    from training.config import load_config
     from training.distill.run import distill_run
 
-    overrides = list(args.overrides) + (["train.progress=false"] if args.no_progress else [])
-    cfg = load_config(args.config, overrides)
-    result = distill_run(cfg, args.out, teacher=args.teacher, resume=args.resume)
-    print(json.dumps({"out": str(args.out), "best_epoch": result["best_epoch"], "test": result["test"]}, indent=2))
+    print_run_summary(args.out, distill_run(run_config(args), args.out, teacher=args.teacher, resume=args.resume))
     return 0

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import json
-
-from training.commands.common import add_config_args, add_progress_arg
+from training.commands.common import add_config_args, add_run_args, print_run_summary, run_config
 
 
 def register(sub) -> None:
@@ -18,18 +16,12 @@ def register(sub) -> None:
         ),
     )
     add_config_args(p)
-    p.add_argument("--out", required=True, help="run folder to write, e.g. runs/ml100k-bpr-teacher")
-    p.add_argument("--resume", action="store_true", help="continue from OUT/last.ckpt.npz if it exists")
-    add_progress_arg(p)
+    add_run_args(p, "runs/ml100k-bpr-teacher")
     p.set_defaults(handler=run)
 
 
 def run(args) -> int:
-    from training.config import load_config
     from training.runs import train_run
 
-    overrides = list(args.overrides) + (["train.progress=false"] if args.no_progress else [])
-    cfg = load_config(args.config, overrides)
-    result = train_run(cfg, args.out, resume=args.resume)
-    print(json.dumps({"out": str(args.out), "best_epoch": result["best_epoch"], "test": result["test"]}, indent=2))
+    print_run_summary(args.out, train_run(run_config(args), args.out, resume=args.resume))
     return 0
