@@ -10,7 +10,7 @@ set -eu
 
 models_dir=${DISTILLREC_MODELS_DIR:-/models}
 runs_dir=${RUNS_DIR:-/work/runs}
-teacher_config=${TEACHER_CONFIG:-configs/ml-100k/bpr-teacher.yaml}
+teacher_config=${TEACHER_CONFIG:-configs/ml-100k/lightgcn-teacher.yaml}
 student_config=${STUDENT_CONFIG:-configs/ml-100k/demo-student.yaml}
 teacher_bundle=${TEACHER_BUNDLE:-ml100k-teacher}
 student_bundle=${STUDENT_BUNDLE:-ml100k-student}

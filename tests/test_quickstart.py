@@ -25,7 +25,7 @@ def _tiny(src: str, dst, **train) -> None:
 
 def test_demo_runs_and_reuses_everything(tmp_path, capsys):
     teacher_cfg, student_cfg = tmp_path / "teacher.yaml", tmp_path / "student.yaml"
-    _tiny("configs/ml-100k/bpr-teacher.yaml", teacher_cfg)
+    _tiny("configs/ml-100k/lightgcn-teacher.yaml", teacher_cfg)
     _tiny("configs/ml-100k/demo-student.yaml", student_cfg)
     opts = DemoOptions(runs_dir=tmp_path / "runs", models_dir=tmp_path / "models", port=_free_port(), exit_after=True,
                        progress=False, teacher_config=teacher_cfg, student_config=student_cfg)

@@ -10,7 +10,7 @@ def register(sub) -> None:
         "demo",
         help="quickstart: train a teacher, distil a student, export both, serve them, compare them",
         description=(
-            "From nothing to a running service on MovieLens-100K: fetch the data, train the BPR-MF teacher (dim 200), "
+            "From nothing to a running service on MovieLens-100K: fetch the data, train the LightGCN teacher (dim 200), "
             "distil a dim-20 student with our best method, export both bundles, start the service on 127.0.0.1:PORT, "
             "print example calls and a student-vs-teacher table (accuracy, parameters, p50/p99 latency). "
             "Everything is cached: a second run reuses the runs and bundles and starts in seconds."
