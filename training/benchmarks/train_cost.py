@@ -74,7 +74,7 @@ def run(out: Path, dims: list[int], epochs: int, threads: int | None) -> dict:
         rows.append(json.loads(proc.stdout.strip().splitlines()[-1]))
     report = {
         "benchmark": "train-cost",
-        "command": "distillrec bench train-cost " + " ".join(f"--{k} {v}" for k, v in (("dims", ",".join(map(str, dims))), ("epochs", epochs))),
+        "command": f"distillrec bench train-cost --dims {','.join(map(str, dims))} --epochs {epochs}" + (f" --threads {threads}" if threads else "") + f" --out {out}",
         "environment": environment(),
         "rows": rows,
     }
