@@ -28,14 +28,20 @@ router = APIRouter(prefix="/v1", tags=["recommend"])
 ERRORS = {**NOT_FOUND, **INVALID, **NOT_READY}
 
 
+
+def _k_checked(body, s) -> int:
+    """The request's k (defaulted, capped) after checking k and exclude_items against the settings."""
+    k = capped_default(body, "k", s.max_k)
+    check_limit("k", k, s.max_k, "DISTILLREC_MAX_K")
+    check_limit("the number of exclude_items", len(body.exclude_items), s.max_history, "DISTILLREC_MAX_HISTORY")
+    return k
+
 @router.post("/recommend", response_model=RecommendResponse, responses=ERRORS, openapi_extra=json_body(RecommendRequest), summary="top-k items for a known user")
 async def recommend(request: Request) -> Response:
     t0 = time.perf_counter()
     body = await parse_body(request, RecommendRequest)
     s = settings(request)
-    k = capped_default(body, "k", s.max_k)
-    check_limit("k", k, s.max_k, "DISTILLREC_MAX_K")
-    check_limit("the number of exclude_items", len(body.exclude_items), s.max_history, "DISTILLREC_MAX_HISTORY")
+    k = _k_checked(body, s)
     rec = resolve_model(request, body.model)
     out = rec.recommend(body.user_id, k, body.exclude_seen, body.exclude_items, body.fallback)
     return json_response({"model": rec.name, "version": rec.version, "user_id": body.user_id, "items": scored(out), "fallback_used": out.fallback_used, "took_ms": ms_since(t0)})
@@ -46,10 +52,8 @@ async def recommend_batch(request: Request) -> Response:
     t0 = time.perf_counter()
     body = await parse_body(request, BatchRecommendRequest)
     s = settings(request)
-    k = capped_default(body, "k", s.max_k)
-    check_limit("k", k, s.max_k, "DISTILLREC_MAX_K")
+    k = _k_checked(body, s)
     check_limit("the number of user_ids", len(body.user_ids), s.max_batch, "DISTILLREC_MAX_BATCH")
-    check_limit("the number of exclude_items", len(body.exclude_items), s.max_history, "DISTILLREC_MAX_HISTORY")
     rec = resolve_model(request, body.model)
     outs = await run_in_threadpool(rec.recommend_many, body.user_ids, k, body.exclude_seen, body.exclude_items, body.fallback)
     results = [{"user_id": o.user_id, "items": scored(o), "fallback_used": o.fallback_used} for o in outs]
@@ -61,10 +65,8 @@ async def recommend_history(request: Request) -> Response:
     t0 = time.perf_counter()
     body = await parse_body(request, HistoryRequest)
     s = settings(request)
-    k = capped_default(body, "k", s.max_k)
-    check_limit("k", k, s.max_k, "DISTILLREC_MAX_K")
+    k = _k_checked(body, s)
     check_limit("the number of item_ids", len(body.item_ids), s.max_history, "DISTILLREC_MAX_HISTORY")
-    check_limit("the number of exclude_items", len(body.exclude_items), s.max_history, "DISTILLREC_MAX_HISTORY")
     rec = resolve_model(request, body.model)
     out = rec.recommend_for_history(body.item_ids, k, body.exclude_items)
     return json_response({"model": rec.name, "version": rec.version, "items": scored(out), "took_ms": ms_since(t0)})
