@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from training.commands.common import add_config_args, add_progress_arg
+from training.commands.common import add_config_args, add_run_args, run_config
 
 
 def register(sub) -> None:
@@ -38,10 +38,8 @@ def register(sub) -> None:
         "Writes the usual run folder; result.json also records the process's peak RSS.",
     )
     add_config_args(d)
-    d.add_argument("--out", required=True, help="student run folder")
+    add_run_args(d, "runs/hc-ml100k-student-hetcomp")
     d.add_argument("--ensemble", default=None, help="ensemble run folder (default: the config's distill.teacher)")
-    d.add_argument("--resume", action="store_true", help="continue from OUT/last.ckpt.npz (the KD state resumes too)")
-    add_progress_arg(d)
     d.set_defaults(handler=run_distill)
 
     e = esub.add_parser(
@@ -86,12 +84,9 @@ def run_distill(args) -> int:
     import resource
     from pathlib import Path
 
-    from training.config import load_config
     from training.ensemble.distill import distill_from_ensemble
 
-    overrides = list(args.overrides) + (["train.progress=false"] if args.no_progress else [])
-    cfg = load_config(args.config, overrides)
-    result = distill_from_ensemble(cfg, args.out, args.ensemble, resume=args.resume)
+    result = distill_from_ensemble(run_config(args), args.out, args.ensemble, resume=args.resume)
     result["peak_rss_mib"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
     (Path(args.out) / "result.json").write_text(json.dumps(result, indent=2))
     print(json.dumps({"out": str(args.out), "best_epoch": result["best_epoch"], "peak_rss_mib": result["peak_rss_mib"], "test": result["test"]}, indent=2))
