@@ -22,6 +22,14 @@ METHOD = (
 )
 
 
+def latency_summary(seconds: np.ndarray) -> dict:
+    """p50 / p95 / p99 / mean in milliseconds and requests per second of per-request wall times (seconds)."""
+    ms = np.asarray(seconds) * 1e3
+    p50, p95, p99 = (float(v) for v in np.percentile(ms, (50, 95, 99)))
+    return {"p50_ms": p50, "p95_ms": p95, "p99_ms": p99, "mean_ms": float(ms.mean()),
+            "requests_per_second": float(len(ms) / max(float(np.sum(seconds)), 1e-12))}
+
+
 def common_users(models: list[Recommender]) -> list[str]:
     """External user ids known to every model (in the first model's order)."""
     first = models[0]
@@ -56,7 +64,6 @@ def run_benchmark(models: list[Recommender], requests: int, k: int, warmup: int,
     slowest = max(p50s)
     results = []
     for j, m in enumerate(models):
-        ms = latencies[j] * 1e3
         overlap = float(np.mean([len(set(a) & set(b)) / max(1, len(b)) for a, b in zip(lists[j], lists[0])]))
         results.append({
             "model": m.name,
@@ -64,11 +71,7 @@ def run_benchmark(models: list[Recommender], requests: int, k: int, warmup: int,
             "role": m.role,
             "family": m.family,
             "parameters": m.manifest.parameters,
-            "p50_ms": float(np.percentile(ms, 50)),
-            "p95_ms": float(np.percentile(ms, 95)),
-            "p99_ms": float(np.percentile(ms, 99)),
-            "mean_ms": float(ms.mean()),
-            "requests_per_second": float(requests / max(latencies[j].sum(), 1e-12)),
+            **latency_summary(latencies[j]),
             "speedup_vs_slowest": float(slowest / max(p50s[j], 1e-12)),
             "overlap_at_k": overlap,
         })

@@ -147,6 +147,8 @@ def _pct(a: np.ndarray, q: float) -> float:
 
 def build_rows(models: dict, times: dict, s: Settings) -> list[dict]:
     """One row per bundle: manifest facts, offline accuracy, latency, speed-up, accuracy ratio, Pareto flags."""
+    from service.benchmark import latency_summary
+
     rows = []
     for name, rec in models.items():
         m = rec.manifest
@@ -166,10 +168,8 @@ def build_rows(models: dict, times: dict, s: Settings) -> list[dict]:
             "kd": [k.get("method", k) if isinstance(k, dict) else k for k in m.kd],
             "offline": offline(m, s),
             "requests": int(len(w)),
-            **{f"p{q}_ms": _pct(w, q) for q in (50, 95, 99)},
-            "mean_ms": float(w.mean() * 1e3),
+            **latency_summary(w),
             **{f"cpu_p{q}_ms": _pct(c, q) for q in (50, 99)},
-            "requests_per_second": float(len(w) / max(w.sum(), 1e-12)),
             "percentiles_ms": {str(q): _pct(w, q) for q in (1, 5, 10, 25, 50, 75, 90, 95, 99, 99.9)},
         })
     slowest = max(r["p50_ms"] for r in rows)

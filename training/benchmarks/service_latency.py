@@ -206,6 +206,7 @@ def in_process(models_dir: Path, bundle: str, n: int, seed: int = 0) -> dict:
     import faiss
 
     from service.artifacts import read_latest
+    from service.benchmark import latency_summary
     from service.loading import load_recommender
 
     faiss.omp_set_num_threads(1)
@@ -217,10 +218,9 @@ def in_process(models_dir: Path, bundle: str, n: int, seed: int = 0) -> dict:
         t0 = time.perf_counter()
         rec.recommend(u, 10)
         lat[i] = time.perf_counter() - t0
-    ms = lat * 1e3
+    summary = {k: v for k, v in latency_summary(lat).items() if k != "requests_per_second"}
     return {"bundle": bundle, "role": rec.role, "family": rec.family, "parameters": rec.manifest.parameters, "requests": n,
-            "p50_ms": float(np.percentile(ms, 50)), "p95_ms": float(np.percentile(ms, 95)), "p99_ms": float(np.percentile(ms, 99)),
-            "mean_ms": float(ms.mean()), "percentiles_ms": {str(q): float(np.percentile(ms, q)) for q in PERCENTILES}}
+            **summary, "percentiles_ms": {str(q): float(np.percentile(lat * 1e3, q)) for q in PERCENTILES}}
 
 
 def median_of(rows: list[dict], key: str) -> float:
