@@ -61,6 +61,7 @@ def relaxed_ranking_loss(
     rest: torch.Tensor,
     ranked_mask: torch.Tensor | None = None,
     rest_mask: torch.Tensor | None = None,
+    rest_logsumexp: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Relaxed listwise (Plackett–Luce) loss of RRD / IR, summed over rows (Kang et al., CIKM 2020).
 
@@ -77,6 +78,8 @@ def relaxed_ranking_loss(
         rest: float [b, L] (L may be 0: the "interesting-only" ablation).
         ranked_mask, rest_mask: optional bool masks of valid entries (False entries are ignored;
             a row's valid ranked entries must be a prefix when lists are shorter than K).
+        rest_logsumexp: optional float [b], log Σ_{j ∈ L} e^{r_j} already computed (HetComp's
+            complement sets); then ``rest`` must be empty.
     Returns:
         scalar: the sum over rows and positions.
     """
@@ -85,7 +88,9 @@ def relaxed_ranking_loss(
     if rest_mask is not None:
         rest = torch.where(rest_mask, rest, torch.full_like(rest, NEG_INF))
     suffix = reverse_logcumsumexp(ranked)
-    if rest.shape[-1] > 0:
+    if rest_logsumexp is not None:
+        below = torch.logaddexp(suffix, rest_logsumexp.unsqueeze(-1).to(suffix.dtype))
+    elif rest.shape[-1] > 0:
         below = torch.logaddexp(suffix, torch.logsumexp(rest, dim=-1, keepdim=True))
     else:
         below = suffix

@@ -40,6 +40,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from service.aggregation import aggregate_lists
 from training.distill.base import Batch, KDContext, KDMethod
+from training.distill.common import relaxed_ranking_loss
 from training.distill.registry import register
 from training.errors import ConfigError
 from training.evaluation import TorchScorer, top_k_excluding
@@ -157,10 +158,7 @@ def relaxed_listmle(ordered: torch.Tensor, valid: torch.Tensor, rest: torch.Tens
     ``ordered`` [b, n] are the scores of a list in target order (padding at the end, ``valid`` False);
     ``rest`` [b] is the log-sum-exp of the items that must rank below the whole list.
     """
-    masked = torch.where(valid, ordered, torch.full_like(ordered, NEG))
-    suffix = torch.logcumsumexp(masked.flip(1), dim=1).flip(1)
-    terms = masked - torch.logaddexp(suffix, rest[:, None])
-    return -(terms * valid).sum()
+    return relaxed_ranking_loss(ordered, ordered.new_empty(ordered.shape[0], 0), ranked_mask=valid, rest_logsumexp=rest)
 
 
 # ------------------------------------------------------------------------------------- the method
