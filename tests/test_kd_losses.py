@@ -355,15 +355,48 @@ def test_cd_golden(small):
     assert cd(batch, student, student.representations())[""].item() == pytest.approx(expected, rel=1e-5)
 
 
-def test_reverse_logcumsumexp_matches_the_definition_and_never_fails():
-    from training.distill.common import reverse_logcumsumexp
+def _autograd_listwise(ranked, rest, ranked_mask, rest_mask):
+    """The loss written directly with torch ops (float64), for autograd's reference gradient."""
+    total = ranked.new_zeros(())
+    for row in range(ranked.shape[0]):
+        r, j = ranked[row][ranked_mask[row]], rest[row][rest_mask[row]]
+        for k in range(len(r)):
+            total = total - (r[k] - torch.log(torch.exp(r[k:]).sum() + torch.exp(j).sum()))
+    return total
 
-    x = torch.tensor([[0.5, -2.0, 3.0, 1.0], [1000.0, 0.0, -900.0, -1000.0]], dtype=torch.float32, requires_grad=True)
-    expected = [[np.log(np.exp(np.array([0.5, -2.0, 3.0, 1.0])[k:]).sum()) for k in range(4)], [1000.0, 0.0, -900.0, -1000.0]]
-    got = reverse_logcumsumexp(x)
-    np.testing.assert_allclose(got.detach().numpy(), expected, rtol=1e-6)
-    got.sum().backward()
-    assert torch.isfinite(x.grad).all()
+
+def test_relaxed_ranking_loss_gradient_matches_autograd_of_the_definition():
+    torch.manual_seed(0)
+    ranked = torch.randn(4, 5, dtype=torch.float64) * 3
+    rest = torch.randn(4, 3, dtype=torch.float64) * 3
+    ranked_mask = torch.tensor([[1, 1, 1, 1, 1], [1, 1, 0, 0, 0], [1, 0, 0, 0, 0], [1, 1, 1, 1, 0]], dtype=torch.bool)
+    rest_mask = torch.tensor([[1, 1, 1], [1, 0, 1], [0, 0, 0], [1, 1, 1]], dtype=torch.bool)
+    grads = []
+    for fn in (relaxed_ranking_loss, _autograd_listwise):
+        r, j = ranked.clone().requires_grad_(), rest.clone().requires_grad_()
+        value = fn(r, j, ranked_mask, rest_mask)
+        value.backward()
+        grads.append((value.item(), r.grad, j.grad))
+    assert grads[0][0] == pytest.approx(grads[1][0], rel=1e-10)
+    torch.testing.assert_close(grads[0][1], grads[1][1], rtol=1e-9, atol=1e-12)
+    torch.testing.assert_close(grads[0][2], grads[1][2], rtol=1e-9, atol=1e-12)
+    # a precomputed rest log-sum-exp (HetComp's complement sets) receives the same gradient as the rest
+    r, lse = ranked.clone().requires_grad_(), torch.logsumexp(rest, dim=1).requires_grad_()
+    relaxed_ranking_loss(r, rest[:, :0], rest_logsumexp=lse).backward()
+    r2, j2 = ranked.clone().requires_grad_(), rest.clone().requires_grad_()
+    relaxed_ranking_loss(r2, j2).backward()
+    torch.testing.assert_close(r.grad, r2.grad)
+    torch.testing.assert_close(lse.grad, j2.grad.sum(1))
+
+
+def test_relaxed_ranking_loss_never_fails_for_score_gaps_beyond_float64():
+    ranked = torch.tensor([[1000.0, 0.0, -900.0, -1000.0]], requires_grad=True)
+    rest = torch.tensor([[-2000.0]], requires_grad=True)
+    value = relaxed_ranking_loss(ranked, rest)
+    value.backward()
+    assert torch.isfinite(value) and torch.isfinite(ranked.grad).all() and torch.isfinite(rest.grad).all()
+    # each position k is a softmax over {k, …, K} ∪ L: the top item alone is ~certain, so its term is ~0
+    assert value.item() == pytest.approx(0.0, abs=1e-3)
 
 
 def test_segment_expert_backward_matches_autograd():

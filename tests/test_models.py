@@ -55,3 +55,22 @@ def test_neumf_score_all_chunks_consistently():
         full = model.score_all(users)
         one = torch.stack([model.score_all(users[k : k + 1])[0] for k in range(5)])
     torch.testing.assert_close(full, one)
+
+
+def test_gather_dot_matches_einsum_values_and_gradients():
+    from training.models.gather_dot import gather_dot
+
+    torch.manual_seed(0)
+    anchor, table = torch.randn(3, 4, dtype=torch.float64), torch.randn(6, 4, dtype=torch.float64)
+    cand = torch.tensor([[0, 5, 5, 2], [1, 1, 1, 0], [4, 3, 2, 5]])  # duplicates within and across rows
+    weights = torch.randn(3, 8, dtype=torch.float64)[:, ::2]  # a strided upstream gradient
+    results = []
+    for fn in (lambda a, t: gather_dot(a, t, cand), lambda a, t: torch.einsum("bd,bcd->bc", a, t[cand])):
+        a, t = anchor.clone().requires_grad_(), table.clone().requires_grad_()
+        scores = fn(a, t)
+        (scores * weights).sum().backward()
+        results.append((scores.detach(), a.grad, t.grad))
+    for got, expected in zip(results[0], results[1], strict=True):
+        torch.testing.assert_close(got, expected)
+    with torch.no_grad():
+        torch.testing.assert_close(gather_dot(anchor, table, cand), results[1][0])

@@ -40,20 +40,46 @@ def require_teacher(method: str, teacher: object | None, needs: frozenset[str] |
 
 
 # ------------------------------------------------------------------------------------ losses
-def reverse_logcumsumexp(x: torch.Tensor) -> torch.Tensor:
-    """a[..., k] = log Σ_{i ≥ k} exp(x[..., i]) along the last dimension, for finite x.
+class _RelaxedRanking(torch.autograd.Function):
+    """Σ_rows −Σ_k m_k [r_k − log S_k],  S_k = Σ_{i ≥ k} e^{r_i} + e^{ρ},  with the closed-form gradient
 
-    Shifted by the row maximum and accumulated in float64: exp(x − max) ≤ 1 never overflows, and a
-    suffix sum only underflows when all its terms are e^{−700} below the row maximum; there the
-    result falls back to its lower bound x_k (and never to −∞ or NaN). About 8× faster on CPU than
-    ``torch.logcumsumexp`` (whose result it matches to float32 precision).
+        ∂/∂r_i = −m_i + e^{r_i} Σ_{k ≤ i} m_k / S_k,        ∂/∂ρ = e^{ρ} Σ_k m_k / S_k.
+
+    ``ranked`` r [b, K] (masked entries already at NEG_INF, valid entries a prefix), ``mask`` m
+    [b, K] float, ``rest_lse`` ρ [b, 1] = log Σ_{j ∈ L} e^{r_j} (NEG_INF when L is empty).
+
+    Each row is shifted by max(r, ρ) and the sums are taken in float64, so every exponential is ≤ 1
+    and nothing overflows; a suffix sum that underflows (its terms all e^{−700} below the row
+    maximum) falls back to its lower bound e^{r_k}, and the gradient terms, each ≤ 1 in exact
+    arithmetic, are clipped to their bounds, so no −∞, ∞ or NaN can appear (METHODS.md §10, 1).
+    One fused forward/backward instead of autograd through ~30 elementwise operations: cheaper on
+    CPU, where RRD, IR and HetComp evaluate it on every batch.
     """
-    shift = x.detach().amax(dim=-1, keepdim=True)
-    z = (x - shift).double()
-    s = torch.exp(z).flip(-1).cumsum(-1).flip(-1)
-    tiny = torch.finfo(torch.float64).tiny
-    log_s = torch.where(s > tiny, torch.log(s.clamp_min(tiny)), z)
-    return (torch.maximum(log_s, z) + shift.double()).to(x.dtype)
+
+    @staticmethod
+    def forward(ctx, ranked, mask, rest_lse):
+        r, rho = ranked.double(), rest_lse.double()
+        shift = torch.maximum(r.amax(dim=-1, keepdim=True), rho)
+        z = r - shift
+        e, e_rest = torch.exp(z), torch.exp(rho - shift)
+        s = e.flip(-1).cumsum(-1).flip(-1) + e_rest
+        tiny = torch.finfo(torch.float64).tiny
+        log_s = torch.maximum(torch.where(s > tiny, torch.log(s.clamp_min(tiny)), z), z)
+        m = mask.double()
+        ctx.save_for_backward(e, e_rest, s, m)
+        return (m * (log_s - z)).sum().to(ranked.dtype)
+
+    @staticmethod
+    def backward(ctx, g):
+        e, e_rest, s, m = ctx.saved_tensors
+        bound = m.new_tensor(float(m.shape[-1]))
+        inv = m / s.clamp_min(torch.finfo(torch.float64).tiny)
+        g64 = g.double()
+        d_ranked = (torch.minimum(e * inv.cumsum(-1).clamp_max(1e300), bound) - m) * g64
+        d_rest = None
+        if ctx.needs_input_grad[2]:
+            d_rest = (torch.minimum(e_rest * inv.sum(-1, keepdim=True).clamp_max(1e300), bound) * g64).to(g.dtype)
+        return d_ranked.to(g.dtype), None, d_rest
 
 
 def relaxed_ranking_loss(
@@ -69,9 +95,9 @@ def relaxed_ranking_loss(
     ``rest`` (the uninteresting set L):
 
         L = − Σ_k [ r_k − log( Σ_{i ≥ k} e^{r_i} + Σ_{j ∈ L} e^{r_j} ) ]
-          = − Σ_k [ r_k − logaddexp( revlogcumsumexp(r)_k , logsumexp(r_L) ) ]
 
-    The second form never exponentiates a raw score, so it cannot overflow (METHODS.md §10, 1).
+    evaluated by :class:`_RelaxedRanking` with each row shifted by its maximum (no raw score is ever
+    exponentiated, so it cannot overflow; METHODS.md §10, 1) and a closed-form backward.
 
     Args:
         ranked: float [b, K], in the teacher's order.
@@ -85,19 +111,18 @@ def relaxed_ranking_loss(
     """
     if ranked_mask is not None:
         ranked = torch.where(ranked_mask, ranked, torch.full_like(ranked, NEG_INF))
-    if rest_mask is not None:
-        rest = torch.where(rest_mask, rest, torch.full_like(rest, NEG_INF))
-    suffix = reverse_logcumsumexp(ranked)
-    if rest_logsumexp is not None:
-        below = torch.logaddexp(suffix, rest_logsumexp.unsqueeze(-1).to(suffix.dtype))
-    elif rest.shape[-1] > 0:
-        below = torch.logaddexp(suffix, torch.logsumexp(rest, dim=-1, keepdim=True))
+        mask = ranked_mask.to(ranked.dtype)
     else:
-        below = suffix
-    terms = ranked - below
-    if ranked_mask is not None:
-        terms = terms * ranked_mask
-    return -terms.sum()
+        mask = torch.ones_like(ranked)
+    if rest_logsumexp is not None:
+        rest_lse = rest_logsumexp.unsqueeze(-1).to(ranked.dtype)
+    elif rest.shape[-1] > 0:
+        if rest_mask is not None:
+            rest = torch.where(rest_mask, rest, torch.full_like(rest, NEG_INF))
+        rest_lse = torch.logsumexp(rest, dim=-1, keepdim=True)
+    else:
+        rest_lse = torch.full_like(ranked[..., :1], NEG_INF)
+    return _RelaxedRanking.apply(ranked, mask, rest_lse)
 
 
 def cosine_matrix(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:

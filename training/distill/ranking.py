@@ -23,6 +23,7 @@ from training.distill.common import keys_of, list_lengths, rank_sample_positions
 from training.distill.latent import Params
 from training.distill.registry import register
 from training.errors import ConfigError
+from training.models.gather_dot import gather_dot
 from training.sampling import excluded_keys, sample_excluding
 
 
@@ -30,7 +31,7 @@ def score_users_for_items(student, items: torch.Tensor, users: torch.Tensor, rep
     """Student scores of users[b, c] for items[b] → [b, c] (the item-side view)."""
     if student.factorised:
         u, i = reps
-        return torch.einsum("bd,bcd->bc", i[items], u[users])
+        return gather_dot(i[items], u, users)
     b, c = users.shape
     return student.score_pairs(users.reshape(-1), items.repeat_interleave(c), reps=reps).view(b, c)
 

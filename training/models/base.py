@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from training.models.gather_dot import gather_dot
+
 
 class Recommender(nn.Module):
     """A recommender over ``n_users`` × ``n_items`` (indices, not external ids).
@@ -40,7 +42,7 @@ class Recommender(nn.Module):
     def score_candidates(self, users: torch.Tensor, items: torch.Tensor, reps=None) -> torch.Tensor:
         """Scores of users[b] against candidate items[b, c] → [b, c]."""
         u, i = reps if reps is not None else self.representations()
-        return torch.einsum("bd,bcd->bc", u[users], i[items])
+        return gather_dot(u[users], i, items)
 
     def score_all(self, users: torch.Tensor, reps=None) -> torch.Tensor:
         """Scores of users[b] against every item → [b, n_items]."""
