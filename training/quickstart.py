@@ -22,10 +22,10 @@ import os
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
+
+from training.http_client import request_json, wait_until_ready
 
 TEACHER_CONFIG = Path("configs/ml-100k/lightgcn-teacher.yaml")
 STUDENT_CONFIG = Path("configs/ml-100k/demo-student.yaml")
@@ -99,29 +99,16 @@ def _export(run: Path, models_dir: Path, bundle: str) -> None:
     print(f"    {bundle}: {result.path}")
 
 
-def _get(url: str, body: dict | None = None, timeout: float = 30.0) -> dict:
-    data = None if body is None else json.dumps(body).encode()
-    req = urllib.request.Request(url, data=data, headers={"content-type": "application/json"} if data else {})
-    with urllib.request.urlopen(req, timeout=timeout) as resp:
-        return json.loads(resp.read().decode())
-
-
 def _start_service(opts: DemoOptions) -> subprocess.Popen:
     cmd = [sys.executable, "-m", "training.cli", "serve", "--models-dir", str(opts.models_dir), "--port", str(opts.port),
            "--default-model", STUDENT_BUNDLE, "--log-level", "warning", "--no-access-log"]
     proc = subprocess.Popen(cmd, env={**os.environ, "PYTHONUNBUFFERED": "1"})
-    base = f"http://127.0.0.1:{opts.port}"
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"the service exited with status {proc.returncode}; is port {opts.port} free? (try --port)")
-        try:
-            _get(f"{base}/readyz", timeout=2)
-            return proc
-        except (urllib.error.URLError, ConnectionError, TimeoutError):
-            time.sleep(0.5)
-    proc.terminate()
-    raise RuntimeError("the service did not become ready within 120 s")
+    try:
+        wait_until_ready(f"http://127.0.0.1:{opts.port}", proc, timeout=120, poll_s=0.5)
+    except RuntimeError as exc:
+        proc.terminate()
+        raise RuntimeError(f"{exc}; is port {opts.port} free? (try --port)") from None
+    return proc
 
 
 def _examples(base: str) -> None:
@@ -134,7 +121,7 @@ def _examples(base: str) -> None:
     for method, path, body in calls:
         curl = f"curl -s {base}{path}" if body is None else f"curl -s -X POST {base}{path} -H 'content-type: application/json' -d '{json.dumps(body)}'"
         print(f"\n$ {curl}")
-        reply = _get(base + path, body)
+        reply = request_json(method, base + path, body)
         if path == "/v1/models":
             reply = [{k: m.get(k) for k in ("name", "role", "family", "dimension", "parameters")} for m in reply["models"]]
         text = json.dumps(reply)
@@ -142,11 +129,11 @@ def _examples(base: str) -> None:
 
 
 def _table(base: str) -> str:
-    bench = _get(f"{base}/v1/benchmark", {"models": [STUDENT_BUNDLE, TEACHER_BUNDLE], "requests": 500, "k": 10, "warmup": 50}, timeout=300)
+    bench = request_json("POST", f"{base}/v1/benchmark", {"models": [STUDENT_BUNDLE, TEACHER_BUNDLE], "requests": 500, "k": 10, "warmup": 50}, timeout=300)
     rows = {r["model"]: r for r in bench["results"]}
     lines = ["| model | role | parameters | test NDCG@10 | test HR@10 | p50 ms | p99 ms | overlap@10 with student |", "|---|---|---|---|---|---|---|---|"]
     for name in (STUDENT_BUNDLE, TEACHER_BUNDLE):
-        info = _get(f"{base}/v1/models/{name}")
+        info = request_json("GET", f"{base}/v1/models/{name}")
         test = info["metrics"]["test"]
         r = rows[name]
         lines.append(

@@ -35,12 +35,11 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 import numpy as np
 
+from training.http_client import request_json, wait_until_ready
 from training.benchmarks.environment import environment, footer, pyplot, run_conditions
 
 HOST = "127.0.0.1"
@@ -148,16 +147,6 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _http(method: str, url: str, body: dict | None = None, timeout: float = 600) -> dict:
-    data = json.dumps(body).encode() if body is not None else None
-    req = urllib.request.Request(url, data=data, method=method, headers={"content-type": "application/json"})
-    try:
-        with urllib.request.urlopen(req, timeout=timeout) as r:
-            return json.load(r)
-    except urllib.error.HTTPError as exc:
-        raise RuntimeError(f"{method} {url} answered {exc.code}: {exc.read().decode(errors='replace')}") from None
-
-
 class Server:
     """``uvicorn service.main:app`` with one worker on 127.0.0.1, started and stopped by this script."""
 
@@ -177,15 +166,7 @@ class Server:
         self.proc = subprocess.Popen(self.cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
 
     def wait_ready(self, timeout: float = 120) -> dict:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"the server exited: {self.proc.stderr.read()}")
-            try:
-                return _http("GET", self.base + "/readyz", timeout=2)
-            except (urllib.error.URLError, OSError):
-                time.sleep(0.2)
-        raise RuntimeError(f"the server was not ready within {timeout:.0f} s")
+        return wait_until_ready(self.base, self.proc, timeout)
 
     def cpu_seconds(self) -> float:
         """CPU time (user + system) the server process has used so far, from /proc (Linux)."""
@@ -328,7 +309,7 @@ def run(models_dir: Path, student: str, teachers: list[str], out: Path, tool: st
                 for target in targets if i % 2 == 0 else targets[::-1]:
                     if (target, c) not in sweep:
                         sweep[(target, c)] = [measure(target, c, work) for _ in range(sweep_rounds)]
-        bench = _http("POST", server.base + "/v1/benchmark", {"models": [student, *teachers], "requests": bench_requests, "k": 10, "warmup": min(50, bench_requests)})
+        bench = request_json("POST", server.base + "/v1/benchmark", {"models": [student, *teachers], "requests": bench_requests, "k": 10, "warmup": min(50, bench_requests)})
     finally:
         server.stop()
 
