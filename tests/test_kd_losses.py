@@ -137,10 +137,12 @@ def test_expert_mixture_golden(exact):
     bank = ExpertBank(3, 2, 4, 5, mass=1.0 if exact else 0.999999, max_active=None if exact else 3)
     x = np.array([[0.5, -1.0], [2.0, 0.1], [-0.3, 0.3], [1.0, 1.0]], dtype=np.float32)
     s = np.array([[0.2, 0.5, 0.3], [1.0, 0.0, 0.0], [0.0, 0.0, 1.0], [0.6, 0.4, 0.0]], dtype=np.float32)
-    expected = sum(s[:, [m]] * _np_expert(bank, m, x) for m in range(3))
-    xt, st = torch.as_tensor(x), torch.as_tensor(s)
-    got = bank._dense(xt, st) if exact else bank._sparse(xt, st)
-    np.testing.assert_allclose(got.detach().numpy(), expected, rtol=1e-5, atol=1e-6)
+    t = np.linspace(-1, 1, 16, dtype=np.float32).reshape(4, 4)
+    c = np.array([1.0, 0.5, 2.0, 1.0], dtype=np.float32)
+    mixture = sum(s[:, [m]] * _np_expert(bank, m, x) for m in range(3))
+    expected = (c * ((t - mixture) ** 2).sum(1)).sum()
+    got = bank.loss_for_selection(torch.as_tensor(x), torch.as_tensor(t), torch.as_tensor(s), torch.as_tensor(c))
+    assert got.item() == pytest.approx(float(expected), rel=1e-5)
 
 
 def test_expert_sparse_truncation_renormalises():
@@ -148,10 +150,41 @@ def test_expert_sparse_truncation_renormalises():
     bank = ExpertBank(3, 2, 4, 5, mass=0.7, max_active=2)
     x = np.array([[0.5, -1.0]], dtype=np.float32)
     s = np.array([[0.5, 0.3, 0.2]], dtype=np.float32)  # 0.5 < 0.7 → keep 2 experts: weights 0.5/0.8, 0.3/0.8
-    expected = 0.625 * _np_expert(bank, 0, x) + 0.375 * _np_expert(bank, 1, x)
-    got = bank._sparse(torch.as_tensor(x), torch.as_tensor(s))
-    np.testing.assert_allclose(got.detach().numpy(), expected, rtol=1e-5, atol=1e-6)
+    t = np.zeros((1, 4), dtype=np.float32)
+    expected = ((0.625 * _np_expert(bank, 0, x) + 0.375 * _np_expert(bank, 1, x)) ** 2).sum()
+    got = bank.loss_for_selection(torch.as_tensor(x), torch.as_tensor(t), torch.as_tensor(s))
+    assert got.item() == pytest.approx(float(expected), rel=1e-5)
     assert bank.stats["active_experts"] == 2 and bank.stats["kept_mass"] == pytest.approx(0.8)
+
+
+@pytest.mark.parametrize("mass", [1.0, 0.9, 0.3])  # exact mixture; truncated mixture; one expert per entity
+def test_expert_loss_gradients_match_autograd_of_the_definition(mass):
+    torch.manual_seed(0)
+    bank = ExpertBank(4, 3, 6, 5, mass=mass, max_active=None if mass == 1.0 else 2).double()
+    x = torch.randn(7, 3, dtype=torch.float64)
+    t = torch.randn(7, 6, dtype=torch.float64)
+    c = torch.rand(7, dtype=torch.float64) + 0.5
+    logits = torch.randn(7, 4, dtype=torch.float64)
+    logits[:, 3] = -30.0  # expert 3 is (almost) never selected: with truncation its gradients are exactly zero
+
+    def reference(x, s):
+        rows, experts, w = bank.pairs(s)  # the same kept pairs and renormalised weights
+        out = torch.relu(torch.einsum("pd,pdh->ph", x[rows], bank.w1[experts]) + bank.b1[experts])
+        out = torch.einsum("ph,phk->pk", out, bank.w2[experts]) + bank.b2[experts]
+        mixture = torch.zeros_like(t).index_add(0, rows, out * w.unsqueeze(1))
+        return (c * ((t - mixture) ** 2).sum(1)).sum()
+
+    grads = []
+    for fn in (lambda x, s: bank.loss_for_selection(x, t, s, c), reference):
+        bank.zero_grad()
+        xi, li = x.clone().requires_grad_(), logits.clone().requires_grad_()
+        value = fn(xi, torch.softmax(li, dim=1))
+        value.backward()
+        grads.append([value.detach(), xi.grad, li.grad, *(p.grad.clone() for p in (bank.w1, bank.b1, bank.w2, bank.b2))])
+    for got, expected in zip(*grads, strict=True):
+        torch.testing.assert_close(got, expected)
+    if mass < 1.0:
+        assert grads[0][3][3].abs().sum() == 0 and grads[0][6][3].abs().sum() == 0
 
 
 def test_expert_hard_selection_golden():
@@ -397,16 +430,3 @@ def test_relaxed_ranking_loss_never_fails_for_score_gaps_beyond_float64():
     assert torch.isfinite(value) and torch.isfinite(ranked.grad).all() and torch.isfinite(rest.grad).all()
     # each position k is a softmax over {k, …, K} ∪ L: the top item alone is ~certain, so its term is ~0
     assert value.item() == pytest.approx(0.0, abs=1e-3)
-
-
-def test_segment_expert_backward_matches_autograd():
-    from training.distill.experts import SegmentMLP
-
-    torch.manual_seed(0)
-    w1, b1, w2, b2 = (torch.randn(*s, dtype=torch.float64, requires_grad=True) for s in ((3, 2, 4), (3, 4), (3, 4, 5), (3, 5)))
-    x = torch.randn(7, 2, dtype=torch.float64, requires_grad=True)
-    counts = [3, 0, 4]  # rows 0–2 → expert 0, rows 3–6 → expert 2
-    assert torch.autograd.gradcheck(lambda *a: SegmentMLP.apply(*a, counts), (x, w1, b1, w2, b2))
-    y = SegmentMLP.apply(x, w1, b1, w2, b2, counts)
-    expected = torch.relu(x[3:] @ w1[2] + b1[2]) @ w2[2] + b2[2]
-    torch.testing.assert_close(y[3:], expected)

@@ -10,11 +10,12 @@ s_x = softmax((log(α_x + 1e-10) + g) / τ), g ~ Gumbel(0, 1). The reconstructio
 M = 30, 20 → 110 → 200), which makes DE ~10× slower than its student. Once τ has annealed the
 selection is one-hot, so most of that work is multiplied by zero. We evaluate, per entity, only the
 experts that carry its selection mass: the largest weights until their sum reaches ``mass``, at most
-``max_active`` of them, renormalised to sum to 1. ``mass = 1`` and ``max_active = M`` is the exact
-dense mixture (computed densely). The kept (entity, expert) pairs are sorted by expert and each
-expert present in the batch runs one matmul on its slice (:class:`SegmentMLP`): no padding, no
-copies of the expert weights, whatever the load balance (a loop over at most M experts, never over
-entities). Subnormal floats are flushed to zero (they made the CPU matmuls up to 50× slower).
+``max_active`` of them, renormalised to sum to 1 (``mass = 1`` and ``max_active = M`` is the exact
+mixture). The kept (entity, expert) pairs are sorted by expert, and :class:`_ExpertRegression`
+computes the loss *and its gradients* in one pass: one matmul per expert present in the batch and
+direction on its contiguous slice (no padding, no copies of the expert weights), bias gradients as
+one segment sum, and — because the loss is quadratic — no autograd graph over the [n, d_t] outputs
+at all. Subnormal floats are flushed to zero by the trainer (they made CPU matmuls up to 50× slower).
 """
 
 from __future__ import annotations
@@ -27,54 +28,68 @@ from torch import nn
 from training.distill.common import gumbel_softmax_selection
 
 
-class SegmentMLP(torch.autograd.Function):
-    """Per-expert two-layer MLPs over rows sorted by expert: y[r] = relu(x[r] W1_m + b1_m) W2_m + b2_m.
+class _ExpertRegression(torch.autograd.Function):
+    """Σ_e c_e ‖t_e − Σ_{p: rows_p = e} w_p E_{m_p}(x_e)‖²  (scalar), gradients computed in the forward pass.
 
-    x: [P, d_s] rows grouped by expert, ``counts[m]`` rows for expert m (in order); w1: [M, d_s, h];
-    b1: [M, h]; w2: [M, h, d_t]; b2: [M, d_t]. Returns y [P, d_t].
+    x [n, d_s] student rows, w [P] pair weights, (w1 [M, d_s, h], b1 [M, h], w2 [M, h, d_t], b2 [M, d_t])
+    the experts, t [n, d_t] teacher rows, c [n] entity weights; ``rows`` [P] is the entity of each
+    pair and ``experts`` [P] its expert, pairs sorted by expert with ``counts[m]`` pairs for expert m.
 
-    One matmul per expert *present in the batch* on its contiguous slice — no padding, no gathered
-    copies of the expert weights — and a hand-written backward that writes each expert's weight
-    gradients directly (autograd's generic path through gathered weights is several times slower
-    on CPU).
+    With o_p = E_{m_p}(x_{rows_p}) and the residual ε_e = Σ_p w_p o_p − t_e:
+    ∂/∂w_p = 2 c_e ⟨o_p, ε_e⟩,  ∂/∂o_p = 2 c_e w_p ε_e, and the usual two-layer backward per expert.
     """
 
     @staticmethod
-    def forward(ctx, x, w1, b1, w2, b2, counts):
-        h = x.new_empty(x.shape[0], w1.shape[2])
-        y = x.new_empty(x.shape[0], w2.shape[2])
+    def forward(ctx, x, w, w1, b1, w2, b2, t, c, rows, experts, counts):
+        n, n_pairs = x.shape[0], rows.shape[0]
+        xs = x.index_select(0, rows)
+        h = x.new_empty(n_pairs, w1.shape[2])
+        o = x.new_empty(n_pairs, w2.shape[2])
+        slices = []
         start = 0
-        for m, c in enumerate(counts):
-            if c:
-                sl = slice(start, start + c)
-                torch.addmm(b1[m], x[sl], w1[m], out=h[sl])
-                h[sl].clamp_(min=0)
-                torch.addmm(b2[m], h[sl], w2[m], out=y[sl])
-                start += c
-        ctx.save_for_backward(x, w1, w2, h)
-        ctx.counts = counts
-        return y
+        for m, cnt in enumerate(counts):
+            if cnt:
+                slices.append((m, slice(start, start + cnt)))
+                start += cnt
+        for m, sl in slices:
+            torch.addmm(b1[m], xs[sl], w1[m], out=h[sl])
+        h.clamp_(min=0)
+        for m, sl in slices:
+            torch.addmm(b2[m], h[sl], w2[m], out=o[sl])
+        one_pair_each = n_pairs == n  # every entity keeps ≥ 1 pair, so P = n means exactly one each
+        if one_pair_each:
+            resid = o * w.unsqueeze(1) - t.index_select(0, rows)  # in pair order
+            cp = c.index_select(0, rows)
+            loss = (resid.square().sum(1) * cp).sum()
+            g_o = resid.mul_(2 * cp.unsqueeze(1))  # ∂/∂(w_p o_p)
+        else:
+            resid = x.new_zeros(n, o.shape[1]).index_add_(0, rows, o * w.unsqueeze(1)).sub_(t)
+            loss = (resid.square().sum(1) * c).sum()
+            g_o = resid.mul_(2 * c.unsqueeze(1)).index_select(0, rows)
+        g_w = (o * g_o).sum(1)
+        g_o.mul_(w.unsqueeze(1))
+        g_w1, g_w2 = torch.empty_like(w1), torch.empty_like(w2)
+        absent = [m for m, cnt in enumerate(counts) if not cnt]
+        if absent:
+            g_w1[absent], g_w2[absent] = 0.0, 0.0
+        g_h = torch.empty_like(h)
+        for m, sl in slices:
+            torch.mm(h[sl].T, g_o[sl], out=g_w2[m])
+            torch.mm(g_o[sl], w2[m].T, out=g_h[sl])
+        g_h.mul_(h > 0)
+        g_xs = torch.empty_like(xs)
+        for m, sl in slices:
+            torch.mm(xs[sl].T, g_h[sl], out=g_w1[m])
+            torch.mm(g_h[sl], w1[m].T, out=g_xs[sl])
+        g_b1 = b1.new_zeros(b1.shape).index_add_(0, experts, g_h)
+        g_b2 = b2.new_zeros(b2.shape).index_add_(0, experts, g_o)
+        g_x = torch.zeros_like(x).index_add_(0, rows, g_xs)
+        ctx.save_for_backward(g_x, g_w, g_w1, g_b1, g_w2, g_b2)
+        return loss
 
     @staticmethod
-    def backward(ctx, gy):
-        x, w1, w2, h = ctx.saved_tensors
-        gy = gy.contiguous()
-        g_x = torch.empty_like(x)
-        g_w1, g_w2 = torch.zeros_like(w1), torch.zeros_like(w2)
-        g_b1, g_b2 = w1.new_zeros(w1.shape[0], w1.shape[2]), w2.new_zeros(w2.shape[0], w2.shape[2])
-        start = 0
-        for m, c in enumerate(ctx.counts):
-            if c:
-                sl = slice(start, start + c)
-                g = gy[sl]
-                torch.mm(h[sl].t(), g, out=g_w2[m])
-                g_b2[m] = g.sum(0)
-                g_h = torch.mm(g, w2[m].t()).mul_(h[sl] > 0)
-                torch.mm(x[sl].t(), g_h, out=g_w1[m])
-                g_b1[m] = g_h.sum(0)
-                torch.mm(g_h, w1[m].t(), out=g_x[sl])
-                start += c
-        return g_x, g_w1, g_b1, g_w2, g_b2, None
+    def backward(ctx, g):
+        return (*(grad * g for grad in ctx.saved_tensors), None, None, None, None, None)
 
 
 def _uniform_(t: torch.Tensor, fan_in: int) -> torch.Tensor:
@@ -119,52 +134,47 @@ class ExpertBank(nn.Module):
             return teacher.new_ones(teacher.shape[0], 1)
         return gumbel_softmax_selection(self.gate(teacher), tau)
 
-    # ------------------------------------------------------------------------------ forward
-    def _dense(self, x: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
-        n = x.shape[0]
-        h = torch.relu(torch.einsum("nd,mdh->nmh", x, self.w1) + self.b1)  # [n, M, h]
-        a = (h * s.unsqueeze(-1)).reshape(n, -1)  # [n, M·h]
-        return a @ self.w2.reshape(-1, self.d_t) + s @ self.b2
+    def pairs(self, s: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(rows [P], experts [P], weights [P]): the (entity, expert) pairs evaluated for selection s.
 
-    def _sparse(self, x: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
+        Exact: every pair, weighted by s. Otherwise, per entity, the largest weights until their sum
+        reaches ``mass`` (at most ``max_active``), renormalised — differentiable in the kept weights.
+        """
         n, m = s.shape
+        if self.n_experts == 1 or self.exact:
+            self.stats = {"kept_mass": 1.0, "active_experts": float(m)}
+            return torch.arange(n, device=s.device).repeat_interleave(m), torch.arange(m, device=s.device).repeat(n), s.reshape(-1)
         k = self.max_active
         top_w, top_e = torch.topk(s, k, dim=1)  # sorted, descending
         with torch.no_grad():
-            before = torch.cumsum(top_w, dim=1) - top_w
-            keep = before < self.mass
+            keep = (torch.cumsum(top_w, dim=1) - top_w) < self.mass
             keep[:, 0] = True
         kept = top_w * keep
         total = kept.sum(dim=1, keepdim=True)
-        weights = kept / total  # renormalised; differentiable w.r.t. the kept selection weights
+        weights = kept / total
         self.stats = {"kept_mass": float(total.detach().mean()), "active_experts": float(keep.sum(1).float().mean())}
-        rows = torch.arange(n, device=x.device).unsqueeze(1).expand(n, k)[keep]
-        experts = top_e[keep]
-        w = weights[keep]
-        return self._grouped(x, rows, experts, w)
+        rows = torch.arange(n, device=s.device).unsqueeze(1).expand(n, k)[keep]
+        return rows, top_e[keep], weights[keep]
 
-    def _grouped(self, x: torch.Tensor, rows: torch.Tensor, experts: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
-        """Σ over pairs p of w_p E_{experts_p}(x_{rows_p}), accumulated per row → [n, d_t]."""
+    def loss_for_selection(self, student: torch.Tensor, teacher: torch.Tensor, s: torch.Tensor, weight: torch.Tensor | float = 1.0) -> torch.Tensor:
+        """Σ_x w_x ‖e_t(x) − Σ_m s_{x,m} E_m(e_s(x))‖² for a given selection s [n, M] (scalar)."""
+        n = student.shape[0]
+        if n == 0:
+            return student.sum() * 0.0
+        rows, experts, w = self.pairs(s)
         order = torch.argsort(experts, stable=True)
-        rows, w = rows[order], w[order]
+        rows, experts, w = rows[order], experts[order], w[order]
         counts = torch.bincount(experts, minlength=self.n_experts).tolist()
-        y = SegmentMLP.apply(x[rows], self.w1, self.b1, self.w2, self.b2, counts)
-        return x.new_zeros(x.shape[0], self.d_t).index_add(0, rows, y * w.unsqueeze(1))
-
-    def mixture(self, student: torch.Tensor, teacher: torch.Tensor, tau: float) -> torch.Tensor:
-        """Σ_m s_{x,m} E_m(e_s(x)) → [n, d_t] for student [n, d_s] and teacher [n, d_t]."""
-        s = self.selection(teacher, tau)
-        if self.n_experts == 1 or self.exact:
-            self.stats = {"kept_mass": 1.0, "active_experts": float(self.n_experts)}
-            return self._dense(student, s)
-        return self._sparse(student, s)
+        c = torch.as_tensor(weight, dtype=student.dtype, device=student.device).expand(n).contiguous()
+        return _ExpertRegression.apply(
+            student, w, self.w1, self.b1, self.w2, self.b2, teacher.detach(), c, rows, experts, counts
+        )
 
     def loss(self, student: torch.Tensor, teacher: torch.Tensor, tau: float, weight: torch.Tensor | float = 1.0) -> torch.Tensor:
-        """Σ_x w_x ‖e_t(x) − Σ_m s_{x,m} E_m(e_s(x))‖² (scalar)."""
+        """Σ_x w_x ‖e_t(x) − Σ_m s_{x,m} E_m(e_s(x))‖² with s the Gumbel selection at τ (scalar)."""
         if student.shape[0] == 0:
             return student.sum() * 0.0
-        err = ((teacher - self.mixture(student, teacher, tau)) ** 2).sum(dim=1)
-        return (err * weight).sum()
+        return self.loss_for_selection(student, teacher, self.selection(teacher, tau), weight)
 
 
 def expert_hidden(d_s: int, d_t: int, hidden: int | None) -> int:
