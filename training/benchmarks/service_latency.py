@@ -39,8 +39,8 @@ from pathlib import Path
 
 import numpy as np
 
-from training.http_client import request_json, wait_until_ready
 from training.benchmarks.environment import environment, footer, pyplot, run_conditions
+from training.http_client import request_json, wait_until_ready
 
 HOST = "127.0.0.1"
 TARGETS = {"rps_ratio": 0.4, "p99_ms": 25.0, "in_process_p99_ms": 0.5, "speedup_p50": 5.0}
