@@ -28,13 +28,13 @@ router = APIRouter(prefix="/v1", tags=["recommend"])
 ERRORS = {**NOT_FOUND, **INVALID, **NOT_READY}
 
 
-
 def _k_checked(body, s) -> int:
     """The request's k (defaulted, capped) after checking k and exclude_items against the settings."""
     k = capped_default(body, "k", s.max_k)
     check_limit("k", k, s.max_k, "DISTILLREC_MAX_K")
     check_limit("the number of exclude_items", len(body.exclude_items), s.max_history, "DISTILLREC_MAX_HISTORY")
     return k
+
 
 @router.post("/recommend", response_model=RecommendResponse, responses=ERRORS, openapi_extra=json_body(RecommendRequest), summary="top-k items for a known user")
 async def recommend(request: Request) -> Response:

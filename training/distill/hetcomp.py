@@ -40,12 +40,10 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from service.aggregation import aggregate_lists
 from training.distill.base import Batch, KDContext, KDMethod
-from training.distill.common import relaxed_ranking_loss
+from training.distill.common import NEG_INF, relaxed_ranking_loss
 from training.distill.registry import register
 from training.errors import ConfigError
 from training.evaluation import TorchScorer, top_k_excluding
-
-NEG = -1.0e4  # additive mask: exp(NEG − max) underflows to exactly 0 in float32, without the NaN gradients of −inf
 
 
 # ------------------------------------------------------------------------------------ DKC (numpy)
@@ -140,10 +138,10 @@ def dkc_update(
 def complement_logsumexp(scores: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
     """[b]: log Σ_{j ∉ S_r} exp(scores[r, j]) for each row r, where S = {(rows[k], cols[k])} is removed.
 
-    A masked logsumexp: the removed entries are set to ``NEG`` in a copy of ``scores`` (their
+    A masked logsumexp: the removed entries are set to ``NEG_INF`` in a copy of ``scores`` (their
     gradient is zero), so nothing is ever subtracted from a large sum (METHODS.md §10 item 2).
     """
-    masked = scores.index_put((rows, cols), torch.tensor(NEG, dtype=scores.dtype))
+    masked = scores.index_put((rows, cols), torch.tensor(NEG_INF, dtype=scores.dtype))
     return torch.logsumexp(masked, dim=1)
 
 
@@ -330,7 +328,7 @@ class HetComp(KDMethod):
         a, b = p.listwise_depths
         rest_a = self._rest(scores, users, top[:, :a])
         mid, mid_ok = gather(top[:, b:a])
-        rest_b = torch.logaddexp(rest_a, torch.logsumexp(torch.where(mid_ok, mid, torch.full_like(mid, NEG)), dim=1))
+        rest_b = torch.logaddexp(rest_a, torch.logsumexp(torch.where(mid_ok, mid, torch.full_like(mid, NEG_INF)), dim=1))
         rp, okp = gather(pos)
         ra, oka = gather(top[:, :a])
         loss = relaxed_listmle(rp, okp, rest_a) + 0.5 * (relaxed_listmle(ra, oka, rest_a) + relaxed_listmle(ra[:, :b], oka[:, :b], rest_b))
