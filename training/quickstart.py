@@ -55,6 +55,10 @@ def _finished(run: Path) -> bool:
     return (run / "result.json").exists() and (run / "best.ckpt.npz").exists()
 
 
+def _overrides(opts: DemoOptions) -> list[str]:
+    return [*TRAIN_OVERRIDES, f"train.progress={str(opts.progress).lower()}"]
+
+
 def _train_teacher(opts: DemoOptions) -> Path:
     from training.config import load_config
     from training.runs import train_run
@@ -63,7 +67,7 @@ def _train_teacher(opts: DemoOptions) -> Path:
     if _finished(run):
         print(f"    reusing {run}")
         return run
-    cfg = load_config(opts.teacher_config, [*TRAIN_OVERRIDES, f"train.progress={str(opts.progress).lower()}"])
+    cfg = load_config(opts.teacher_config, _overrides(opts))
     train_run(cfg, run, resume=True)
     return run
 
@@ -76,7 +80,7 @@ def _distill_student(opts: DemoOptions, teacher: Path) -> Path:
     if _finished(run):
         print(f"    reusing {run}")
         return run
-    cfg = load_config(opts.student_config, [*TRAIN_OVERRIDES, f"train.progress={str(opts.progress).lower()}"])
+    cfg = load_config(opts.student_config, _overrides(opts))
     distill_run(cfg, run, teacher=teacher, resume=True)
     return run
 
