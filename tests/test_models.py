@@ -57,8 +57,12 @@ def test_neumf_score_all_chunks_consistently():
     torch.testing.assert_close(full, one)
 
 
-def test_gather_dot_matches_einsum_values_and_gradients():
+@pytest.mark.parametrize("sparse_backward", [True, False])
+def test_gather_dot_matches_einsum_values_and_gradients(monkeypatch, sparse_backward):
+    from training.models import gather_dot as module
     from training.models.gather_dot import gather_dot
+
+    monkeypatch.setattr(module, "SPARSE_BACKWARD_MIN_ROWS", 1 if sparse_backward else 10**9)
 
     torch.manual_seed(0)
     anchor, table = torch.randn(3, 4, dtype=torch.float64), torch.randn(6, 4, dtype=torch.float64)
