@@ -123,16 +123,14 @@ class ExpertBank(nn.Module):
     def exact(self) -> bool:
         return self.mass >= 1.0 and self.max_active >= self.n_experts
 
-    def hard_groups(self, teacher: torch.Tensor) -> torch.Tensor:
-        """argmax_m α_{x,m}: the hard group of each entity (HTD), without gradient. int64 [n]."""
-        with torch.no_grad():
-            return self.gate(teacher).argmax(dim=-1)
-
-    def selection(self, teacher: torch.Tensor, tau: float) -> torch.Tensor:
-        """s [n, M]: the Gumbel-softmax selection at temperature τ (≡ 1 when M = 1)."""
+    def selection(self, teacher: torch.Tensor, tau: float) -> tuple[torch.Tensor, torch.Tensor]:
+        """(s [n, M], hard [n]): the Gumbel-softmax selection at temperature τ (≡ 1 when M = 1) and
+        argmax_m α_{x,m}, the hard group of each entity (HTD; no gradient), from one gate pass."""
+        logits = self.gate(teacher)
+        hard = logits.detach().argmax(dim=-1)
         if self.n_experts == 1:
-            return teacher.new_ones(teacher.shape[0], 1)
-        return gumbel_softmax_selection(self.gate(teacher), tau)
+            return teacher.new_ones(teacher.shape[0], 1), hard
+        return gumbel_softmax_selection(logits, tau), hard
 
     def pairs(self, s: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(rows [P], experts [P], weights [P]): the (entity, expert) pairs evaluated for selection s.
@@ -174,7 +172,7 @@ class ExpertBank(nn.Module):
         """Σ_x w_x ‖e_t(x) − Σ_m s_{x,m} E_m(e_s(x))‖² with s the Gumbel selection at τ (scalar)."""
         if student.shape[0] == 0:
             return student.sum() * 0.0
-        return self.loss_for_selection(student, teacher, self.selection(teacher, tau), weight)
+        return self.loss_for_selection(student, teacher, self.selection(teacher, tau)[0], weight)
 
 
 def expert_hidden(d_s: int, d_t: int, hidden: int | None) -> int:

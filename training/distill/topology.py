@@ -155,8 +155,10 @@ class HTD(TeacherTables):
         users, items = batch_entity_set(batch)
         su, si = reps[0][users], reps[1][items]
         tu, ti = self.t_user[users], self.t_item[items]
-        ga = self.user_bank.loss(su, tu, self.tau) + self.item_bank.loss(si, ti, self.tau)
-        groups = torch.cat([self.user_bank.hard_groups(tu), self.item_bank.hard_groups(ti) + self.p.groups])
+        s_u, g_u = self.user_bank.selection(tu, self.tau)
+        s_i, g_i = self.item_bank.selection(ti, self.tau)
+        ga = self.user_bank.loss_for_selection(su, tu, s_u) + self.item_bank.loss_for_selection(si, ti, s_i)
+        groups = torch.cat([g_u, g_i + self.p.groups])
         e_s, e_t = torch.cat([su, si]), torch.cat([tu, ti])
         td = self.group_level_loss(e_s, e_t, groups) + entity_topology_loss(e_s, e_t, groups)
         return {"topology": self.p.gamma * td, "group_assignment": (1 - self.p.gamma) * ga}
