@@ -57,3 +57,33 @@ def test_help_is_fast_and_imports_no_torch():
     code = "import sys; from training.cli import build_parser; build_parser(); print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
     assert out == "False"
+
+
+def test_replay_stopping_on_a_hand_made_curve():
+    from training.commands.report import replay_stopping
+
+    def ev(epoch, a, b):
+        return {"epoch": epoch, "valid": {"a": a, "b": b}}
+
+    # 'a' peaks at epoch 1; 'b' keeps improving until epoch 3, then nothing improves.
+    evals = [ev(0, 0.1, 0.1), ev(1, 0.5, 0.2), ev(2, 0.4, 0.3), ev(3, 0.3, 0.4), ev(4, 0.2, 0.1), ev(5, 0.5, 0.1), ev(6, 0.1, 0.1)]
+    # one metric: bad evaluations are epochs 2, 3 → stop at 3 with patience 2
+    assert replay_stopping(evals, 2, ["a"], "a") == {"stop_epoch": 3, "best_epoch": 1}
+    # either metric resets the counter: bad are 4, 5 (ties do not improve) → stop at 5; the tie at 5 keeps epoch 1
+    assert replay_stopping(evals, 2, ["a", "b"], "a") == {"stop_epoch": 5, "best_epoch": 1}
+    assert replay_stopping(evals, 3, ["a", "b"], "b") == {"stop_epoch": 6, "best_epoch": 3}
+    assert replay_stopping(evals, 9, ["a"], "a")["stop_epoch"] is None
+
+
+def test_report_replay_stopping_cli(tmp_path, capsys):
+    cfg = _csv(tmp_path)
+    out = tmp_path / "run"
+    assert main(["train", "--config", str(cfg), "--out", str(out), "--no-progress", "--set", "train.epochs=4"]) == 0
+    capsys.readouterr()
+    assert main(["report", "--replay-stopping", "1:hr@5", str(out)]) == 0
+    row = capsys.readouterr().out.splitlines()[-1].split(" | ")
+    assert row[1:3] == ["hr@5", "3"]
+    assert main(["report", "--replay-stopping", "1:ndcg@99", str(out)]) == 2
+    assert "no ndcg@99" in capsys.readouterr().err
+    assert main(["report", "--replay-stopping", "twenty", str(out)]) == 2
+    assert "expected PATIENCE:METRIC" in capsys.readouterr().err

@@ -14,6 +14,14 @@ def register(sub) -> None:
     )
     p.add_argument("runs", nargs="+", help="run folders")
     p.add_argument("--metrics", default="ndcg@10,hr@10", help="comma-separated test metrics to show (default ndcg@10,hr@10)")
+    p.add_argument(
+        "--replay-stopping",
+        metavar="PATIENCE:METRIC,METRIC,...",
+        help="instead of the table, replay each run's logged validation curve (metrics.jsonl) under another early-stopping rule: "
+        "stop after PATIENCE evaluations in which none of the METRICs improved on its own best. Prints, per run, the epoch the run "
+        "stopped at, the epoch the rule would stop at, and the best epoch of the run's selection metric under each. "
+        "The DE-RRD papers' rule is 20:hr@5,hr@10,hr@20.",
+    )
     p.set_defaults(handler=run)
 
 
@@ -32,9 +40,64 @@ def table(results: list[dict], metrics: list[str]) -> str:
     return "\n".join(lines)
 
 
+def replay_stopping(evals: list[dict], patience: int, metrics: list[str], select: str) -> dict:
+    """Where a run with these validation evaluations ({"epoch", "valid"} records, in order) would stop
+    under the rule "PATIENCE evaluations in which none of METRICS improved", and its best ``select`` epoch
+    up to there (the earliest epoch on ties, as the trainer keeps the first best)."""
+    best = {m: float("-inf") for m in metrics}
+    bad, stop = 0, None
+    for record in evals:
+        improved = False
+        for m in metrics:
+            if record["valid"][m] > best[m]:
+                best[m], improved = record["valid"][m], True
+        bad = 0 if improved else bad + 1
+        if bad >= patience:
+            stop = record["epoch"]
+            break
+    seen = [r for r in evals if stop is None or r["epoch"] <= stop]
+    best_epoch = max(seen, key=lambda r: (r["valid"][select], -r["epoch"]))["epoch"]
+    return {"stop_epoch": stop, "best_epoch": best_epoch}
+
+
+def _parse_rule(text: str) -> tuple[int, list[str]]:
+    from training.errors import ConfigError
+
+    patience, _, metrics = text.partition(":")
+    if not patience.isdigit() or int(patience) < 1 or not metrics:
+        raise ConfigError(f"--replay-stopping {text!r}: expected PATIENCE:METRIC,METRIC,... such as 20:hr@5,hr@10,hr@20")
+    return int(patience), [m.strip() for m in metrics.split(",") if m.strip()]
+
+
+def replay_table(folders: list[str], rule: str) -> str:
+    """Markdown table: per run, where it stopped and where ``rule`` would have stopped it."""
+    from training.errors import DistillrecError
+
+    patience, metrics = _parse_rule(rule)
+    head = ["run", "select", "stopped at", "best epoch", f"rule {rule}: stops at", "best epoch under the rule"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for folder in folders:
+        log, result = Path(folder) / "metrics.jsonl", Path(folder) / "result.json"
+        if not log.exists() or not result.exists():
+            raise DistillrecError(f"{folder}: needs metrics.jsonl and result.json (is the run finished?)")
+        evals = [r for r in map(json.loads, log.read_text().splitlines()) if "valid" in r]
+        res = json.loads(result.read_text())
+        select = res["select"]
+        missing = sorted({m for m in [*metrics, select] if evals and m not in evals[0]["valid"]})
+        if missing:
+            raise DistillrecError(f"{log}: the validation records have no {', '.join(missing)} (they have {', '.join(evals[0]['valid'])})")
+        other = replay_stopping(evals, patience, metrics, select)
+        lines.append(f"| {folder} | {select} | {evals[-1]['epoch']} | {res['best_epoch']} | "
+                     f"{other['stop_epoch'] if other['stop_epoch'] is not None else 'not before ' + str(evals[-1]['epoch'])} | {other['best_epoch']} |")
+    return "\n".join(lines)
+
+
 def run(args) -> int:
     from training.errors import DistillrecError
 
+    if args.replay_stopping:
+        print(replay_table(args.runs, args.replay_stopping))
+        return 0
     results = []
     for folder in args.runs:
         f = Path(folder) / "result.json"
