@@ -1,4 +1,5 @@
-"""The hardware/software line every benchmark table carries."""
+"""What every benchmark shares: the hardware/software line its table carries, the latency percentiles
+it records, publishing its JSON and markdown."""
 
 from __future__ import annotations
 
@@ -7,6 +8,9 @@ import os
 import platform
 import sys
 from importlib import metadata
+
+#: the latency percentiles the benchmarks record (for their CDF plots)
+LATENCY_PERCENTILES = (1, 5, 10, 25, 50, 75, 90, 95, 99, 99.9)
 
 
 def _cpu_model() -> str:

@@ -33,7 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
-from training.benchmarks.environment import environment, footer, pyplot, run_conditions
+from training.benchmarks.environment import LATENCY_PERCENTILES, environment, footer, pyplot, run_conditions
 from training.errors import DistillrecError
 
 TEACHER_ROLES = ("teacher", "ensemble")
@@ -170,7 +170,7 @@ def build_rows(models: dict, times: dict, s: Settings) -> list[dict]:
             "requests": int(len(w)),
             **latency_summary(w),
             **{f"cpu_p{q}_ms": _pct(c, q) for q in (50, 99)},
-            "percentiles_ms": {str(q): _pct(w, q) for q in (1, 5, 10, 25, 50, 75, 90, 95, 99, 99.9)},
+            "percentiles_ms": {str(q): _pct(w, q) for q in LATENCY_PERCENTILES},
         })
     slowest = max(r["p50_ms"] for r in rows)
     for r in rows:

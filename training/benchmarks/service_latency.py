@@ -39,7 +39,7 @@ from pathlib import Path
 
 import numpy as np
 
-from training.benchmarks.environment import environment, footer, pyplot, run_conditions
+from training.benchmarks.environment import LATENCY_PERCENTILES, environment, footer, pyplot, run_conditions
 from training.http_client import request_json, wait_until_ready
 
 HOST = "127.0.0.1"
@@ -47,7 +47,6 @@ TARGETS = {"rps_ratio": 0.4, "p99_ms": 25.0, "in_process_p99_ms": 0.5, "speedup_
 DEFAULT_CONCURRENCY = (1, 4, 16)
 #: the concurrency the must-show targets are stated at (the largest listed one when it is not listed)
 HEADLINE_CONCURRENCY = 16
-PERCENTILES = (1, 5, 10, 25, 50, 75, 90, 95, 99, 99.9)
 
 
 # ------------------------------------------------------------------------------ load generators
@@ -201,7 +200,7 @@ def in_process(models_dir: Path, bundle: str, n: int, seed: int = 0) -> dict:
         lat[i] = time.perf_counter() - t0
     summary = {k: v for k, v in latency_summary(lat).items() if k != "requests_per_second"}
     return {"bundle": bundle, "role": rec.role, "family": rec.family, "parameters": rec.manifest.parameters, "requests": n,
-            **summary, "percentiles_ms": {str(q): float(np.percentile(lat * 1e3, q)) for q in PERCENTILES}}
+            **summary, "percentiles_ms": {str(q): float(np.percentile(lat * 1e3, q)) for q in LATENCY_PERCENTILES}}
 
 
 def median_of(rows: list[dict], key: str) -> float:
