@@ -111,3 +111,62 @@ def test_interrupt_saves_progress(tiny_dataset, tmp_path, monkeypatch):
         trainer.fit()
     _, meta = load_checkpoint(tmp_path / "last.ckpt.npz")
     assert meta["state"]["epoch"] == 2
+
+
+@pytest.mark.parametrize(("stop_on", "epochs", "resume_at"), [(None, 3, None), (["hr@5", "ndcg@5"], 5, None), (["hr@5", "ndcg@5"], 5, 2)])
+def test_stop_on_watches_several_metrics(tiny_dataset, tmp_path, stop_on, epochs, resume_at):
+    """hr@5 (the selection metric) peaks at evaluation 0, ndcg@5 keeps improving until evaluation 2: with
+    patience 2, watching hr@5 alone stops after epoch 2; watching both only after epoch 4 (also when
+    resumed in between). The best epoch is the selection metric's either way."""
+    from training.evaluation.protocols import EvalResult
+
+    hr, ndcg = [0.5, 0.4, 0.4, 0.4, 0.4, 0.4, 0.4], [0.1, 0.2, 0.3, 0.1, 0.1, 0.1, 0.1]
+
+    def build(n_epochs):
+        cfg = config_from_dict({
+            "model": {"family": "mf", "dim": 8},
+            "train": {"epochs": n_epochs, "progress": False},
+            "eval": {"ks": [5], "select": "hr@5", "patience": 2, "stop_on": stop_on},
+        })
+        trainer = Trainer(cfg, tiny_dataset, model_from_config(cfg.model, tiny_dataset.n_users, tiny_dataset.n_items), tmp_path)
+        trainer.evaluate = lambda part: EvalResult("full", part, {"hr@5": hr[min(trainer.state.epoch, 6)], "ndcg@5": ndcg[min(trainer.state.epoch, 6)]}, 1)
+        return trainer
+
+    if resume_at:
+        build(resume_at).fit()
+    result = build(50).fit(resume=bool(resume_at))
+    assert (result["epochs"], result["best_epoch"], result["stopped_early"]) == (epochs, 0, True)
+
+
+def test_stop_on_is_validated():
+    from training.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="eval.stop_on 'hit@5' must look like"):
+        config_from_dict({"eval": {"stop_on": ["hit@5"]}})
+    cfg = config_from_dict({"eval": {"ks": [10], "select": "hr@10", "stop_on": ["hr@5", "hr@20"]}})
+    assert cfg.eval.ks == [5, 10, 20] and cfg.eval.stop_metrics == ["hr@5", "hr@20"]
+    assert config_from_dict({"eval": {"select": "hr@10"}}).eval.stop_metrics == ["hr@10"]
+
+
+def test_resume_from_a_checkpoint_without_stop_bests(tiny_dataset, tmp_path):
+    """A last.ckpt written before ``stop_bests`` existed resumes with the selection metric's best, so the
+    patience count goes on as before (hr@5 never improves after evaluation 0: stop after epoch 2)."""
+    from training.checkpoint import save_checkpoint
+    from training.evaluation.protocols import EvalResult
+
+    def build(n_epochs):
+        cfg = config_from_dict({
+            "model": {"family": "mf", "dim": 8},
+            "train": {"epochs": n_epochs, "progress": False},
+            "eval": {"ks": [5], "select": "hr@5", "patience": 2},
+        })
+        trainer = Trainer(cfg, tiny_dataset, model_from_config(cfg.model, tiny_dataset.n_users, tiny_dataset.n_items), tmp_path)
+        trainer.evaluate = lambda part: EvalResult("full", part, {"hr@5": 0.5 if trainer.state.epoch == 0 else 0.4}, 1)
+        return trainer
+
+    build(2).fit()
+    tensors, meta = load_checkpoint(tmp_path / "last.ckpt.npz")
+    del meta["state"]["stop_bests"]
+    save_checkpoint(tmp_path / "last.ckpt.npz", tensors, meta)
+    result = build(50).fit(resume=True)
+    assert (result["epochs"], result["best_epoch"]) == (3, 0)

@@ -80,23 +80,44 @@ class EvalConfig(Strict):
     ks: list[int] = Field(default_factory=lambda: [5, 10, 20])
     select: str = "ndcg@10"
     patience: int = Field(20, ge=1, description="evaluations without improvement before stopping")
+    stop_on: list[str] | None = Field(
+        None,
+        description="validation metrics early stopping watches: an evaluation is bad only when none of them improved on its own best "
+        "(default: [select]; the DE-RRD papers' rule is [hr@5, hr@10, hr@20] with patience 20)",
+    )
     every: int = Field(1, ge=1, description="evaluate every N epochs")
     seed: int = Field(0, description="seed of the sampled protocol's negative candidates")
 
     @field_validator("select")
     @classmethod
     def _metric_name(cls, v: str) -> str:
-        name, _, k = v.partition("@")
-        if name not in ("hr", "recall", "ndcg", "mrr") or not k.isdigit():
-            raise ValueError(f"eval.select '{v}' must look like ndcg@10, hr@10, recall@20 or mrr@10")
-        return v
+        return _metric_name("eval.select", v)
+
+    @field_validator("stop_on")
+    @classmethod
+    def _metric_names(cls, v: list[str] | None) -> list[str] | None:
+        if v is not None and not v:
+            raise ValueError("eval.stop_on must list at least one metric (or be left out: the selection metric)")
+        return None if v is None else [_metric_name("eval.stop_on", m) for m in v]
 
     @model_validator(mode="after")
     def _k_listed(self) -> "EvalConfig":
-        k = int(self.select.partition("@")[2])
-        if k not in self.ks:
-            self.ks = sorted({*self.ks, k})
+        ks = {int(m.partition("@")[2]) for m in [self.select, *(self.stop_on or [])]}
+        if not ks <= set(self.ks):
+            self.ks = sorted({*self.ks, *ks})
         return self
+
+    @property
+    def stop_metrics(self) -> list[str]:
+        """The metrics early stopping watches."""
+        return self.stop_on or [self.select]
+
+
+def _metric_name(field: str, v: str) -> str:
+    name, _, k = v.partition("@")
+    if name not in ("hr", "recall", "ndcg", "mrr") or not k.isdigit():
+        raise ValueError(f"{field} '{v}' must look like ndcg@10, hr@10, recall@20 or mrr@10")
+    return v
 
 
 class DistillConfig(Strict):

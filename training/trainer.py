@@ -30,6 +30,7 @@ from training.errors import TrainingError
 from training.evaluation import EvalResult, TorchScorer, evaluate
 from training.models.base import Recommender
 from training.sampling import excluded_keys, sample_excluding
+from training.stopping import improves
 
 LAST_SAVE_INTERVAL_S = 30.0
 
@@ -73,6 +74,7 @@ class TrainState:
     best_value: float = -math.inf
     best_epoch: int = -1
     bad_evals: int = 0
+    stop_bests: dict = field(default_factory=dict)  # best value of each metric early stopping watches
     train_seconds: float = 0.0
     stopped_early: bool = False
     history: list = field(default_factory=list)
@@ -286,10 +288,14 @@ class Trainer:
                     value = res.metrics[ec.select]
                     record["valid"] = res.metrics
                     record["eval_seconds"] = round(time.perf_counter() - t1, 4)
+                    if self.state.best_epoch >= 0 and not self.state.stop_bests:  # resumed from a checkpoint without them
+                        self.state.stop_bests[ec.select] = self.state.best_value
                     if value > self.state.best_value:
-                        self.state.best_value, self.state.best_epoch, self.state.bad_evals = value, epoch, 0
+                        self.state.best_value, self.state.best_epoch = value, epoch
                         self._best_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
                         self.save_model(self.folder.best, epoch)
+                    if improves(self.state.stop_bests, res.metrics, ec.stop_metrics):
+                        self.state.bad_evals = 0
                     else:
                         self.state.bad_evals += 1
                         if self.state.bad_evals >= ec.patience:

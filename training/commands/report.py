@@ -44,14 +44,12 @@ def replay_stopping(evals: list[dict], patience: int, metrics: list[str], select
     """Where a run with these validation evaluations ({"epoch", "valid"} records, in order) would stop
     under the rule "PATIENCE evaluations in which none of METRICS improved", and its best ``select`` epoch
     up to there (the earliest epoch on ties, as the trainer keeps the first best)."""
-    best = {m: float("-inf") for m in metrics}
+    from training.stopping import improves
+
+    bests: dict[str, float] = {}
     bad, stop = 0, None
     for record in evals:
-        improved = False
-        for m in metrics:
-            if record["valid"][m] > best[m]:
-                best[m], improved = record["valid"][m], True
-        bad = 0 if improved else bad + 1
+        bad = 0 if improves(bests, record["valid"], metrics) else bad + 1
         if bad >= patience:
             stop = record["epoch"]
             break
