@@ -113,28 +113,31 @@ def test_interrupt_saves_progress(tiny_dataset, tmp_path, monkeypatch):
     assert meta["state"]["epoch"] == 2
 
 
+
+def _scripted(tiny_dataset, folder, n_epochs, eval_cfg, metrics_at):
+    """A real trainer whose validation metrics are ``metrics_at(epoch)`` instead of measured ones."""
+    from training.evaluation.protocols import EvalResult
+
+    cfg = config_from_dict({"model": {"family": "mf", "dim": 8}, "train": {"epochs": n_epochs, "progress": False}, "eval": eval_cfg})
+    trainer = Trainer(cfg, tiny_dataset, model_from_config(cfg.model, tiny_dataset.n_users, tiny_dataset.n_items), folder)
+    trainer.evaluate = lambda part: EvalResult("full", part, metrics_at(trainer.state.epoch), 1)
+    return trainer
+
+
 @pytest.mark.parametrize(("stop_on", "epochs", "resume_at"), [(None, 3, None), (["hr@5", "ndcg@5"], 5, None), (["hr@5", "ndcg@5"], 5, 2)])
 def test_stop_on_watches_several_metrics(tiny_dataset, tmp_path, stop_on, epochs, resume_at):
     """hr@5 (the selection metric) peaks at evaluation 0, ndcg@5 keeps improving until evaluation 2: with
     patience 2, watching hr@5 alone stops after epoch 2; watching both only after epoch 4 (also when
     resumed in between). The best epoch is the selection metric's either way."""
-    from training.evaluation.protocols import EvalResult
-
     hr, ndcg = [0.5, 0.4, 0.4, 0.4, 0.4, 0.4, 0.4], [0.1, 0.2, 0.3, 0.1, 0.1, 0.1, 0.1]
+    eval_cfg = {"ks": [5], "select": "hr@5", "patience": 2, "stop_on": stop_on}
 
-    def build(n_epochs):
-        cfg = config_from_dict({
-            "model": {"family": "mf", "dim": 8},
-            "train": {"epochs": n_epochs, "progress": False},
-            "eval": {"ks": [5], "select": "hr@5", "patience": 2, "stop_on": stop_on},
-        })
-        trainer = Trainer(cfg, tiny_dataset, model_from_config(cfg.model, tiny_dataset.n_users, tiny_dataset.n_items), tmp_path)
-        trainer.evaluate = lambda part: EvalResult("full", part, {"hr@5": hr[min(trainer.state.epoch, 6)], "ndcg@5": ndcg[min(trainer.state.epoch, 6)]}, 1)
-        return trainer
+    def metrics_at(epoch):
+        return {"hr@5": hr[min(epoch, 6)], "ndcg@5": ndcg[min(epoch, 6)]}
 
     if resume_at:
-        build(resume_at).fit()
-    result = build(50).fit(resume=bool(resume_at))
+        _scripted(tiny_dataset, tmp_path, resume_at, eval_cfg, metrics_at).fit()
+    result = _scripted(tiny_dataset, tmp_path, 50, eval_cfg, metrics_at).fit(resume=bool(resume_at))
     assert (result["epochs"], result["best_epoch"], result["stopped_early"]) == (epochs, 0, True)
 
 
@@ -152,21 +155,15 @@ def test_resume_from_a_checkpoint_without_stop_bests(tiny_dataset, tmp_path):
     """A last.ckpt written before ``stop_bests`` existed resumes with the selection metric's best, so the
     patience count goes on as before (hr@5 never improves after evaluation 0: stop after epoch 2)."""
     from training.checkpoint import save_checkpoint
-    from training.evaluation.protocols import EvalResult
 
-    def build(n_epochs):
-        cfg = config_from_dict({
-            "model": {"family": "mf", "dim": 8},
-            "train": {"epochs": n_epochs, "progress": False},
-            "eval": {"ks": [5], "select": "hr@5", "patience": 2},
-        })
-        trainer = Trainer(cfg, tiny_dataset, model_from_config(cfg.model, tiny_dataset.n_users, tiny_dataset.n_items), tmp_path)
-        trainer.evaluate = lambda part: EvalResult("full", part, {"hr@5": 0.5 if trainer.state.epoch == 0 else 0.4}, 1)
-        return trainer
+    eval_cfg = {"ks": [5], "select": "hr@5", "patience": 2}
 
-    build(2).fit()
+    def metrics_at(epoch):
+        return {"hr@5": 0.5 if epoch == 0 else 0.4}
+
+    _scripted(tiny_dataset, tmp_path, 2, eval_cfg, metrics_at).fit()
     tensors, meta = load_checkpoint(tmp_path / "last.ckpt.npz")
     del meta["state"]["stop_bests"]
     save_checkpoint(tmp_path / "last.ckpt.npz", tensors, meta)
-    result = build(50).fit(resume=True)
+    result = _scripted(tiny_dataset, tmp_path, 50, eval_cfg, metrics_at).fit(resume=True)
     assert (result["epochs"], result["best_epoch"]) == (3, 0)
