@@ -109,6 +109,13 @@ def test_experiment_runs_tables_and_resumes(csv_data, tmp_path, monkeypatch):
     assert after["test"] == before["test"] and after["best_epoch"] == before["best_epoch"]
     assert again["summary"][1]["finished"] == 2
 
+    # a run trained before a setting existed (its config.yaml lacks it) compares at the setting's default
+    for run_dir in (out / "runs").iterdir():
+        tree = yaml.safe_load((run_dir / "config.yaml").read_text())
+        del tree["eval"]["stop_on"]
+        _write_yaml(run_dir / "config.yaml", tree)
+    assert run_experiment(exp, out, log=lambda msg: None)["summary"][1]["finished"] == 2
+
     # a finished run whose configuration no longer matches the experiment is not silently reused
     exp_tree = yaml.safe_load(exp.read_text())
     exp_tree["methods"][0]["methods"][0]["weight"] = 0.5

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import yaml
 
-from training.config import DistillConfig, RunConfig, dump_config, load_config
+from training.config import DistillConfig, RunConfig, config_from_dict, dump_config, load_config
 from training.data import Dataset, load_dataset
 from training.errors import ConfigError
 from training.experiments.report import summarise, write_reports
@@ -67,8 +67,9 @@ def run_config(exp: ExperimentConfig, label: str, methods: list[dict], overrides
 
 
 def _check_same(run_dir: Path, cfg: RunConfig) -> None:
-    saved = yaml.safe_load((run_dir / "config.yaml").read_text())
-    if _comparable(saved) != _comparable(json.loads(json.dumps(cfg.model_dump(mode="json")))):
+    # validated again, so that a setting added to distillrec after the run was trained compares at its default
+    saved = config_from_dict(yaml.safe_load((run_dir / "config.yaml").read_text()), str(run_dir / "config.yaml"))
+    if _comparable(saved.model_dump(mode="json")) != _comparable(cfg.model_dump(mode="json")):
         raise ConfigError(
             f"{run_dir} was trained with a different configuration than the experiment now describes. "
             "Delete that folder to re-run it, or write the experiment to another --out."
