@@ -60,7 +60,7 @@ def test_help_is_fast_and_imports_no_torch():
 
 
 def test_replay_stopping_on_a_hand_made_curve():
-    from training.commands.report import replay_stopping
+    from training.stopping import replay_stopping
 
     def ev(epoch, a, b):
         return {"epoch": epoch, "valid": {"a": a, "b": b}}

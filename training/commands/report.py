@@ -40,24 +40,6 @@ def table(results: list[dict], metrics: list[str]) -> str:
     return "\n".join(lines)
 
 
-def replay_stopping(evals: list[dict], patience: int, metrics: list[str], select: str) -> dict:
-    """Where a run with these validation evaluations ({"epoch", "valid"} records, in order) would stop
-    under the rule "PATIENCE evaluations in which none of METRICS improved", and its best ``select`` epoch
-    up to there (the earliest epoch on ties, as the trainer keeps the first best)."""
-    from training.stopping import improves
-
-    bests: dict[str, float] = {}
-    bad, stop = 0, None
-    for record in evals:
-        bad = 0 if improves(bests, record["valid"], metrics) else bad + 1
-        if bad >= patience:
-            stop = record["epoch"]
-            break
-    seen = [r for r in evals if stop is None or r["epoch"] <= stop]
-    best_epoch = max(seen, key=lambda r: (r["valid"][select], -r["epoch"]))["epoch"]
-    return {"stop_epoch": stop, "best_epoch": best_epoch}
-
-
 def _parse_rule(text: str) -> tuple[int, list[str]]:
     from training.errors import ConfigError
 
@@ -70,6 +52,7 @@ def _parse_rule(text: str) -> tuple[int, list[str]]:
 def replay_table(folders: list[str], rule: str) -> str:
     """Markdown table: per run, where it stopped and where ``rule`` would have stopped it."""
     from training.errors import DistillrecError
+    from training.stopping import replay_stopping
 
     patience, metrics = _parse_rule(rule)
     head = ["run", "select", "stopped at", "best epoch", f"rule {rule}: stops at", "best epoch under the rule"]
@@ -79,9 +62,11 @@ def replay_table(folders: list[str], rule: str) -> str:
         if not log.exists() or not result.exists():
             raise DistillrecError(f"{folder}: needs metrics.jsonl and result.json (is the run finished?)")
         evals = [r for r in map(json.loads, log.read_text().splitlines()) if "valid" in r]
+        if not evals:
+            raise DistillrecError(f"{log}: no validation evaluation logged, nothing to replay")
         res = json.loads(result.read_text())
         select = res["select"]
-        missing = sorted({m for m in [*metrics, select] if evals and m not in evals[0]["valid"]})
+        missing = sorted({m for m in [*metrics, select] if m not in evals[0]["valid"]})
         if missing:
             raise DistillrecError(f"{log}: the validation records have no {', '.join(missing)} (they have {', '.join(evals[0]['valid'])})")
         other = replay_stopping(evals, patience, metrics, select)
