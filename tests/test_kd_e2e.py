@@ -85,6 +85,12 @@ def test_experiment_runs_tables_and_resumes(csv_data, tmp_path, monkeypatch):
         "methods": [{"label": "RRD", "methods": [RRD]}],
     })
     out = tmp_path / "exp"
+    # one entry and one seed (what parallel processes do); a seed outside the config is refused
+    with pytest.raises(ConfigError, match=r"--seed: \[7\]"):
+        run_experiment(exp, out, only=["RRD"], seeds=[7], log=lambda msg: None)
+    partial = run_experiment(exp, out, only=["RRD"], seeds=[1], log=lambda msg: None)
+    assert sorted(p.name for p in (out / "runs").iterdir()) == ["rrd-seed1"]
+    assert {r["label"]: r["finished"] for r in partial["summary"]}["RRD"] == 1
     results = run_experiment(exp, out, log=lambda msg: None)
     assert (out / "teacher" / "result.json").exists()
     rows = {r["label"]: r for r in results["summary"]}
@@ -114,6 +120,11 @@ def test_experiment_runs_tables_and_resumes(csv_data, tmp_path, monkeypatch):
         tree = yaml.safe_load((run_dir / "config.yaml").read_text())
         del tree["eval"]["stop_on"]
         _write_yaml(run_dir / "config.yaml", tree)
+    assert run_experiment(exp, out, log=lambda msg: None)["summary"][1]["finished"] == 2
+
+    # a run trained by `distillrec distill` under its own name, moved into the experiment, is reused
+    tree = yaml.safe_load((out / "runs" / "rrd-seed0" / "config.yaml").read_text())
+    _write_yaml(out / "runs" / "rrd-seed0" / "config.yaml", {**tree, "name": "trained-elsewhere"})
     assert run_experiment(exp, out, log=lambda msg: None)["summary"][1]["finished"] == 2
 
     # a finished run whose configuration no longer matches the experiment is not silently reused

@@ -9,7 +9,9 @@ Layout of ``OUT``::
     OUT/results.json|md|png      rewritten after every finished run
 
 Resuming: a run folder with ``result.json`` is finished and skipped (after checking that it was
-trained with the same configuration); one with only ``last.ckpt.npz`` resumes from it.
+trained with the same configuration); one with only ``last.ckpt.npz`` resumes from it. The run's
+``name`` is a label and is not compared, so a run trained with `distillrec distill` under the same
+configuration can be moved into ``OUT/runs/`` and is reused.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ _NON_RESULT_KEYS = {("train", "progress"), ("train", "threads")}
 
 def _comparable(config: dict) -> dict:
     tree = json.loads(json.dumps(config, default=str))
+    tree.pop("name", None)  # a label, not a setting
     for section, key in _NON_RESULT_KEYS:
         tree.get(section, {}).pop(key, None)
     return tree
@@ -100,6 +103,7 @@ def run_experiment(
     out: str | Path,
     only: list[str] | None = None,
     report_only: bool = False,
+    seeds: list[int] | None = None,
     log: Callable[[str], None] = print,
 ) -> dict:
     """Runs (or resumes) the experiment; returns the content of results.json.
@@ -108,6 +112,8 @@ def run_experiment(
         only: restrict the training to these labels ('scratch' included); the report covers every
             finished run anyway.
         report_only: train nothing; rebuild the reports from the finished runs.
+        seeds: restrict the training to these seeds of the config (so that the seeds of one entry can
+            be trained by parallel processes, each on its own run folder).
     """
     from training.distill.run import distill_run
     from training.distill.teacher import TeacherArtifacts
@@ -132,6 +138,10 @@ def run_experiment(
     if unknown:
         raise ConfigError(f"--only: no entry labelled {sorted(unknown)}; labels: {[label for label, _, _ in entries]}")
 
+    wanted_seeds = set(exp.seeds if seeds is None else seeds)
+    if wanted_seeds - set(exp.seeds):
+        raise ConfigError(f"--seed: {sorted(wanted_seeds - set(exp.seeds))} not among the experiment's seeds {exp.seeds}")
+
     runs: list[dict] = []
     for label, methods, overrides in entries:
         for seed in exp.seeds:
@@ -141,7 +151,7 @@ def run_experiment(
             if (run_dir / "result.json").exists():
                 _check_same(run_dir, cfg)
                 record["result"] = json.loads((run_dir / "result.json").read_text())
-            elif not report_only and slug(label) in wanted:
+            elif not report_only and slug(label) in wanted and seed in wanted_seeds:
                 resume = (run_dir / "last.ckpt.npz").exists()
                 log(f"{label} seed {seed}: {'resuming' if resume else 'training'} into {run_dir}")
                 t0 = time.perf_counter()
