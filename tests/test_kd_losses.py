@@ -310,6 +310,12 @@ def test_htd_golden(small, group_level):
     terms = htd(batch, student, student.representations())
     assert terms["topology"].item() == pytest.approx(0.3 * (group + entity), rel=1e-5)
     assert terms["group_assignment"].item() > 0
+    # the logged group usage counts this batch's entities per side
+    state = htd.log_state()
+    for side, hard in (("user", gu), ("item", gi)):
+        share = np.unique(hard, return_counts=True)[1] / len(hard)
+        assert state[f"{side}_groups_used"] == len(share)
+        assert state[f"{side}_groups_effective"] == pytest.approx(np.exp(-(share * np.log(share)).sum()), abs=0.01)
 
 
 # ----------------------------------------------------------------------------- ranking KD

@@ -131,9 +131,11 @@ class HTD(TeacherTables):
         self.item_bank = ExpertBank(p.groups, d_si, d_t, h, p.active_mass, p.max_active)
         self.horizon = p.anneal_epochs or ctx.max_epochs
         self.tau = p.tau_start
+        self.group_counts = torch.zeros(2 * p.groups, dtype=torch.long)
 
     def on_epoch_start(self, epoch: int, student) -> None:
         self.tau = annealed_temperature(epoch, self.p.tau_start, self.p.tau_end, self.horizon)
+        self.group_counts.zero_()
 
     def group_level_loss(self, e_s: torch.Tensor, e_t: torch.Tensor, groups: torch.Tensor) -> torch.Tensor:
         present, col = torch.unique(groups, return_inverse=True)
@@ -159,14 +161,23 @@ class HTD(TeacherTables):
         s_i, g_i = self.item_bank.selection(ti, self.tau)
         ga = self.user_bank.loss_for_selection(su, tu, s_u) + self.item_bank.loss_for_selection(si, ti, s_i)
         groups = torch.cat([g_u, g_i + self.p.groups])
+        self.group_counts += torch.bincount(groups, minlength=2 * self.p.groups).cpu()
         e_s, e_t = torch.cat([su, si]), torch.cat([tu, ti])
         td = self.group_level_loss(e_s, e_t, groups) + entity_topology_loss(e_s, e_t, groups)
         return {"topology": self.p.gamma * td, "group_assignment": (1 - self.p.gamma) * ga}
 
     def log_state(self) -> dict:
+        """τ, the expert bank's sparsity, and per side how many groups the epoch's batch entities fell
+        into: ``groups_used`` and ``groups_effective`` (exp of the entropy of the group shares; K for
+        balanced groups, 1 when every entity is in one group). A collapsed assignment turns the
+        entity-level term into FTD over the few large groups."""
         state = {"tau": self.tau}
-        for side, bank in (("user", self.user_bank), ("item", self.item_bank)):
+        for side, bank, counts in (("user", self.user_bank, self.group_counts[: self.p.groups]), ("item", self.item_bank, self.group_counts[self.p.groups :])):
             state.update({f"{side}_{k}": round(v, 4) for k, v in bank.stats.items()})
+            if counts.sum() > 0:
+                share = counts[counts > 0].double() / counts.sum()
+                state[f"{side}_groups_used"] = int((counts > 0).sum())
+                state[f"{side}_groups_effective"] = round(float(torch.exp(-(share * share.log()).sum())), 2)
         return state
 
 
