@@ -16,7 +16,7 @@ from training.distill.base import Batch, KDContext
 from training.distill.common import relaxed_ranking_loss
 from training.distill.experts import ExpertBank
 from training.distill.registry import build_method
-from training.distill.topology import entity_topology_loss
+from training.distill.topology import entity_topology_loss, kmeans_groups
 from training.models.mf import MF
 
 
@@ -316,6 +316,48 @@ def test_htd_golden(small, group_level):
         share = np.unique(hard, return_counts=True)[1] / len(hard)
         assert state[f"{side}_groups_used"] == len(share)
         assert state[f"{side}_groups_effective"] == pytest.approx(np.exp(-(share * np.log(share)).sum()), abs=0.01)
+
+
+def test_kmeans_groups_recovers_separated_clusters_and_is_a_lloyd_fixed_point():
+    rng = np.random.default_rng(5)
+    centres = np.array([[10.0, 0.0], [0.0, 10.0], [-10.0, -10.0]])
+    truth = rng.integers(0, 3, size=60)
+    x = centres[truth] + rng.normal(scale=0.5, size=(60, 2))
+    labels = kmeans_groups(torch.as_tensor(x), 3, np.random.default_rng(0)).numpy()
+    # the same partition as the truth, up to renaming the clusters
+    assert len({(a, b) for a, b in zip(truth, labels)}) == 3 and len(set(labels)) == 3
+    # on arbitrary data: every row is nearest to its own cluster's mean (Lloyd's fixed point), no cluster empty
+    y = rng.normal(size=(40, 3))
+    g = kmeans_groups(torch.as_tensor(y), 5, np.random.default_rng(1)).numpy()
+    means = np.stack([y[g == k].mean(0) for k in range(5)])
+    assert (((y[:, None, :] - means[None]) ** 2).sum(-1).argmin(1) == g).all()
+
+
+def test_htd_kmeans_assignment_routes_experts_by_fixed_teacher_clusters(small):
+    ds, teacher, student, batch = small
+    htd = _setup({"name": "htd", "groups": 2, "gamma": 0.4, "assignment": "kmeans"}, ds, teacher, student)
+    es, et, users, items = _entities(student, teacher)
+    tu, ti = teacher.embeddings()
+    gu_all, gi_all = (g.numpy() for g in htd.fixed_groups)
+    for t, g in ((tu, gu_all), (ti, gi_all)):  # K-means of the teacher rows: a Lloyd fixed point
+        means = np.stack([t[g == k].mean(0) for k in range(2)])
+        assert (((t[:, None, :] - means[None]) ** 2).sum(-1).argmin(1) == g).all()
+    g = np.concatenate([gu_all[users], gi_all[items] + 2])
+    present = np.unique(g)
+    proto_t = np.stack([et[g == k].mean(0) for k in present])
+    proto_s = np.stack([es[g == k].mean(0) for k in present])
+    mask = (g[:, None] == g[None, :]) & (_cos(et, et) > 0)
+    td = ((_cos(proto_t, et) - _cos(proto_s, es)) ** 2).sum() + (((_cos(es, es) - _cos(et, et)) ** 2) * mask).sum()
+    # L_GA: each entity reconstructed by the expert of its cluster alone
+    ga = 0.0
+    for bank, rows_s, rows_t, groups in ((htd.user_bank, es[:3], et[:3], gu_all[users]), (htd.item_bank, es[3:], et[3:], gi_all[items])):
+        w1, b1, w2, b2 = (p.detach().numpy() for p in (bank.w1, bank.b1, bank.w2, bank.b2))
+        for x, t, k in zip(rows_s, rows_t, groups):
+            out = np.maximum(x @ w1[k] + b1[k], 0) @ w2[k] + b2[k]
+            ga += ((t - out) ** 2).sum()
+    terms = htd(batch, student, student.representations())
+    assert terms["topology"].item() == pytest.approx(0.4 * td, rel=1e-5)
+    assert terms["group_assignment"].item() == pytest.approx(0.6 * ga, rel=1e-4)
 
 
 # ----------------------------------------------------------------------------- ranking KD

@@ -9,8 +9,10 @@ preference groups found by a DE-style group assignment.
 
 from __future__ import annotations
 
+import math
 from typing import Literal
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from pydantic import Field
@@ -84,8 +86,48 @@ def entity_topology_loss(e_s: torch.Tensor, e_t: torch.Tensor, groups: torch.Ten
     return total
 
 
+def kmeans_groups(x: torch.Tensor, k: int, rng: np.random.Generator, max_iter: int = 100) -> torch.Tensor:
+    """Lloyd's K-means on the rows of x [n, d] → the cluster of each row [n] (long).
+
+    Centroids start from k-means++ seeding with ``rng`` (each next seed a row drawn with probability
+    ∝ its squared distance to the nearest seed so far); a cluster that empties is re-seeded with the
+    row farthest from its centroid. Stops when no row changes cluster (or after ``max_iter``).
+    """
+    x = x.detach().double()
+    n = x.shape[0]
+    k = min(k, n)
+    seeds = [int(rng.integers(n))]
+    nearest = (x - x[seeds[0]]).square().sum(1)
+    for _ in range(k - 1):
+        p = nearest.numpy() / float(nearest.sum()) if float(nearest.sum()) > 0 else None
+        seeds.append(int(rng.choice(n, p=p)))
+        nearest = torch.minimum(nearest, (x - x[seeds[-1]]).square().sum(1))
+    centroids = x[seeds]
+    labels = torch.full((n,), -1, dtype=torch.long)
+    for _ in range(max_iter):
+        d2 = torch.cdist(x, centroids).square()
+        new = d2.argmin(1)
+        if torch.equal(new, labels):
+            break
+        labels = new
+        own = d2.gather(1, labels[:, None]).squeeze(1)
+        for c in torch.nonzero(torch.bincount(labels, minlength=k) == 0).flatten().tolist():
+            far = int(own.argmax())
+            labels[far], own[far] = c, -math.inf
+        counts = torch.bincount(labels, minlength=k)
+        sums = torch.zeros_like(centroids).index_add_(0, labels, x)
+        filled = counts > 0
+        centroids[filled] = sums[filled] / counts[filled, None]
+    return labels
+
+
 class HTDParams(Params):
     groups: int = Field(30, ge=1, description="K preference groups per side")
+    assignment: Literal["adaptive", "kmeans"] = Field(
+        "adaptive",
+        description="adaptive: the group-assignment network trained by L_GA (the paper's HTD); kmeans: fixed K-means "
+        "clusters of the teacher representations (the paper's ablation), the experts of L_GA routed by them",
+    )
     gamma: float = Field(0.5, ge=0, le=1, description="L_HTD = γ L_TD + (1 − γ) L_GA")
     group_level: Literal["prototype-entity", "prototype-prototype"] = Field("prototype-entity", description="official 'second' (Group(P,e)) or 'first' (Group(P,P))")
     mask_own_group: bool = Field(False, description="exclude entities from their own group's prototype relations (the paper; the code does not)")
@@ -103,7 +145,9 @@ class HTD(TeacherTables):
 
     1. Group assignment per side: α_x = softmax(v(e_t(x))), hard group argmax α_x (item groups offset
        by K), soft z_x = Gumbel-softmax(α_x; τ) with τ annealed as in DE; L_GA is DE's loss with K
-       experts: Σ_{x∈B} ‖e_t(x) − Σ_k z_{x,k} f_k(e_s(x))‖².
+       experts: Σ_{x∈B} ‖e_t(x) − Σ_k z_{x,k} f_k(e_s(x))‖². With ``assignment: kmeans`` (the
+       paper's ablation) the groups are instead fixed K-means clusters of the teacher rows, computed
+       once at set-up, and z_x is their one-hot.
     2. Prototypes of the non-empty groups G: P = Z̃ᵀE (Z̃ the column-normalised one-hot groups), both
        computed without gradient (as in the code).
     3. Group level ("prototype-entity", official default): ‖cos(P_t, E_t) − cos(P_s, E_s)‖²_F, |G|×b.
@@ -132,6 +176,9 @@ class HTD(TeacherTables):
         self.horizon = p.anneal_epochs or ctx.max_epochs
         self.tau = p.tau_start
         self.group_counts = torch.zeros(2 * p.groups, dtype=torch.long)
+        self.fixed_groups = None
+        if p.assignment == "kmeans":
+            self.fixed_groups = (kmeans_groups(self.t_user, p.groups, ctx.rng), kmeans_groups(self.t_item, p.groups, ctx.rng))
 
     def on_epoch_start(self, epoch: int, student) -> None:
         self.tau = annealed_temperature(epoch, self.p.tau_start, self.p.tau_end, self.horizon)
@@ -157,8 +204,12 @@ class HTD(TeacherTables):
         users, items = batch_entity_set(batch)
         su, si = reps[0][users], reps[1][items]
         tu, ti = self.t_user[users], self.t_item[items]
-        s_u, g_u = self.user_bank.selection(tu, self.tau)
-        s_i, g_i = self.item_bank.selection(ti, self.tau)
+        if self.fixed_groups is None:
+            s_u, g_u = self.user_bank.selection(tu, self.tau)
+            s_i, g_i = self.item_bank.selection(ti, self.tau)
+        else:
+            g_u, g_i = self.fixed_groups[0][users], self.fixed_groups[1][items]
+            s_u, s_i = (F.one_hot(g, self.p.groups).to(tu.dtype) for g in (g_u, g_i))
         ga = self.user_bank.loss_for_selection(su, tu, s_u) + self.item_bank.loss_for_selection(si, ti, s_i)
         groups = torch.cat([g_u, g_i + self.p.groups])
         self.group_counts += torch.bincount(groups, minlength=2 * self.p.groups).cpu()
@@ -181,4 +232,4 @@ class HTD(TeacherTables):
         return state
 
 
-__all__ = ["FTD", "HTD", "entity_topology_loss", "student_dims"]
+__all__ = ["FTD", "HTD", "entity_topology_loss", "kmeans_groups", "student_dims"]
