@@ -88,9 +88,18 @@ def test_experiment_runs_tables_and_resumes(csv_data, tmp_path, monkeypatch):
     # one entry and one seed (what parallel processes do); a seed outside the config is refused
     with pytest.raises(ConfigError, match=r"--seed: \[7\]"):
         run_experiment(exp, out, only=["RRD"], seeds=[7], log=lambda msg: None)
-    partial = run_experiment(exp, out, only=["RRD"], seeds=[1], log=lambda msg: None)
-    assert sorted(p.name for p in (out / "runs").iterdir()) == ["rrd-seed1"]
-    assert {r["label"]: r["finished"] for r in partial["summary"]}["RRD"] == 1
+    # while it trains, a "parallel process" finishes a run of an entry this one has already passed:
+    # the final report still counts it
+    def parallel_process(msg):
+        if msg.startswith("RRD seed 1: training"):
+            run_experiment(exp, out, only=["scratch"], seeds=[0], log=lambda msg: None)
+
+    partial = run_experiment(exp, out, only=["RRD"], seeds=[1], log=parallel_process)
+    assert sorted(p.name for p in (out / "runs").iterdir()) == ["rrd-seed1", "scratch-seed0"]
+    assert {r["label"]: r["finished"] for r in partial["summary"]} == {"scratch": 1, "RRD": 1}
+    on_disk = json.loads((out / "results.json").read_text())
+    assert {r["label"]: r["finished"] for r in on_disk["summary"]} == {"scratch": 1, "RRD": 1}
+    assert not list(out.glob(".*.tmp"))  # reports are replaced atomically, no temporary file left
     results = run_experiment(exp, out, log=lambda msg: None)
     assert (out / "teacher" / "result.json").exists()
     rows = {r["label"]: r for r in results["summary"]}

@@ -47,6 +47,7 @@ from pathlib import Path
 
 import numpy as np
 
+from training.atomic import write_atomic
 from training.benchmarks.environment import environment, footer, pyplot, run_conditions
 from training.errors import DistillrecError
 
@@ -539,6 +540,4 @@ def run(out: Path, s: Settings, log=print) -> dict:
 
 def _write(out: Path, report: dict, started: float) -> None:
     report["seconds"] = round(time.perf_counter() - started, 1)
-    tmp = out / "catalogue.json.tmp"
-    tmp.write_text(json.dumps(report, indent=2))
-    os.replace(tmp, out / "catalogue.json")
+    write_atomic(out / "catalogue.json", json.dumps(report, indent=2))

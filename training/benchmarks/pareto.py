@@ -26,13 +26,13 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 
+from training.atomic import write_atomic
 from training.benchmarks.environment import LATENCY_PERCENTILES, environment, footer, pyplot, run_conditions
 from training.errors import DistillrecError
 
@@ -324,9 +324,7 @@ def run(models_dir: Path, out: Path, bundles: list[str] | None = None, s: Settin
     report["seconds"] = round(time.perf_counter() - started, 1)
     out.mkdir(parents=True, exist_ok=True)
     report["plot"] = plot(report, out / "pareto.png")
-    tmp = out / "pareto.json.tmp"
-    tmp.write_text(json.dumps(report, indent=2, default=_json_default))
-    os.replace(tmp, out / "pareto.json")
+    write_atomic(out / "pareto.json", json.dumps(report, indent=2, default=_json_default))
     text = render_markdown(report)
     (out / "pareto.md").write_text(text + "\n")
     log(text)

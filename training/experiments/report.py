@@ -3,12 +3,14 @@ cost — as JSON, a markdown table and a bar chart."""
 
 from __future__ import annotations
 
+import io
 import json
 import math
 from pathlib import Path
 
 import numpy as np
 
+from training.atomic import write_atomic
 from training.experiments.schema import SCRATCH, ExperimentConfig
 
 
@@ -140,11 +142,15 @@ def bar_chart(results: dict, path: Path) -> None:
     ax.set_title(results["experiment"])
     ax.legend(loc="lower right", fontsize=8)
     fig.tight_layout()
-    fig.savefig(path)
+    png = io.BytesIO()
+    fig.savefig(png, format="png")
     plt.close(fig)
+    write_atomic(path, png.getvalue())
 
 
 def write_reports(out: Path, results: dict) -> None:
-    (out / "results.json").write_text(json.dumps(results, indent=2, default=str))
-    (out / "results.md").write_text(markdown(results))
+    """results.json, results.md and results.png, each replaced atomically (parallel `--seed` /
+    `--only` processes rewrite them)."""
+    write_atomic(out / "results.json", json.dumps(results, indent=2, default=str))
+    write_atomic(out / "results.md", markdown(results))
     bar_chart(results, out / "results.png")

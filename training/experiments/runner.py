@@ -69,6 +69,14 @@ def run_config(exp: ExperimentConfig, label: str, methods: list[dict], overrides
     return cfg.model_copy(update=update)
 
 
+def _finished(run_dir: Path, cfg: RunConfig) -> dict | None:
+    """The run's result.json if it is finished (after checking its configuration), else None."""
+    if not (run_dir / "result.json").exists():
+        return None
+    _check_same(run_dir, cfg)
+    return json.loads((run_dir / "result.json").read_text())
+
+
 def _check_same(run_dir: Path, cfg: RunConfig) -> None:
     # validated again, so that a setting added to distillrec after the run was trained compares at its default
     saved = config_from_dict(yaml.safe_load((run_dir / "config.yaml").read_text()), str(run_dir / "config.yaml"))
@@ -143,15 +151,13 @@ def run_experiment(
         raise ConfigError(f"--seed: {sorted(wanted_seeds - set(exp.seeds))} not among the experiment's seeds {exp.seeds}")
 
     runs: list[dict] = []
+    configs: dict[Path, RunConfig] = {}
     for label, methods, overrides in entries:
         for seed in exp.seeds:
             run_dir = out / "runs" / f"{slug(label)}-seed{seed}"
-            cfg = run_config(exp, label, methods, overrides, seed, teacher_path)
-            record = {"label": label, "seed": seed, "path": str(run_dir), "methods": methods}
-            if (run_dir / "result.json").exists():
-                _check_same(run_dir, cfg)
-                record["result"] = json.loads((run_dir / "result.json").read_text())
-            elif not report_only and slug(label) in wanted and seed in wanted_seeds:
+            cfg = configs[run_dir] = run_config(exp, label, methods, overrides, seed, teacher_path)
+            record = {"label": label, "seed": seed, "path": str(run_dir), "methods": methods, "result": _finished(run_dir, cfg)}
+            if record["result"] is None and not report_only and slug(label) in wanted and seed in wanted_seeds:
                 resume = (run_dir / "last.ckpt.npz").exists()
                 log(f"{label} seed {seed}: {'resuming' if resume else 'training'} into {run_dir}")
                 t0 = time.perf_counter()
@@ -162,11 +168,13 @@ def run_experiment(
                 else:
                     record["result"] = train_run(cfg, run_dir, resume=resume, dataset=dataset)
                 log(f"{label} seed {seed}: done in {time.perf_counter() - t0:.0f} s, test {exp.metric} = {record['result']['test']['metrics'][exp.metric]:.4f}")
-            else:
-                record["result"] = None
             runs.append(record)
             if record["result"] is not None:
                 _write(exp, out, teacher, runs, dataset, base_cfg)
+    # runs that a parallel process (another --seed / --only) finished after this one passed them
+    for record in runs:
+        if record["result"] is None:
+            record["result"] = _finished(Path(record["path"]), configs[Path(record["path"])])
     return _write(exp, out, teacher, runs, dataset, base_cfg)
 
 
