@@ -358,6 +358,9 @@ def test_htd_kmeans_assignment_routes_experts_by_fixed_teacher_clusters(small):
     terms = htd(batch, student, student.representations())
     assert terms["topology"].item() == pytest.approx(0.4 * td, rel=1e-5)
     assert terms["group_assignment"].item() == pytest.approx(0.6 * ga, rel=1e-4)
+    # no selection networks: every trainable part of the method is an expert that L_GA trains
+    terms["group_assignment"].backward()
+    assert all(p.grad is not None for p in htd.parameters())
 
 
 # ----------------------------------------------------------------------------- ranking KD

@@ -105,9 +105,11 @@ class ExpertBank(nn.Module):
         d_s, d_t: student and teacher dimensions.
         hidden: expert hidden width (METHODS.md: ⌊(d_s + d_t)/2⌋, or d_s/2 for self-distillation).
         mass, max_active: the sparse evaluation (see the module docstring).
+        gated: build the selection network (False when the caller fixes the selection itself, as
+            HTD's K-means groups do: then only :meth:`loss_for_selection` is used).
     """
 
-    def __init__(self, n_experts: int, d_s: int, d_t: int, hidden: int, mass: float = 1.0, max_active: int | None = None):
+    def __init__(self, n_experts: int, d_s: int, d_t: int, hidden: int, mass: float = 1.0, max_active: int | None = None, gated: bool = True):
         super().__init__()
         self.n_experts, self.d_s, self.d_t, self.hidden = n_experts, d_s, d_t, hidden
         self.mass = mass
@@ -116,7 +118,7 @@ class ExpertBank(nn.Module):
         self.b1 = nn.Parameter(_uniform_(torch.empty(n_experts, hidden), d_s))
         self.w2 = nn.Parameter(_uniform_(torch.empty(n_experts, hidden, d_t), hidden))
         self.b2 = nn.Parameter(_uniform_(torch.empty(n_experts, d_t), hidden))
-        self.gate = nn.Linear(d_t, n_experts)
+        self.gate = nn.Linear(d_t, n_experts) if gated else None
         self.stats: dict[str, float] = {}
 
     @property

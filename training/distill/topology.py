@@ -171,13 +171,14 @@ class HTD(TeacherTables):
             raise ValueError("htd: user and item representations must have the same width")
         d_t = self.t_user.shape[1]
         h = expert_hidden(d_su, d_t, p.hidden)
-        self.user_bank = ExpertBank(p.groups, d_su, d_t, h, p.active_mass, p.max_active)
-        self.item_bank = ExpertBank(p.groups, d_si, d_t, h, p.active_mass, p.max_active)
+        adaptive = p.assignment == "adaptive"
+        self.user_bank = ExpertBank(p.groups, d_su, d_t, h, p.active_mass, p.max_active, gated=adaptive)
+        self.item_bank = ExpertBank(p.groups, d_si, d_t, h, p.active_mass, p.max_active, gated=adaptive)
         self.horizon = p.anneal_epochs or ctx.max_epochs
         self.tau = p.tau_start
         self.group_counts = torch.zeros(2 * p.groups, dtype=torch.long)
         self.fixed_groups = None
-        if p.assignment == "kmeans":
+        if not adaptive:
             self.fixed_groups = (kmeans_groups(self.t_user, p.groups, ctx.rng), kmeans_groups(self.t_item, p.groups, ctx.rng))
 
     def on_epoch_start(self, epoch: int, student) -> None:
