@@ -167,3 +167,22 @@ def test_resume_from_a_checkpoint_without_stop_bests(tiny_dataset, tmp_path):
     save_checkpoint(tmp_path / "last.ckpt.npz", tensors, meta)
     result = _scripted(tiny_dataset, tmp_path, 50, eval_cfg, metrics_at).fit(resume=True)
     assert (result["epochs"], result["best_epoch"]) == (3, 0)
+
+
+def test_a_failed_checkpoint_write_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
+    from training.checkpoint import save_checkpoint
+
+    path = tmp_path / "last.ckpt.npz"
+    save_checkpoint(path, {"w": np.arange(3.0)}, {"epoch": 1})
+
+    def half_written(fh, **arrays):
+        fh.write(b"PK\x03\x04 half a file")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(np, "savez", half_written)
+    with pytest.raises(OSError, match="disk full"):
+        save_checkpoint(path, {"w": np.arange(5.0)}, {"epoch": 2})
+    monkeypatch.undo()
+    tensors, meta = load_checkpoint(path)
+    assert meta == {"epoch": 1} and tensors["w"].tolist() == [0.0, 1.0, 2.0]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["last.ckpt.npz"]  # no temporary file left

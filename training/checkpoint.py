@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import numpy as np
 import torch
+
+from training.atomic import replacing
 
 META_KEY = "__meta__"
 
@@ -15,13 +16,10 @@ META_KEY = "__meta__"
 def save_checkpoint(path: str | Path, tensors: dict[str, torch.Tensor | np.ndarray], meta: dict) -> Path:
     """Writes tensors and JSON-able metadata atomically (temporary file, then rename)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     arrays = {k: (v.detach().cpu().numpy() if isinstance(v, torch.Tensor) else np.asarray(v)) for k, v in tensors.items()}
     arrays[META_KEY] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
-    tmp = path.with_name(path.name + ".tmp")
-    with tmp.open("wb") as fh:
+    with replacing(path) as tmp, tmp.open("wb") as fh:
         np.savez(fh, **arrays)
-    os.replace(tmp, path)
     return path
 
 

@@ -16,13 +16,13 @@ reused by every student, epoch and experiment. A cached list of a larger n serve
 
 from __future__ import annotations
 
-import os
 import re
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from training.atomic import replacing
 from training.data.dataset import Dataset
 from training.errors import DistillrecError
 
@@ -31,11 +31,8 @@ _USER_CHUNK_SCORES = 1 << 23  # scores per chunk (32 MB of float32)
 
 
 def _atomic_savez(path: Path, **arrays: np.ndarray) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
-    with tmp.open("wb") as fh:
+    with replacing(path) as tmp, tmp.open("wb") as fh:
         np.savez(fh, **arrays)
-    os.replace(tmp, path)
 
 
 def _load_npz(path: Path) -> dict[str, np.ndarray]:
