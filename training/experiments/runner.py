@@ -151,11 +151,11 @@ def run_experiment(
         raise ConfigError(f"--seed: {sorted(wanted_seeds - set(exp.seeds))} not among the experiment's seeds {exp.seeds}")
 
     runs: list[dict] = []
-    configs: dict[Path, RunConfig] = {}
+    unfinished: list[tuple[dict, Path, RunConfig]] = []
     for label, methods, overrides in entries:
         for seed in exp.seeds:
             run_dir = out / "runs" / f"{slug(label)}-seed{seed}"
-            cfg = configs[run_dir] = run_config(exp, label, methods, overrides, seed, teacher_path)
+            cfg = run_config(exp, label, methods, overrides, seed, teacher_path)
             record = {"label": label, "seed": seed, "path": str(run_dir), "methods": methods, "result": _finished(run_dir, cfg)}
             if record["result"] is None and not report_only and slug(label) in wanted and seed in wanted_seeds:
                 resume = (run_dir / "last.ckpt.npz").exists()
@@ -169,12 +169,13 @@ def run_experiment(
                     record["result"] = train_run(cfg, run_dir, resume=resume, dataset=dataset)
                 log(f"{label} seed {seed}: done in {time.perf_counter() - t0:.0f} s, test {exp.metric} = {record['result']['test']['metrics'][exp.metric]:.4f}")
             runs.append(record)
-            if record["result"] is not None:
+            if record["result"] is None:
+                unfinished.append((record, run_dir, cfg))
+            else:
                 _write(exp, out, teacher, runs, dataset, base_cfg)
     # runs that a parallel process (another --seed / --only) finished after this one passed them
-    for record in runs:
-        if record["result"] is None:
-            record["result"] = _finished(Path(record["path"]), configs[Path(record["path"])])
+    for record, run_dir, cfg in unfinished:
+        record["result"] = _finished(run_dir, cfg)
     return _write(exp, out, teacher, runs, dataset, base_cfg)
 
 
