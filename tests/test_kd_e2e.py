@@ -105,8 +105,14 @@ def test_experiment_runs_tables_and_resumes(csv_data, tmp_path, monkeypatch):
     rows = {r["label"]: r for r in results["summary"]}
     assert set(rows) == {"scratch", "RRD"} and rows["RRD"]["finished"] == 2
     assert rows["RRD"]["gain_vs_scratch"] == pytest.approx(rows["RRD"]["ndcg@10"]["mean"] / rows["scratch"]["ndcg@10"]["mean"] - 1)
+    # the validation value of the selection metric at each run's best epoch, averaged like the test value
+    runs = {(r["label"], r["seed"]): r["result"] for r in results["runs"]}
+    select = runs[("RRD", 0)]["select"]
+    assert rows["RRD"]["valid"]["metric"] == select
+    assert rows["RRD"]["valid"]["mean"] == pytest.approx(np.mean([runs[("RRD", k)]["valid"]["metrics"][select] for k in (0, 1)]))
     md = (out / "results.md").read_text()
     assert "| RRD | 2 |" in md and "teacher (mf dim 16)" in md and (out / "results.png").stat().st_size > 1000
+    assert f"valid {select.upper()}" in md and "Best method on validation (highest mean validation" in md and md.count(": RRD.") == 1
     before = json.loads((out / "runs" / "rrd-seed1" / "result.json").read_text())
 
     # an interrupted run: only its last checkpoint is left → it resumes; finished runs are skipped
@@ -159,3 +165,14 @@ def test_cost_benchmark_times_every_entry_next_to_scratch(csv_data, tmp_path):
     assert report["rows"][0]["ratio_to_scratch"] == {"0": 1.0, "50": 1.0}
     assert report["rows"][1]["training_only_parameters"] > 0 and report["rows"][1]["state"]["50"]["de"]["tau"] < 1
     assert "| DE |" in (tmp_path / "bench" / "kd_cost.md").read_text()
+
+
+def test_best_on_validation_ignores_scratch_unfinished_entries_and_the_test_split():
+    from training.experiments.report import best_on_validation
+
+    def row(label, valid, test, finished=1):
+        return {"label": label, "finished": finished, "valid": {"mean": valid}, "ndcg@10": {"mean": test}}
+
+    rows = [row("scratch", 0.9, 0.9), row("A", 0.30, 0.50), row("B", 0.35, 0.40), {"label": "C", "finished": 0}]
+    assert best_on_validation(rows) == "B"
+    assert best_on_validation(rows[:1]) is None

@@ -309,6 +309,7 @@ def test_htd_golden(small, group_level):
     entity = (((_cos(es, es) - _cos(et, et)) ** 2) * mask).sum()
     terms = htd(batch, student, student.representations())
     assert terms["topology"].item() == pytest.approx(0.3 * (group + entity), rel=1e-5)
+    assert htd.log_state()["tau"] == htd.tau
     assert terms["group_assignment"].item() > 0
     # the logged group usage counts this batch's entities per side
     state = htd.log_state()
@@ -361,6 +362,9 @@ def test_htd_kmeans_assignment_routes_experts_by_fixed_teacher_clusters(small):
     # no selection networks: every trainable part of the method is an expert that L_GA trains
     terms["group_assignment"].backward()
     assert all(p.grad is not None for p in htd.parameters())
+    # no temperature either: the log has the group usage but no τ
+    state = htd.log_state()
+    assert "tau" not in state and state["user_groups_used"] == len(np.unique(gu_all[users]))
 
 
 # ----------------------------------------------------------------------------- ranking KD

@@ -38,6 +38,8 @@ def summarise(exp: ExperimentConfig, teacher: dict, runs: list[dict]) -> list[di
             for m in metrics:
                 mean, std = _mean_std([d["test"]["metrics"][m] for d in done])
                 row[m] = {"mean": mean, "std": std, "values": [d["test"]["metrics"][m] for d in done]}
+            select = done[0]["select"]
+            row["valid"] = {"metric": select, **dict(zip(("mean", "std"), _mean_std([d["valid"]["metrics"][select] for d in done]))), "values": [d["valid"]["metrics"][select] for d in done]}
             row["parameters"] = done[0]["model"]["parameters"]
             row["training_only_parameters"] = sum(k["training_only_parameters"] for k in done[0].get("kd", []))
             row["seconds_per_epoch"] = _mean_std([d["seconds_per_epoch"] for d in done])[0]
@@ -54,6 +56,13 @@ def summarise(exp: ExperimentConfig, teacher: dict, runs: list[dict]) -> list[di
         row["ratio_to_teacher"] = value / teacher_value if teacher_value else None
         row["seconds_per_epoch_vs_scratch"] = row["seconds_per_epoch"] / scratch["seconds_per_epoch"] if scratch and scratch["seconds_per_epoch"] else None
     return rows
+
+
+def best_on_validation(rows: list[dict]) -> str | None:
+    """The method entry (not scratch) with the highest mean validation selection metric: the one an
+    experiment picks as its best method without looking at the test split."""
+    methods = [r for r in rows if r["finished"] and r["label"] != SCRATCH and "valid" in r]
+    return max(methods, key=lambda r: r["valid"]["mean"])["label"] if methods else None
 
 
 def _fmt(cell: dict | None, digits: int = 4) -> str:
@@ -74,7 +83,8 @@ def markdown(results: dict) -> str:
     teacher = results["teacher"]
     protocol = results["protocol"]
     proto = f"sampled ({protocol['sampled_negatives']} negatives, pessimistic ties)" if protocol["protocol"] == "sampled" else "full ranking (train items and the other held-out item excluded)"
-    head = ["method", "seeds", f"test {metric.upper()}", "vs scratch", "/ teacher", *[m.upper() for m in extra], "params", "training-only params", "s/epoch", "best epoch"]
+    select = protocol["select"]
+    head = ["method", "seeds", f"test {metric.upper()}", "vs scratch", "/ teacher", *[m.upper() for m in extra], f"valid {select.upper()}", "params", "training-only params", "s/epoch", "best epoch"]
     lines = [
         f"### {results['experiment']}",
         "",
@@ -91,7 +101,7 @@ def markdown(results: dict) -> str:
     lines.append(
         "| " + " | ".join([
             f"teacher ({model.get('family', '?')} dim {model.get('dim', '?')})", "1", f"{tm[metric]:.4f}", "", "1.00",
-            *[f"{tm[m]:.4f}" for m in extra], f"{teacher['parameters']:,}", "–",
+            *[f"{tm[m]:.4f}" for m in extra], "–", f"{teacher['parameters']:,}", "–",
             f"{teacher['seconds_per_epoch']:.2f}" if teacher.get("seconds_per_epoch") else "–", str(teacher.get("best_epoch", "–")),
         ]) + " |"
     )
@@ -104,11 +114,14 @@ def markdown(results: dict) -> str:
                 row["label"], str(row["finished"]), _fmt(row[metric]),
                 "" if row["label"] == SCRATCH else _pct(row["gain_vs_scratch"]),
                 f"{row['ratio_to_teacher']:.2f}" if row["ratio_to_teacher"] else "–",
-                *[_fmt(row.get(m)) for m in extra],
+                *[_fmt(row.get(m)) for m in extra], _fmt(row.get("valid")),
                 f"{row['parameters']:,}", f"{row['training_only_parameters']:,}" if row["training_only_parameters"] else "–",
                 f"{row['seconds_per_epoch']:.2f}", f"{row['best_epoch']:.0f}",
             ]) + " |"
         )
+    best = best_on_validation(results["summary"])
+    if best:
+        lines += ["", f"Best method on validation (highest mean validation {select.upper()} over its seeds): {best}."]
     lines += ["", "Methods and weights: " + "; ".join(
         f"{r['label']} = " + " + ".join(f"{m['name']}(" + ", ".join(f"{k}={v}" for k, v in m.items() if k != "name") + ")" for m in r["methods"])
         for r in results["summary"] if r["methods"]
