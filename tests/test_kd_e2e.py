@@ -17,6 +17,7 @@ from training.data.splits import leave_one_out
 from training.distill.run import distill_run
 from training.errors import ConfigError
 from training.experiments import run_experiment
+from training.experiments.report import best_on_validation
 from training.runs import train_run
 
 RRD = {"name": "rrd", "weight": 0.1, "interesting": 5, "uninteresting": 5, "topn": 20}
@@ -82,7 +83,7 @@ def test_experiment_runs_tables_and_resumes(csv_data, tmp_path, monkeypatch):
     exp = _write_yaml(tmp_path / "exp.yaml", {
         "name": "tiny-exp", "teacher": {"config": str(t)}, "student": {"config": str(s)},
         "seeds": [0, 1], "metric": "ndcg@10", "report": ["hr@10"],
-        "methods": [{"label": "RRD", "methods": [RRD]}],
+        "methods": [{"label": "RRD", "methods": [RRD]}, {"label": "RD", "methods": [{"name": "rd", "weight": 0.01}], "seeds": [0]}],
     })
     out = tmp_path / "exp"
     # one entry and one seed (what parallel processes do); a seed outside the config is refused
@@ -96,14 +97,16 @@ def test_experiment_runs_tables_and_resumes(csv_data, tmp_path, monkeypatch):
 
     partial = run_experiment(exp, out, only=["RRD"], seeds=[1], log=parallel_process)
     assert sorted(p.name for p in (out / "runs").iterdir()) == ["rrd-seed1", "scratch-seed0"]
-    assert {r["label"]: r["finished"] for r in partial["summary"]} == {"scratch": 1, "RRD": 1}
+    assert {r["label"]: r["finished"] for r in partial["summary"]} == {"scratch": 1, "RRD": 1, "RD": 0}
     on_disk = json.loads((out / "results.json").read_text())
-    assert {r["label"]: r["finished"] for r in on_disk["summary"]} == {"scratch": 1, "RRD": 1}
+    assert {r["label"]: r["finished"] for r in on_disk["summary"]} == {"scratch": 1, "RRD": 1, "RD": 0}
     assert not list(out.glob(".*.tmp"))  # reports are replaced atomically, no temporary file left
     results = run_experiment(exp, out, log=lambda msg: None)
     assert (out / "teacher" / "result.json").exists()
     rows = {r["label"]: r for r in results["summary"]}
-    assert set(rows) == {"scratch", "RRD"} and rows["RRD"]["finished"] == 2
+    assert set(rows) == {"scratch", "RRD", "RD"} and rows["RRD"]["finished"] == 2
+    # an entry with its own seeds trains only those
+    assert rows["RD"]["seeds"] == [0] and not (out / "runs" / "rd-seed1").exists()
     assert rows["RRD"]["gain_vs_scratch"] == pytest.approx(rows["RRD"]["ndcg@10"]["mean"] / rows["scratch"]["ndcg@10"]["mean"] - 1)
     # the validation value of the selection metric at each run's best epoch, averaged like the test value
     runs = {(r["label"], r["seed"]): r["result"] for r in results["runs"]}
@@ -112,7 +115,7 @@ def test_experiment_runs_tables_and_resumes(csv_data, tmp_path, monkeypatch):
     assert rows["RRD"]["valid"]["mean"] == pytest.approx(np.mean([runs[("RRD", k)]["valid"]["metrics"][select] for k in (0, 1)]))
     md = (out / "results.md").read_text()
     assert "| RRD | 2 |" in md and "teacher (mf dim 16)" in md and (out / "results.png").stat().st_size > 1000
-    assert f"valid {select.upper()}" in md and "Best method on validation (highest mean validation" in md and md.count(": RRD.") == 1
+    assert f"valid {select.upper()}" in md and "Best method on validation (highest mean validation" in md and md.count(f": {best_on_validation(results['summary'])}.") == 1
     before = json.loads((out / "runs" / "rrd-seed1" / "result.json").read_text())
 
     # an interrupted run: only its last checkpoint is left → it resumes; finished runs are skipped
@@ -129,6 +132,10 @@ def test_experiment_runs_tables_and_resumes(csv_data, tmp_path, monkeypatch):
     after = json.loads((out / "runs" / "rrd-seed1" / "result.json").read_text())
     assert after["test"] == before["test"] and after["best_epoch"] == before["best_epoch"]
     assert again["summary"][1]["finished"] == 2
+    # an entry's seeds must be the experiment's
+    bad = _write_yaml(tmp_path / "bad.yaml", {**yaml.safe_load(exp.read_text()), "methods": [{"label": "RD", "methods": [{"name": "rd"}], "seeds": [0, 5]}]})
+    with pytest.raises(ConfigError, match=r"seeds \[0, 5\]: must be among the experiment's seeds \[0, 1\]"):
+        run_experiment(bad, tmp_path / "bad", log=lambda msg: None)
 
     # a run trained before a setting existed (its config.yaml lacks it) compares at the setting's default
     for run_dir in (out / "runs").iterdir():
@@ -168,8 +175,6 @@ def test_cost_benchmark_times_every_entry_next_to_scratch(csv_data, tmp_path):
 
 
 def test_best_on_validation_ignores_scratch_unfinished_entries_and_the_test_split():
-    from training.experiments.report import best_on_validation
-
     def row(label, valid, test, finished=1):
         return {"label": label, "finished": finished, "valid": {"mean": valid}, "ndcg@10": {"mean": test}}
 

@@ -139,12 +139,12 @@ def run_experiment(
     teacher = teacher_summary(teacher_path, dataset, base_cfg)
     artifacts = None
 
-    entries = [(SCRATCH, [], [])] + [(e.label, e.methods, e.set) for e in exp.methods]
-    known = {slug(label) for label, _, _ in entries}
+    entries = [(SCRATCH, [], [], exp.seeds)] + [(e.label, e.methods, e.set, e.seeds or exp.seeds) for e in exp.methods]
+    known = {slug(label) for label, *_ in entries}
     wanted = {slug(o) for o in only} if only else known
     unknown = wanted - known
     if unknown:
-        raise ConfigError(f"--only: no entry labelled {sorted(unknown)}; labels: {[label for label, _, _ in entries]}")
+        raise ConfigError(f"--only: no entry labelled {sorted(unknown)}; labels: {[label for label, *_ in entries]}")
 
     wanted_seeds = set(exp.seeds if seeds is None else seeds)
     if wanted_seeds - set(exp.seeds):
@@ -152,8 +152,8 @@ def run_experiment(
 
     runs: list[dict] = []
     unfinished: list[tuple[dict, Path, RunConfig]] = []
-    for label, methods, overrides in entries:
-        for seed in exp.seeds:
+    for label, methods, overrides, entry_seeds in entries:
+        for seed in entry_seeds:
             run_dir = out / "runs" / f"{slug(label)}-seed{seed}"
             cfg = run_config(exp, label, methods, overrides, seed, teacher_path)
             record = {"label": label, "seed": seed, "path": str(run_dir), "methods": methods, "result": _finished(run_dir, cfg)}

@@ -17,6 +17,7 @@ methods:                                   # the scratch student is always run f
   - label: DE
     methods: [{name: de, weight: 0.01}]
     set: []                                # overrides for this entry only
+    seeds: [0]                             # this entry's seeds (default: the experiment's)
 ```
 """
 
@@ -63,6 +64,7 @@ class MethodEntry(_Strict):
     label: str
     methods: list[dict[str, Any]] = Field(..., min_length=1)
     set: list[str] = Field(default_factory=list, description="overrides for this entry's runs")
+    seeds: list[int] | None = Field(None, min_length=1, description="this entry's seeds, a subset of the experiment's (default: all of them)")
 
     @field_validator("label")
     @classmethod
@@ -91,6 +93,9 @@ class ExperimentConfig(_Strict):
             raise ValueError(f"method labels must be distinct (after slugging): {slugs}")
         if len(set(self.seeds)) != len(self.seeds):
             raise ValueError(f"seeds repeat: {self.seeds}")
+        for m in self.methods:
+            if m.seeds is not None and not set(m.seeds) <= set(self.seeds):
+                raise ValueError(f"methods[{m.label!r}].seeds {m.seeds}: must be among the experiment's seeds {self.seeds}")
         return self
 
 
