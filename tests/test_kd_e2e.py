@@ -133,9 +133,10 @@ def test_experiment_runs_tables_and_resumes(csv_data, tmp_path, monkeypatch):
     assert after["test"] == before["test"] and after["best_epoch"] == before["best_epoch"]
     assert again["summary"][1]["finished"] == 2
     # an entry's seeds must be the experiment's
-    bad = _write_yaml(tmp_path / "bad.yaml", {**yaml.safe_load(exp.read_text()), "methods": [{"label": "RD", "methods": [{"name": "rd"}], "seeds": [0, 5]}]})
-    with pytest.raises(ConfigError, match=r"seeds \[0, 5\]: must be among the experiment's seeds \[0, 1\]"):
-        run_experiment(bad, tmp_path / "bad", log=lambda msg: None)
+    for wrong in ([0, 5], [1, 1]):
+        bad = _write_yaml(tmp_path / "bad.yaml", {**yaml.safe_load(exp.read_text()), "methods": [{"label": "RD", "methods": [{"name": "rd"}], "seeds": wrong}]})
+        with pytest.raises(ConfigError, match=rf"seeds \[{wrong[0]}, {wrong[1]}\]: must be distinct seeds among the experiment's \[0, 1\]"):
+            run_experiment(bad, tmp_path / "bad", log=lambda msg: None)
 
     # a run trained before a setting existed (its config.yaml lacks it) compares at the setting's default
     for run_dir in (out / "runs").iterdir():

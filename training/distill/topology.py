@@ -219,10 +219,10 @@ class HTD(TeacherTables):
         return {"topology": self.p.gamma * td, "group_assignment": (1 - self.p.gamma) * ga}
 
     def log_state(self) -> dict:
-        """τ (adaptive assignment only), the expert bank's sparsity, and per side how many groups the epoch's batch entities fell
-        into: ``groups_used`` and ``groups_effective`` (exp of the entropy of the group shares; K for
-        balanced groups, 1 when every entity is in one group). A collapsed assignment turns the
-        entity-level term into FTD over the few large groups."""
+        """τ (adaptive assignment only), the expert bank's sparsity, and per side how many groups the
+        epoch's batch entities fell into: ``groups_used`` and ``groups_effective`` (exp of the entropy
+        of the group shares; K for balanced groups, 1 when every entity is in one group). A collapsed
+        assignment turns the entity-level term into FTD over the few large groups."""
         state = {"tau": self.tau} if self.fixed_groups is None else {}
         for side, bank, counts in (("user", self.user_bank, self.group_counts[: self.p.groups]), ("item", self.item_bank, self.group_counts[self.p.groups :])):
             state.update({f"{side}_{k}": round(v, 4) for k, v in bank.stats.items()})

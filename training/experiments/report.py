@@ -61,7 +61,7 @@ def summarise(exp: ExperimentConfig, teacher: dict, runs: list[dict]) -> list[di
 def best_on_validation(rows: list[dict]) -> str | None:
     """The method entry (not scratch) with the highest mean validation selection metric: the one an
     experiment picks as its best method without looking at the test split."""
-    methods = [r for r in rows if r["finished"] and r["label"] != SCRATCH and "valid" in r]
+    methods = [r for r in rows if r["finished"] and r["label"] != SCRATCH]
     return max(methods, key=lambda r: r["valid"]["mean"])["label"] if methods else None
 
 

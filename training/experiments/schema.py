@@ -94,8 +94,8 @@ class ExperimentConfig(_Strict):
         if len(set(self.seeds)) != len(self.seeds):
             raise ValueError(f"seeds repeat: {self.seeds}")
         for m in self.methods:
-            if m.seeds is not None and not set(m.seeds) <= set(self.seeds):
-                raise ValueError(f"methods[{m.label!r}].seeds {m.seeds}: must be among the experiment's seeds {self.seeds}")
+            if m.seeds is not None and (not set(m.seeds) <= set(self.seeds) or len(set(m.seeds)) != len(m.seeds)):
+                raise ValueError(f"methods[{m.label!r}].seeds {m.seeds}: must be distinct seeds among the experiment's {self.seeds}")
         return self
 
 
