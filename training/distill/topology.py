@@ -172,8 +172,10 @@ class HTD(TeacherTables):
         d_t = self.t_user.shape[1]
         h = expert_hidden(d_su, d_t, p.hidden)
         adaptive = p.assignment == "adaptive"
-        self.user_bank = ExpertBank(p.groups, d_su, d_t, h, p.active_mass, p.max_active, gated=adaptive)
-        self.item_bank = ExpertBank(p.groups, d_si, d_t, h, p.active_mass, p.max_active, gated=adaptive)
+        # fixed (one-hot) groups select exactly one expert per entity
+        max_active = p.max_active if adaptive else 1
+        self.user_bank = ExpertBank(p.groups, d_su, d_t, h, p.active_mass, max_active, gated=adaptive)
+        self.item_bank = ExpertBank(p.groups, d_si, d_t, h, p.active_mass, max_active, gated=adaptive)
         self.horizon = p.anneal_epochs or ctx.max_epochs
         self.tau = p.tau_start
         self.group_counts = torch.zeros(2 * p.groups, dtype=torch.long)

@@ -21,6 +21,12 @@ def _mean_std(values: list[float]) -> tuple[float, float]:
     return float(arr.mean()), float(arr.std(ddof=1)) if len(arr) > 1 else 0.0
 
 
+def _cell(values: list[float]) -> dict:
+    """Mean, std and the values themselves: one table cell over an entry's seeds."""
+    mean, std = _mean_std(values)
+    return {"mean": mean, "std": std, "values": values}
+
+
 def summarise(exp: ExperimentConfig, teacher: dict, runs: list[dict]) -> list[dict]:
     """One row per entry (scratch first) over its finished seeds."""
     metrics = [exp.metric, *[m for m in exp.report if m != exp.metric]]
@@ -36,10 +42,9 @@ def summarise(exp: ExperimentConfig, teacher: dict, runs: list[dict]) -> list[di
         row["methods"] = next((r["methods"] for r in runs if r["label"] == label), [])
         if done:
             for m in metrics:
-                mean, std = _mean_std([d["test"]["metrics"][m] for d in done])
-                row[m] = {"mean": mean, "std": std, "values": [d["test"]["metrics"][m] for d in done]}
+                row[m] = _cell([d["test"]["metrics"][m] for d in done])
             select = done[0]["select"]
-            row["valid"] = {"metric": select, **dict(zip(("mean", "std"), _mean_std([d["valid"]["metrics"][select] for d in done]))), "values": [d["valid"]["metrics"][select] for d in done]}
+            row["valid"] = {"metric": select, **_cell([d["valid"]["metrics"][select] for d in done])}
             row["parameters"] = done[0]["model"]["parameters"]
             row["training_only_parameters"] = sum(k["training_only_parameters"] for k in done[0].get("kd", []))
             row["seconds_per_epoch"] = _mean_std([d["seconds_per_epoch"] for d in done])[0]
