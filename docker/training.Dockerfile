@@ -20,7 +20,8 @@ ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
     HOME=/home/distillrec \
     DISTILLREC_CACHE_DIR=/cache \
     DISTILLREC_MODELS_DIR=/models \
-    MPLCONFIGDIR=/tmp/matplotlib
+    MPLCONFIGDIR=/tmp/matplotlib \
+    NUMBA_CACHE_DIR=/tmp/numba
 
 # A non-root default user. The writable folders are world-writable (sticky, like /tmp) so that
 # compose can run the trainer as the host's UID/GID, which then owns the bundles it writes into ./models.

@@ -373,14 +373,14 @@ def test_rrd_golden_and_samples(small):
     rrd = _setup({"name": "rrd", "interesting": 3, "uninteresting": 2, "topn": 5, "sampling": "topk"}, ds, teacher, student)
     top = teacher.user_topn(5)
     train = ds.train.toarray() > 0
-    np.testing.assert_array_equal(rrd.interesting.numpy(), top[:, :3])  # deterministic: the teacher's top-3, in order
+    np.testing.assert_array_equal(rrd.cand[:, :3].numpy(), top[:, :3])  # deterministic: the teacher's top-3, in order
     for u in range(5):
-        unint = rrd.uninteresting[u].numpy()
+        unint = rrd.cand[u, 3:].numpy()
         assert len(set(unint)) == 2 and not train[u, unint].any() and not set(unint) & set(top[u])
     su, si = (w.detach().numpy() for w in student.representations())
     expected = 0.0
     for u in (0, 1, 3):
-        expected += _naive_listwise(si[top[u, :3]] @ su[u], si[rrd.uninteresting[u].numpy()] @ su[u])
+        expected += _naive_listwise(si[top[u, :3]] @ su[u], si[rrd.cand[u, 3:].numpy()] @ su[u])
     assert rrd(batch, student, student.representations())[""].item() == pytest.approx(expected, rel=1e-5)
 
 
@@ -396,10 +396,10 @@ def test_ir_golden(small):
     item_top = teacher.item_topn(3)
     su, si = (w.detach().numpy() for w in student.representations())
     users = [0, 1, 3]
-    items = sorted(set(rrd.interesting[users].numpy().ravel()) | set(rrd.uninteresting[users].numpy().ravel()))
+    items = sorted(set(rrd.cand[users].numpy().ravel()))  # RRD's interesting and uninteresting items
     expected = 0.0
     for i in items:
-        expected += _naive_listwise(su[item_top[i, :2]] @ si[i], su[ir.uninteresting[i].numpy()] @ si[i])
+        expected += _naive_listwise(su[item_top[i, :2]] @ si[i], su[ir.cand[i, 2:].numpy()] @ si[i])
     assert ir(batch, student, student.representations())[""].item() == pytest.approx(expected, rel=1e-5)
 
 
@@ -475,6 +475,12 @@ def test_relaxed_ranking_loss_gradient_matches_autograd_of_the_definition():
     relaxed_ranking_loss(r2, j2).backward()
     torch.testing.assert_close(r.grad, r2.grad)
     torch.testing.assert_close(lse.grad, j2.grad.sum(1))
+
+
+def test_relaxed_ranking_loss_takes_rest_scores_or_their_logsumexp_not_both():
+    ranked, rest = torch.zeros(2, 3), torch.zeros(2, 4)
+    with pytest.raises(ValueError, match="not both"):
+        relaxed_ranking_loss(ranked, rest, rest_logsumexp=torch.logsumexp(rest, dim=1))
 
 
 def test_relaxed_ranking_loss_never_fails_for_score_gaps_beyond_float64():

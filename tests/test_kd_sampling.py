@@ -50,7 +50,8 @@ def test_list_sampler_uninteresting_avoid_train_and_the_list():
     dense = train.toarray() > 0
     lists = np.stack([np.flatnonzero(~dense[r])[rng.permutation((~dense[r]).sum())][:10] for r in range(n_rows)])
     sampler = ListSampler(lists, train, k=5, n_rest=6, temperature=3.0, deterministic=False, what="test")
-    interesting, valid, rest = (t.numpy() for t in sampler.draw(rng))
+    cand, valid = (t.numpy() for t in sampler.draw(rng))
+    interesting, rest = cand[:, :5], cand[:, 5:]
     for r in range(n_rows):
         assert valid[r].all() and set(interesting[r]) <= set(lists[r])
         order = [list(lists[r]).index(i) for i in interesting[r]]
@@ -63,7 +64,8 @@ def test_list_sampler_shortens_lists_to_leave_room_for_uninteresting():
     lists = np.array([[2, 3, 4, 5, 6, 7]])  # all 6 unobserved items; L = 2 needs 2 outside the list
     sampler = ListSampler(lists, train, k=3, n_rest=2, temperature=1.0, deterministic=True, what="test")
     assert sampler.lengths.tolist() == [4]
-    interesting, valid, rest = (t.numpy() for t in sampler.draw(np.random.default_rng(0)))
+    cand, valid = (t.numpy() for t in sampler.draw(np.random.default_rng(0)))
+    interesting, rest = cand[:, :3], cand[:, 3:]
     assert interesting[0].tolist() == [2, 3, 4] and sorted(rest[0].tolist()) == [6, 7]
     with pytest.raises(ConfigError, match="fewer than uninteresting"):
         ListSampler(lists, train, k=3, n_rest=6, temperature=1.0, deterministic=True, what="test")

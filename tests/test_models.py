@@ -57,20 +57,18 @@ def test_neumf_score_all_chunks_consistently():
     torch.testing.assert_close(full, one)
 
 
-@pytest.mark.parametrize("sparse_backward", [True, False])
-def test_gather_dot_matches_einsum_values_and_gradients(monkeypatch, sparse_backward):
-    from training.models import gather_dot as module
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("grads", ["both", "anchor", "table"])
+def test_gather_dot_matches_einsum_values_and_gradients(dtype, grads):
     from training.models.gather_dot import gather_dot
 
-    monkeypatch.setattr(module, "SPARSE_BACKWARD_MIN_ROWS", 1 if sparse_backward else 10**9)
-
     torch.manual_seed(0)
-    anchor, table = torch.randn(3, 4, dtype=torch.float64), torch.randn(6, 4, dtype=torch.float64)
+    anchor, table = torch.randn(3, 4, dtype=dtype), torch.randn(6, 4, dtype=dtype)
     cand = torch.tensor([[0, 5, 5, 2], [1, 1, 1, 0], [4, 3, 2, 5]])  # duplicates within and across rows
-    weights = torch.randn(3, 8, dtype=torch.float64)[:, ::2]  # a strided upstream gradient
+    weights = torch.randn(3, 8, dtype=dtype)[:, ::2]  # a strided upstream gradient
     results = []
     for fn in (lambda a, t: gather_dot(a, t, cand), lambda a, t: torch.einsum("bd,bcd->bc", a, t[cand])):
-        a, t = anchor.clone().requires_grad_(), table.clone().requires_grad_()
+        a, t = anchor.clone().requires_grad_(grads != "table"), table.clone().requires_grad_(grads != "anchor")
         scores = fn(a, t)
         (scores * weights).sum().backward()
         results.append((scores.detach(), a.grad, t.grad))
@@ -78,3 +76,14 @@ def test_gather_dot_matches_einsum_values_and_gradients(monkeypatch, sparse_back
         torch.testing.assert_close(got, expected)
     with torch.no_grad():
         torch.testing.assert_close(gather_dot(anchor, table, cand), results[1][0])
+
+
+def test_gather_dot_rejects_out_of_range_candidates_and_mismatched_shapes():
+    from training.models.gather_dot import gather_dot
+
+    anchor, table = torch.randn(2, 3), torch.randn(4, 3)
+    for bad in (4, -1):
+        with pytest.raises(IndexError, match="outside the table"):
+            gather_dot(anchor, table, torch.tensor([[0, bad], [1, 2]]))
+    with pytest.raises(ValueError, match="do not fit"):
+        gather_dot(anchor, table, torch.tensor([[0, 1]]))  # one candidate row for two anchors

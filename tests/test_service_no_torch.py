@@ -27,6 +27,7 @@ print(json.dumps({
     "status": [rec.status_code, hist.status_code, bench.status_code],
     "torch": sorted(m for m in sys.modules if m == "torch" or m.startswith("torch.")),
     "training": sorted(m for m in sys.modules if m == "training" or m.startswith("training.")),
+    "numba": sorted(m for m in sys.modules if m == "numba" or m.startswith("numba.")),
 }))
 """
 
@@ -38,7 +39,7 @@ def test_service_main_never_imports_torch():
     out = json.loads(proc.stdout.strip().splitlines()[-1])
     assert out["ready"] and out["loaded"] == ["ensemble", "lightgcn", "neumf", "student"]
     assert out["status"] == [200, 200, 200]
-    assert out["torch"] == [] and out["training"] == []
+    assert out["torch"] == [] and out["training"] == [] and out["numba"] == []
 
 
 def _free_port() -> int:

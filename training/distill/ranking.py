@@ -66,8 +66,9 @@ class ListSampler:
         rows = np.repeat(np.arange(n_rows), in_list.sum(1))
         self.keys = np.union1d(excluded_keys(train), keys_of(rows, lists[in_list], n_cols))
 
-    def draw(self, rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(interesting [rows, K], valid mask [rows, K], uninteresting [rows, L]) as torch tensors."""
+    def draw(self, rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        """(candidates [rows, K + L]: the K interesting columns, then the L uninteresting; valid mask
+        [rows, K] of the interesting ones), as torch tensors: one gather per batch serves both."""
         pos, valid = rank_sample_positions(rng, self.lengths, self.k, self.temperature, self.width, self.deterministic)
         interesting = np.take_along_axis(self.lists, pos, axis=1)
         interesting = np.where(valid, interesting, 0)
@@ -76,7 +77,7 @@ class ListSampler:
             rest = sample_excluding(rng, rows, self.keys, self.n_rest, unique=True, n_items=self.n_cols)
         else:
             rest = np.zeros((len(rows), 0), dtype=np.int64)
-        return torch.from_numpy(interesting), torch.from_numpy(valid), torch.from_numpy(rest)
+        return torch.from_numpy(np.concatenate([interesting, rest], axis=1)), torch.from_numpy(valid)
 
 
 # ---------------------------------------------------------------------------------------- RRD
@@ -116,13 +117,12 @@ class RRD(KDMethod):
         ctx.extras.setdefault("rrd", self)
 
     def on_epoch_start(self, epoch: int, student) -> None:
-        self.interesting, self.valid, self.uninteresting = self.sampler.draw(self.rng)
+        self.cand, self.valid = self.sampler.draw(self.rng)
 
     def forward(self, batch: Batch, student, reps) -> dict[str, torch.Tensor]:
         users = batch.users.unique()
-        k = self.interesting.shape[1]
-        cand = torch.cat([self.interesting[users], self.uninteresting[users]], dim=1)
-        scores = student.score_candidates(users, cand, reps=reps)
+        k = self.p.interesting
+        scores = student.score_candidates(users, self.cand[users], reps=reps)
         return {"": relaxed_ranking_loss(scores[:, :k], scores[:, k:], self.valid[users])}
 
 
@@ -164,15 +164,15 @@ class IR(KDMethod):
     def on_epoch_start(self, epoch: int, student) -> None:
         if "rrd" not in self.ctx.extras:
             raise ConfigError("ir regularises RRD: list an 'rrd' method in distill.methods too (IR-RRD).")
-        self.interesting, self.valid, self.uninteresting = self.sampler.draw(self.rng)
+        self.cand, self.valid = self.sampler.draw(self.rng)
 
     def forward(self, batch: Batch, student, reps) -> dict[str, torch.Tensor]:
         rrd: RRD = self.ctx.extras["rrd"]
         users = batch.users.unique()
-        items = torch.cat([rrd.interesting[users][rrd.valid[users]], rrd.uninteresting[users].reshape(-1)]).unique()
-        k = self.interesting.shape[1]
-        cand = torch.cat([self.interesting[items], self.uninteresting[items]], dim=1)
-        scores = score_users_for_items(student, items, cand, reps)
+        touched, k_rrd = rrd.cand[users], rrd.p.interesting
+        items = torch.cat([touched[:, :k_rrd][rrd.valid[users]], touched[:, k_rrd:].reshape(-1)]).unique()
+        k = self.p.interesting
+        scores = score_users_for_items(student, items, self.cand[items], reps)
         return {"": relaxed_ranking_loss(scores[:, :k], scores[:, k:], self.valid[items])}
 
 
