@@ -22,14 +22,20 @@ _FLAGS = {"reassoc", "contract"}
 _TINY = np.finfo(np.float64).tiny
 
 
+@numba.njit(cache=True, nogil=True, inline="always")
+def _table_row(cand, b, c, n):
+    row = cand[b, c]
+    if row < 0 or row >= n:
+        raise IndexError("gather_dot: a candidate index is outside the table")
+    return row
+
+
 @numba.njit(cache=True, nogil=True, fastmath=_FLAGS)
 def gather_dot_forward(anchor, table, cand, out):
-    n, d = table.shape
+    d = table.shape[1]
     for b in range(cand.shape[0]):
         for c in range(cand.shape[1]):
-            row = cand[b, c]
-            if row < 0 or row >= n:
-                raise IndexError("gather_dot: a candidate index is outside the table")
+            row = _table_row(cand, b, c, table.shape[0])
             acc = anchor[b, 0] * table[row, 0]
             for k in range(1, d):
                 acc += anchor[b, k] * table[row, k]
@@ -38,12 +44,10 @@ def gather_dot_forward(anchor, table, cand, out):
 
 @numba.njit(cache=True, nogil=True, fastmath=_FLAGS)
 def gather_dot_backward(anchor, table, cand, g, g_anchor, g_table, need_anchor, need_table):
-    n, d = table.shape
+    d = table.shape[1]
     for b in range(cand.shape[0]):
         for c in range(cand.shape[1]):
-            row = cand[b, c]
-            if row < 0 or row >= n:
-                raise IndexError("gather_dot: a candidate index is outside the table")
+            row = _table_row(cand, b, c, table.shape[0])
             w = g[b, c]
             if need_anchor:
                 for k in range(d):
