@@ -50,8 +50,9 @@ class _RelaxedRanking(torch.autograd.Function):
     gradient together; the backward only scales them), in float64 after shifting each row by its
     largest valid score, so nothing overflows and no −∞, ∞ or NaN appears (METHODS.md §10, 1).
     ``ranked`` r / ``mask`` m [b, K] (valid entries a prefix), ``rest`` q / ``rest_mask`` n [b, L],
-    ``rest_lse`` ρ [b] (NEG_INF when absent). On CPU, where RRD, IR and HetComp evaluate it on every
-    batch, this is ~4× cheaper than autograd through its ~30 elementwise operations.
+    ``rest_lse`` ρ [b] (NEG_INF when absent). RRD, IR and HetComp evaluate it on every batch; on one
+    CiteULike RRD batch (925 rows, K = L = 40) it took 0.7–0.8 ms against 1.0–1.2 ms for the same
+    closed form written as ~20 torch operations (autograd through the definition is slower still).
     """
 
     @staticmethod
