@@ -27,7 +27,7 @@ from training.config import DistillConfig, RunConfig, config_from_dict, dump_con
 from training.data import Dataset, load_dataset
 from training.errors import ConfigError
 from training.experiments.report import summarise, write_reports
-from training.experiments.schema import SCRATCH, ExperimentConfig, load_experiment, slug
+from training.experiments.schema import SCRATCH, ExperimentConfig, MethodEntry, load_experiment, slug
 
 # Settings that change speed or logging, not results: ignored when checking a finished run.
 _NON_RESULT_KEYS = {("train", "progress"), ("train", "threads")}
@@ -139,12 +139,14 @@ def run_experiment(
     teacher = teacher_summary(teacher_path, dataset, base_cfg)
     artifacts = None
 
-    entries = [(SCRATCH, [], [], exp.seeds)] + [(e.label, e.methods, e.set, e.seeds or exp.seeds) for e in exp.methods]
-    known = {slug(label) for label, *_ in entries}
+    # the scratch student is the first row: no methods, no overrides, every seed
+    entries = [MethodEntry.model_construct(label=SCRATCH, methods=[], set=[], seeds=exp.seeds)]
+    entries += [e.model_copy(update={"seeds": e.seeds or exp.seeds}) for e in exp.methods]
+    known = {slug(e.label) for e in entries}
     wanted = {slug(o) for o in only} if only else known
     unknown = wanted - known
     if unknown:
-        raise ConfigError(f"--only: no entry labelled {sorted(unknown)}; labels: {[label for label, *_ in entries]}")
+        raise ConfigError(f"--only: no entry labelled {sorted(unknown)}; labels: {[e.label for e in entries]}")
 
     wanted_seeds = set(exp.seeds if seeds is None else seeds)
     if wanted_seeds - set(exp.seeds):
@@ -152,10 +154,11 @@ def run_experiment(
 
     runs: list[dict] = []
     unfinished: list[tuple[dict, Path, RunConfig]] = []
-    for label, methods, overrides, entry_seeds in entries:
-        for seed in entry_seeds:
+    for entry in entries:
+        label, methods = entry.label, entry.methods
+        for seed in entry.seeds:
             run_dir = out / "runs" / f"{slug(label)}-seed{seed}"
-            cfg = run_config(exp, label, methods, overrides, seed, teacher_path)
+            cfg = run_config(exp, label, methods, entry.set, seed, teacher_path)
             record = {"label": label, "seed": seed, "path": str(run_dir), "methods": methods, "result": _finished(run_dir, cfg)}
             if record["result"] is None and not report_only and slug(label) in wanted and seed in wanted_seeds:
                 resume = (run_dir / "last.ckpt.npz").exists()
