@@ -87,3 +87,22 @@ def test_gather_dot_rejects_out_of_range_candidates_and_mismatched_shapes():
             gather_dot(anchor, table, torch.tensor([[0, bad], [1, 2]]))
     with pytest.raises(ValueError, match="do not fit"):
         gather_dot(anchor, table, torch.tensor([[0, 1]]))  # one candidate row for two anchors
+
+
+def test_kernels_compile_without_a_writable_cache(monkeypatch):
+    """numba raises at decoration when it finds no place to cache; the kernels then compile uncached."""
+    import importlib.util
+
+    import numba.core.caching
+    import numpy as np
+
+    import training.kernels
+
+    monkeypatch.setattr(numba.core.caching.CacheImpl, "_locator_classes", [])
+    monkeypatch.delenv("NUMBA_CACHE_DIR", raising=False)
+    spec = importlib.util.spec_from_file_location("kernels_without_cache", training.kernels.__file__)
+    kernels = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(kernels)
+    out = np.zeros((1, 2), dtype=np.float32)
+    kernels.gather_dot_forward(np.ones((1, 3), np.float32), np.arange(6, dtype=np.float32).reshape(2, 3), np.array([[1, 0]]), out)
+    assert out.tolist() == [[12.0, 3.0]]

@@ -1,8 +1,9 @@
 """Numba kernels for the CPU hot paths of training (one thread each, compiled on first use).
 
 Imported lazily (numba takes ~0.25 s to import) by :mod:`training.models.gather_dot` and
-:mod:`training.distill.common`; compiled code is cached on disk (``NUMBA_CACHE_DIR`` or
-``__pycache__``), so only the first process pays the ~1–2 s compilation.
+:mod:`training.distill.common`; compiled code is cached on disk (``NUMBA_CACHE_DIR``, else
+``__pycache__`` or the user's cache folder), so only the first process pays the ~1–2 s
+compilation. Where none of those is writable, every process compiles instead.
 
 - :func:`gather_dot_forward` / :func:`gather_dot_backward`: ``<anchor[b], table[cand[b, c]]>`` and
   its gradients, without materialising the b·c gathered rows or sorting for the scatter.
@@ -22,7 +23,20 @@ _FLAGS = {"reassoc", "contract"}
 _TINY = np.finfo(np.float64).tiny
 
 
-@numba.njit(cache=True, nogil=True, inline="always")
+def _jit(**options):
+    """``numba.njit(cache=True, nogil=True, **options)``, without the cache when numba finds no
+    writable place for it (it raises RuntimeError at decoration then)."""
+
+    def compile_(fn):
+        try:
+            return numba.njit(cache=True, nogil=True, **options)(fn)
+        except RuntimeError:
+            return numba.njit(nogil=True, **options)(fn)
+
+    return compile_
+
+
+@_jit(inline="always")
 def _table_row(cand, b, c, n):
     row = cand[b, c]
     if row < 0 or row >= n:
@@ -30,7 +44,7 @@ def _table_row(cand, b, c, n):
     return row
 
 
-@numba.njit(cache=True, nogil=True, fastmath=_FLAGS)
+@_jit(fastmath=_FLAGS)
 def gather_dot_forward(anchor, table, cand, out):
     d = table.shape[1]
     for b in range(cand.shape[0]):
@@ -42,7 +56,7 @@ def gather_dot_forward(anchor, table, cand, out):
             out[b, c] = acc
 
 
-@numba.njit(cache=True, nogil=True, fastmath=_FLAGS)
+@_jit(fastmath=_FLAGS)
 def gather_dot_backward(anchor, table, cand, g, g_anchor, g_table, need_anchor, need_table):
     d = table.shape[1]
     for b in range(cand.shape[0]):
@@ -57,7 +71,7 @@ def gather_dot_backward(anchor, table, cand, g, g_anchor, g_table, need_anchor, 
                     g_table[row, k] += w * anchor[b, k]
 
 
-@numba.njit(cache=True, nogil=True)
+@_jit()
 def relaxed_ranking(ranked, mask, rest, rest_mask, rest_lse, d_ranked, d_rest, d_rest_lse):
     """Σ_rows Σ_k m_k [log S_k − r_k], S_k = Σ_{i ≥ k} m_i e^{r_i} + Σ_j n_j e^{q_j} + e^{ρ}; fills the gradients.
 
