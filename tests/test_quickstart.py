@@ -40,3 +40,13 @@ def test_demo_runs_and_reuses_everything(tmp_path, capsys):
     again = capsys.readouterr().out
     assert again.count("reusing") == 4  # teacher run, student run, both bundles
     assert time.monotonic() - t0 < 60
+    # an edited student config (or a new demo default) retrains the student, not the teacher
+    tree = yaml.safe_load(student_cfg.read_text())
+    tree["train"]["epochs"] = 1
+    student_cfg.write_text(yaml.safe_dump(tree))
+    opts.port = _free_port()
+    assert run_demo(opts) == 0
+    third = capsys.readouterr().out
+    assert "runs/student was trained with another configuration" in third and third.count("reusing") == 2  # teacher run and bundle
+    assert (tmp_path / "runs" / "student-previous" / "result.json").exists()
+    assert yaml.safe_load((tmp_path / "runs" / "student" / "config.yaml").read_text())["train"]["epochs"] == 1

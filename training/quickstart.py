@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -51,8 +52,26 @@ def _step(n: int, text: str) -> None:
     print(f"\n[{n}/6] {text}", flush=True)
 
 
-def _finished(run: Path) -> bool:
-    return (run / "result.json").exists() and (run / "best.ckpt.npz").exists()
+def _reusable(run: Path, cfg, teacher: Path | None = None) -> bool:
+    """Whether ``run`` is finished, was trained with ``cfg`` and (a student) after ``teacher`` was.
+    A finished run that is none of these (an older demo's, an edited config, a retrained teacher) is
+    moved aside to ``<run>-previous`` and trained again."""
+    from training.runs import same_settings
+
+    if not ((run / "result.json").exists() and (run / "best.ckpt.npz").exists()):
+        return False
+    if not same_settings(run, cfg):
+        why = "with another configuration"
+    elif teacher is not None and (run / "result.json").stat().st_mtime < (teacher / "result.json").stat().st_mtime:
+        why = "from an older teacher"
+    else:
+        print(f"    reusing {run}")
+        return True
+    aside = run.with_name(f"{run.name}-previous")
+    shutil.rmtree(aside, ignore_errors=True)
+    run.rename(aside)
+    print(f"    {run} was trained {why} (moved to {aside}); training it again")
+    return False
 
 
 def _overrides(opts: DemoOptions) -> list[str]:
@@ -64,11 +83,9 @@ def _train_teacher(opts: DemoOptions) -> Path:
     from training.runs import train_run
 
     run = opts.runs_dir / "teacher"
-    if _finished(run):
-        print(f"    reusing {run}")
-        return run
     cfg = load_config(opts.teacher_config, _overrides(opts))
-    train_run(cfg, run, resume=True)
+    if not _reusable(run, cfg):
+        train_run(cfg, run, resume=True)
     return run
 
 
@@ -77,11 +94,9 @@ def _distill_student(opts: DemoOptions, teacher: Path) -> Path:
     from training.distill.run import distill_run
 
     run = opts.runs_dir / "student"
-    if _finished(run):
-        print(f"    reusing {run}")
-        return run
     cfg = load_config(opts.student_config, _overrides(opts))
-    distill_run(cfg, run, teacher=teacher, resume=True)
+    if not _reusable(run, cfg, teacher):
+        distill_run(cfg, run, teacher=teacher, resume=True)
     return run
 
 

@@ -7,13 +7,35 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+import yaml
 
 from training.checkpoint import load_checkpoint
-from training.config import RunConfig, load_config
+from training.config import RunConfig, config_from_dict, load_config
 from training.data import Dataset, load_dataset
 from training.errors import DistillrecError
 from training.models import Recommender, build_model, model_from_config
 from training.trainer import RunFolder, Trainer
+
+
+# Settings that change speed or logging, not results: ignored when comparing a finished run's settings.
+_NON_RESULT_KEYS = {("train", "progress"), ("train", "threads")}
+
+
+def _comparable(config: dict) -> dict:
+    tree = json.loads(json.dumps(config, default=str))
+    tree.pop("name", None)  # a label, not a setting
+    for section, key in _NON_RESULT_KEYS:
+        tree.get(section, {}).pop(key, None)
+    return tree
+
+
+def same_settings(run_dir: Path, config: RunConfig) -> bool:
+    """Whether the run in ``run_dir`` was trained with ``config`` (its name, progress bars and thread
+    count aside). The saved config is validated again, so that a setting added to distillrec after
+    the run was trained compares at its default."""
+    path = Path(run_dir) / "config.yaml"
+    saved = config_from_dict(yaml.safe_load(path.read_text()), str(path))
+    return _comparable(saved.model_dump(mode="json")) == _comparable(config.model_dump(mode="json"))
 
 
 @dataclass

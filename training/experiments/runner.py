@@ -21,25 +21,11 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-import yaml
-
-from training.config import DistillConfig, RunConfig, config_from_dict, dump_config, load_config
+from training.config import DistillConfig, RunConfig, dump_config, load_config
 from training.data import Dataset, load_dataset
 from training.errors import ConfigError
 from training.experiments.report import summarise, write_reports
 from training.experiments.schema import SCRATCH, ExperimentConfig, MethodEntry, load_experiment, slug
-
-# Settings that change speed or logging, not results: ignored when checking a finished run.
-_NON_RESULT_KEYS = {("train", "progress"), ("train", "threads")}
-
-
-def _comparable(config: dict) -> dict:
-    tree = json.loads(json.dumps(config, default=str))
-    tree.pop("name", None)  # a label, not a setting
-    for section, key in _NON_RESULT_KEYS:
-        tree.get(section, {}).pop(key, None)
-    return tree
-
 
 def ensure_teacher(exp: ExperimentConfig, out: Path, log: Callable[[str], None]) -> Path:
     """The finished teacher run folder: reused if it exists, otherwise trained (resuming) from its config."""
@@ -78,9 +64,9 @@ def _finished(run_dir: Path, cfg: RunConfig) -> dict | None:
 
 
 def _check_same(run_dir: Path, cfg: RunConfig) -> None:
-    # validated again, so that a setting added to distillrec after the run was trained compares at its default
-    saved = config_from_dict(yaml.safe_load((run_dir / "config.yaml").read_text()), str(run_dir / "config.yaml"))
-    if _comparable(saved.model_dump(mode="json")) != _comparable(cfg.model_dump(mode="json")):
+    from training.runs import same_settings
+
+    if not same_settings(run_dir, cfg):
         raise ConfigError(
             f"{run_dir} was trained with a different configuration than the experiment now describes. "
             "Delete that folder to re-run it, or write the experiment to another --out."
