@@ -27,6 +27,7 @@ from training.errors import ConfigError
 from training.experiments.report import summarise, write_reports
 from training.experiments.schema import SCRATCH, ExperimentConfig, MethodEntry, load_experiment, slug
 
+
 def ensure_teacher(exp: ExperimentConfig, out: Path, log: Callable[[str], None]) -> Path:
     """The finished teacher run folder: reused if it exists, otherwise trained (resuming) from its config."""
     from training.runs import train_run
