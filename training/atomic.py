@@ -8,6 +8,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import numpy as np
+
 
 @contextmanager
 def replacing(path: str | Path) -> Iterator[Path]:
@@ -33,4 +35,11 @@ def write_atomic(path: str | Path, data: str | bytes) -> Path:
     return Path(path)
 
 
-__all__ = ["replacing", "write_atomic"]
+def savez_atomic(path: str | Path, **arrays: np.ndarray) -> Path:
+    """``np.savez`` of ``arrays`` to ``path`` through :func:`replacing` (no pickles: plain arrays)."""
+    with replacing(path) as tmp, tmp.open("wb") as fh:
+        np.savez(fh, **arrays)
+    return Path(path)
+
+
+__all__ = ["replacing", "savez_atomic", "write_atomic"]

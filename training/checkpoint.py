@@ -8,19 +8,16 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from training.atomic import replacing
+from training.atomic import savez_atomic
 
 META_KEY = "__meta__"
 
 
 def save_checkpoint(path: str | Path, tensors: dict[str, torch.Tensor | np.ndarray], meta: dict) -> Path:
     """Writes tensors and JSON-able metadata atomically (temporary file, then rename)."""
-    path = Path(path)
     arrays = {k: (v.detach().cpu().numpy() if isinstance(v, torch.Tensor) else np.asarray(v)) for k, v in tensors.items()}
     arrays[META_KEY] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
-    with replacing(path) as tmp, tmp.open("wb") as fh:
-        np.savez(fh, **arrays)
-    return path
+    return savez_atomic(path, **arrays)
 
 
 def load_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict]:

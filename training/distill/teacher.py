@@ -22,17 +22,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from training.atomic import replacing
+from training.atomic import savez_atomic
 from training.data.dataset import Dataset
 from training.errors import DistillrecError
 
 CACHE_DIR = "kd-cache"
 _USER_CHUNK_SCORES = 1 << 23  # scores per chunk (32 MB of float32)
-
-
-def _atomic_savez(path: Path, **arrays: np.ndarray) -> None:
-    with replacing(path) as tmp, tmp.open("wb") as fh:
-        np.savez(fh, **arrays)
 
 
 def _load_npz(path: Path) -> dict[str, np.ndarray]:
@@ -108,7 +103,7 @@ class TeacherArtifacts:
             lists = self._cached_list(kind, n)
             if lists is None:
                 lists = compute(n)
-                _atomic_savez(self._cache_file(kind, n), lists=lists, fingerprint=np.array(self.fingerprint))
+                savez_atomic(self._cache_file(kind, n), lists=lists, fingerprint=np.array(self.fingerprint))
             self._memo[key] = lists
         return self._memo[key]
 
@@ -129,7 +124,7 @@ class TeacherArtifacts:
             else:
                 u, i = self._representations()
                 data = {"user": u.cpu().numpy().astype(np.float32), "item": i.cpu().numpy().astype(np.float32)}
-                _atomic_savez(path, **data, fingerprint=np.array(self.fingerprint))
+                savez_atomic(path, **data, fingerprint=np.array(self.fingerprint))
             self._memo["emb"] = (data["user"], data["item"])
         return self._memo["emb"]
 

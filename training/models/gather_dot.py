@@ -15,31 +15,29 @@ from __future__ import annotations
 import torch
 
 
-def _kernels():
-    from training import kernels  # numba: imported (~0.25 s) on first use only
-
-    return kernels
-
-
 class _GatherDot(torch.autograd.Function):
     @staticmethod
     def forward(ctx, anchor, table, cand):
+        from training.kernels import gather_dot_forward  # numba: imported (~0.25 s) on first use only
+
         anchor, table, cand = anchor.detach().contiguous(), table.detach().contiguous(), cand.contiguous()
         out = anchor.new_empty(cand.shape)
         if out.numel():
-            _kernels().gather_dot_forward(anchor.numpy(), table.numpy(), cand.numpy(), out.numpy())
+            gather_dot_forward(anchor.numpy(), table.numpy(), cand.numpy(), out.numpy())
         ctx.save_for_backward(anchor, table, cand)
         return out
 
     @staticmethod
     def backward(ctx, g):
+        from training.kernels import gather_dot_backward
+
         anchor, table, cand = ctx.saved_tensors
         need_anchor, need_table = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
         g_anchor = torch.zeros_like(anchor) if need_anchor else anchor.new_zeros(0, anchor.shape[1])
         g_table = torch.zeros_like(table) if need_table else table.new_zeros(0, table.shape[1])
         if g.numel():
             g = g.to(anchor.dtype).contiguous()
-            _kernels().gather_dot_backward(anchor.numpy(), table.numpy(), cand.numpy(), g.numpy(), g_anchor.numpy(), g_table.numpy(), need_anchor, need_table)
+            gather_dot_backward(anchor.numpy(), table.numpy(), cand.numpy(), g.numpy(), g_anchor.numpy(), g_table.numpy(), need_anchor, need_table)
         return (g_anchor if need_anchor else None), (g_table if need_table else None), None
 
 
