@@ -12,10 +12,10 @@ selection is one-hot, so most of that work is multiplied by zero. We evaluate, p
 experts that carry its selection mass: the largest weights until their sum reaches ``mass``, at most
 ``max_active`` of them, renormalised to sum to 1 (``mass = 1`` and ``max_active = M`` is the exact
 mixture). The kept (entity, expert) pairs are sorted by expert, and :class:`_ExpertRegression`
-computes the loss *and its gradients* in one pass: one matmul per expert present in the batch and
-direction on its contiguous slice (no padding, no copies of the expert weights), bias gradients as
-one segment sum, and — because the loss is quadratic — no autograd graph over the [n, d_t] outputs
-at all. Subnormal floats are flushed to zero by the trainer (they made CPU matmuls up to 50× slower).
+computes the loss and its hand-written backward: one matmul per expert present in the batch and
+direction on its contiguous slice (no padding, no copies of the expert weights; one padded batched
+matmul for all experts measured slower, its padding doubling the work), bias gradients as one
+segment sum, and — because the loss is quadratic — no autograd graph over the [n, d_t] outputs. Subnormal floats are flushed to zero by the trainer (they made CPU matmuls up to 50× slower).
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from training.distill.common import gumbel_softmax_selection
 
 
 class _ExpertRegression(torch.autograd.Function):
-    """Σ_e c_e ‖t_e − Σ_{p: rows_p = e} w_p E_{m_p}(x_e)‖²  (scalar), gradients computed in the forward pass.
+    """Σ_e c_e ‖t_e − Σ_{p: rows_p = e} w_p E_{m_p}(x_e)‖²  (scalar), with a hand-written backward.
 
     x [n, d_s] student rows, w [P] pair weights, (w1 [M, d_s, h], b1 [M, h], w2 [M, h, d_t], b2 [M, d_t])
     the experts, t [n, d_t] teacher rows, c [n] entity weights; ``rows`` [P] is the entity of each
@@ -37,6 +37,8 @@ class _ExpertRegression(torch.autograd.Function):
 
     With o_p = E_{m_p}(x_{rows_p}) and the residual ε_e = Σ_p w_p o_p − t_e:
     ∂/∂w_p = 2 c_e ⟨o_p, ε_e⟩,  ∂/∂o_p = 2 c_e w_p ε_e, and the usual two-layer backward per expert.
+    The forward keeps 2 c_e ε_e per pair; the backward scales it by the incoming gradient before the
+    matrix products, so the expert gradients come out scaled without another pass over them.
     """
 
     @staticmethod
@@ -56,8 +58,7 @@ class _ExpertRegression(torch.autograd.Function):
         h.clamp_(min=0)
         for m, sl in slices:
             torch.addmm(b2[m], h[sl], w2[m], out=o[sl])
-        one_pair_each = n_pairs == n  # every entity keeps ≥ 1 pair, so P = n means exactly one each
-        if one_pair_each:
+        if n_pairs == n:  # every entity keeps ≥ 1 pair, so P = n means exactly one each
             resid = o * w.unsqueeze(1) - t.index_select(0, rows)  # in pair order
             cp = c.index_select(0, rows)
             loss = (resid.square().sum(1) * cp).sum()
@@ -66,30 +67,32 @@ class _ExpertRegression(torch.autograd.Function):
             resid = x.new_zeros(n, o.shape[1]).index_add_(0, rows, o * w.unsqueeze(1)).sub_(t)
             loss = (resid.square().sum(1) * c).sum()
             g_o = resid.mul_(2 * c.unsqueeze(1)).index_select(0, rows)
-        g_w = (o * g_o).sum(1)
-        g_o.mul_(w.unsqueeze(1))
-        g_w1, g_w2 = torch.empty_like(w1), torch.empty_like(w2)
-        absent = [m for m, cnt in enumerate(counts) if not cnt]
-        if absent:
-            g_w1[absent], g_w2[absent] = 0.0, 0.0
-        g_h = torch.empty_like(h)
-        for m, sl in slices:
-            torch.mm(h[sl].T, g_o[sl], out=g_w2[m])
-            torch.mm(g_o[sl], w2[m].T, out=g_h[sl])
-        g_h.mul_(h > 0)
-        g_xs = torch.empty_like(xs)
-        for m, sl in slices:
-            torch.mm(xs[sl].T, g_h[sl], out=g_w1[m])
-            torch.mm(g_h[sl], w1[m].T, out=g_xs[sl])
-        g_b1 = b1.new_zeros(b1.shape).index_add_(0, experts, g_h)
-        g_b2 = b2.new_zeros(b2.shape).index_add_(0, experts, g_o)
-        g_x = torch.zeros_like(x).index_add_(0, rows, g_xs)
-        ctx.save_for_backward(g_x, g_w, g_w1, g_b1, g_w2, g_b2)
+        ctx.slices, ctx.n_entities, ctx.absent = slices, n, [m for m, cnt in enumerate(counts) if not cnt]
+        ctx.save_for_backward(xs, h, o, g_o, w, w1, b1, w2, b2, rows, experts)
         return loss
 
     @staticmethod
     def backward(ctx, g):
-        return (*(grad * g for grad in ctx.saved_tensors), None, None, None, None, None)
+        xs, h, o, g_o, w, w1, b1, w2, b2, rows, experts = ctx.saved_tensors
+        g_o.mul_(g)  # the forward's own buffer, used once
+        g_w = (o * g_o).sum(1)
+        g_o.mul_(w.unsqueeze(1))
+        g_w1, g_w2 = torch.empty_like(w1), torch.empty_like(w2)
+        if ctx.absent:
+            g_w1[ctx.absent], g_w2[ctx.absent] = 0.0, 0.0
+        g_h = torch.empty_like(h)
+        for m, sl in ctx.slices:
+            torch.mm(h[sl].T, g_o[sl], out=g_w2[m])
+            torch.mm(g_o[sl], w2[m].T, out=g_h[sl])
+        g_h.mul_(h > 0)
+        g_xs = torch.empty_like(xs)
+        for m, sl in ctx.slices:
+            torch.mm(xs[sl].T, g_h[sl], out=g_w1[m])
+            torch.mm(g_h[sl], w1[m].T, out=g_xs[sl])
+        g_b1 = b1.new_zeros(b1.shape).index_add_(0, experts, g_h)
+        g_b2 = b2.new_zeros(b2.shape).index_add_(0, experts, g_o)
+        g_x = xs.new_zeros(ctx.n_entities, xs.shape[1]).index_add_(0, rows, g_xs)
+        return g_x, g_w, g_w1, g_b1, g_w2, g_b2, None, None, None, None, None
 
 
 def _uniform_(t: torch.Tensor, fan_in: int) -> torch.Tensor:
