@@ -288,6 +288,13 @@ def test_entity_topology_blocks_match_brute_force():
     got = entity_topology_loss(torch.as_tensor(es, dtype=torch.float32), torch.as_tensor(et, dtype=torch.float32), torch.as_tensor(groups))
     assert got.item() == pytest.approx(expected, rel=1e-5)
 
+    # the hand-written backward against autograd of the brute-force definition, under a scaled loss
+    x = [torch.tensor(es, requires_grad=True) for _ in range(2)]
+    (0.7 * entity_topology_loss(x[0], torch.as_tensor(et), torch.as_tensor(groups))).backward()
+    n = torch.nn.functional.normalize(x[1], dim=1)
+    (0.7 * (((n @ n.T - torch.as_tensor(_cos(et, et))) ** 2) * torch.as_tensor(mask)).sum()).backward()
+    torch.testing.assert_close(x[0].grad, x[1].grad)
+
 
 @pytest.mark.parametrize("group_level", ["prototype-entity", "prototype-prototype"])
 def test_htd_golden(small, group_level):

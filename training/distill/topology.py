@@ -63,6 +63,27 @@ class FTD(TeacherTables):
 
 
 # ---------------------------------------------------------------------------------------- HTD
+class _SameGroupRelations(torch.autograd.Function):
+    """Σ_{j,k: a_t(j,k) > 0} (⟨s_j, s_k⟩ − a_t(j,k))² for one group block: s [n, d] (row-normalised
+    student rows), a_t [n, n] (teacher cosines, no gradient).
+
+    The masked difference D is symmetric, so ∂/∂s = 2 (D + Dᵀ) s = 4 D s: one matmul in the backward,
+    and the forward keeps D alone (no autograd graph over the n × n matrices).
+    """
+
+    @staticmethod
+    def forward(ctx, s, a_t):
+        diff = torch.mm(s, s.T).sub_(a_t).masked_fill_(a_t <= 0, 0.0)
+        ctx.save_for_backward(s, diff)
+        flat = diff.view(-1)
+        return torch.dot(flat, flat)
+
+    @staticmethod
+    def backward(ctx, g):
+        s, diff = ctx.saved_tensors
+        return torch.mm(diff, s).mul_(4 * g), None
+
+
 def entity_topology_loss(e_s: torch.Tensor, e_t: torch.Tensor, groups: torch.Tensor) -> torch.Tensor:
     """Σ over same-group pairs with a positive teacher cosine of (cos_s − cos_t)² (HTD entity level).
 
@@ -80,9 +101,7 @@ def entity_topology_loss(e_s: torch.Tensor, e_t: torch.Tensor, groups: torch.Ten
     for s_g, t_g in zip(ns.split(sizes), nt.split(sizes), strict=True):
         with torch.no_grad():
             a_t = t_g @ t_g.T
-            keep = a_t > 0
-        diff = (s_g @ s_g.T - a_t) * keep
-        total = total + diff.square().sum()
+        total = total + _SameGroupRelations.apply(s_g, a_t)
     return total
 
 
