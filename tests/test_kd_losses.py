@@ -498,3 +498,21 @@ def test_relaxed_ranking_loss_never_fails_for_score_gaps_beyond_float64():
     assert torch.isfinite(value) and torch.isfinite(ranked.grad).all() and torch.isfinite(rest.grad).all()
     # each position k is a softmax over {k, …, K} ∪ L: the top item alone is ~certain, so its term is ~0
     assert value.item() == pytest.approx(0.0, abs=1e-3)
+
+
+def test_hand_written_backwards_survive_a_retained_graph():
+    """Running a backward twice (retain_graph) must give twice the gradient, not a rescaled buffer's."""
+    torch.manual_seed(0)
+    bank = ExpertBank(3, 2, 4, 5, mass=0.5, max_active=2)
+    x = torch.randn(6, 2, requires_grad=True)
+    loss = 0.3 * bank.loss_for_selection(x, torch.randn(6, 4), torch.softmax(torch.randn(6, 3), 1))
+    loss.backward(retain_graph=True)
+    once = x.grad.clone()
+    loss.backward()
+    torch.testing.assert_close(x.grad, 2 * once)
+    e = torch.randn(8, 3, requires_grad=True)
+    loss = 0.3 * entity_topology_loss(e, torch.randn(8, 5), torch.tensor([0, 1, 0, 1, 0, 0, 1, 1]))
+    loss.backward(retain_graph=True)
+    once = e.grad.clone()
+    loss.backward()
+    torch.testing.assert_close(e.grad, 2 * once)

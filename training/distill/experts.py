@@ -15,7 +15,8 @@ mixture). The kept (entity, expert) pairs are sorted by expert, and :class:`_Exp
 computes the loss and its hand-written backward: one matmul per expert present in the batch and
 direction on its contiguous slice (no padding, no copies of the expert weights; one padded batched
 matmul for all experts measured slower, its padding doubling the work), bias gradients as one
-segment sum, and — because the loss is quadratic — no autograd graph over the [n, d_t] outputs. Subnormal floats are flushed to zero by the trainer (they made CPU matmuls up to 50× slower).
+segment sum, and — because the loss is quadratic — no autograd graph over the [n, d_t] outputs.
+Subnormal floats are flushed to zero by the trainer (they made CPU matmuls up to 50× slower).
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ class _ExpertRegression(torch.autograd.Function):
 
     With o_p = E_{m_p}(x_{rows_p}) and the residual ε_e = Σ_p w_p o_p − t_e:
     ∂/∂w_p = 2 c_e ⟨o_p, ε_e⟩,  ∂/∂o_p = 2 c_e w_p ε_e, and the usual two-layer backward per expert.
-    The forward keeps 2 c_e ε_e per pair; the backward scales it by the incoming gradient before the
+    The forward keeps 2 c_e ε_e per pair; the backward folds the incoming gradient into it before the
     matrix products, so the expert gradients come out scaled without another pass over them.
     """
 
@@ -74,9 +75,8 @@ class _ExpertRegression(torch.autograd.Function):
     @staticmethod
     def backward(ctx, g):
         xs, h, o, g_o, w, w1, b1, w2, b2, rows, experts = ctx.saved_tensors
-        g_o.mul_(g)  # the forward's own buffer, used once
-        g_w = (o * g_o).sum(1)
-        g_o.mul_(w.unsqueeze(1))
+        g_w = (o * g_o).sum(1).mul_(g)
+        g_o = g_o * (w * g).unsqueeze(1)  # not in place: a retained graph may run this backward again
         g_w1, g_w2 = torch.empty_like(w1), torch.empty_like(w2)
         if ctx.absent:
             g_w1[ctx.absent], g_w2[ctx.absent] = 0.0, 0.0
