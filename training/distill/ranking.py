@@ -121,7 +121,7 @@ class RRD(KDMethod):
 
     def forward(self, batch: Batch, student, reps) -> dict[str, torch.Tensor]:
         users = batch.users.unique()
-        k = self.p.interesting
+        k = self.valid.shape[1]  # the interesting columns come first in cand
         scores = student.score_candidates(users, self.cand[users], reps=reps)
         return {"": relaxed_ranking_loss(scores[:, :k], scores[:, k:], self.valid[users])}
 
@@ -169,9 +169,9 @@ class IR(KDMethod):
     def forward(self, batch: Batch, student, reps) -> dict[str, torch.Tensor]:
         rrd: RRD = self.ctx.extras["rrd"]
         users = batch.users.unique()
-        touched, k_rrd = rrd.cand[users], rrd.p.interesting
+        touched, k_rrd = rrd.cand[users], rrd.valid.shape[1]
         items = torch.cat([touched[:, :k_rrd][rrd.valid[users]], touched[:, k_rrd:].reshape(-1)]).unique()
-        k = self.p.interesting
+        k = self.valid.shape[1]
         scores = score_users_for_items(student, items, self.cand[items], reps)
         return {"": relaxed_ranking_loss(scores[:, :k], scores[:, k:], self.valid[items])}
 
