@@ -232,7 +232,7 @@ def test_service_image_is_slim_non_root_with_a_readyz_healthcheck():
     options, _, command = healthcheck.partition(" CMD ")
     assert {"--interval", "--timeout", "--start-period", "--retries"} <= {o.split("=")[0] for o in options.split()}
     assert exec_form(command)[-1] == "/usr/local/bin/distillrec-healthcheck"
-    assert f"COPY docker/healthcheck.py /usr/local/bin/distillrec-healthcheck" in [f"COPY {a}" for a in final.all("COPY")]
+    assert "COPY docker/healthcheck.py /usr/local/bin/distillrec-healthcheck" in [f"COPY {a}" for a in final.all("COPY")]
     assert "/readyz" in HEALTHCHECK.read_text()
     env = env_of(final)
     assert env["DISTILLREC_MODELS_DIR"] == "/models" and env["UVICORN_HOST"] == "0.0.0.0" and env["UVICORN_PORT"] == "8000"

@@ -11,8 +11,9 @@ import torch
 from training.checkpoint import load_checkpoint
 from training.config import config_from_dict
 from training.distill.base import KDMethod
-from training.errors import TrainingError
+from training.errors import DistillrecError, TrainingError
 from training.models import model_from_config
+from training.run_folder import RunFolder
 from training.runs import load_run, train_run
 from training.trainer import Trainer, base_loss
 
@@ -60,6 +61,17 @@ def test_resume_continues_exactly(tiny_dataset, tmp_path):
     b, _ = load_checkpoint(tmp_path / "b" / "last.ckpt.npz")
     torch.testing.assert_close(a["model.user_emb.weight"], b["model.user_emb.weight"])
     assert resumed["test"]["metrics"] == straight["test"]["metrics"]
+
+
+def test_a_run_is_finished_only_with_its_config_best_checkpoint_and_result(tiny_dataset, tmp_path):
+    folder = RunFolder(tmp_path / "run")
+    assert not folder.finished and folder.missing == [folder.config, folder.best, folder.result]
+    train_run(_cfg(epochs=2), folder.root, dataset=tiny_dataset)
+    assert folder.finished and folder.missing == []
+    folder.best.unlink()  # result.json alone does not make a run finished
+    assert not folder.finished and folder.missing == [folder.best]
+    with pytest.raises(DistillrecError, match=r"run: not a finished run \(best.ckpt.npz is missing\)"):
+        load_run(folder.root, tiny_dataset)
 
 
 def test_periodic_checkpoints_and_early_stopping(tiny_dataset, tmp_path):

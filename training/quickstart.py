@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from training.http_client import request_json, wait_until_ready
+from training.run_folder import RunFolder
 
 TEACHER_CONFIG = Path("configs/ml-100k/lightgcn-teacher.yaml")
 STUDENT_CONFIG = Path("configs/ml-100k/demo-student.yaml")
@@ -58,7 +59,7 @@ def _reusable(run: Path, cfg, teacher: Path | None = None) -> bool:
     moved aside to ``<run>-previous`` and trained again."""
     from training.runs import same_settings
 
-    if not ((run / "result.json").exists() and (run / "best.ckpt.npz").exists()):
+    if not RunFolder(run).finished:
         return False
     if not same_settings(run, cfg):
         why = "with another configuration"

@@ -14,7 +14,8 @@ from training.config import RunConfig, config_from_dict, load_config
 from training.data import Dataset, load_dataset
 from training.errors import DistillrecError
 from training.models import Recommender, build_model, model_from_config
-from training.trainer import RunFolder, Trainer
+from training.run_folder import RunFolder
+from training.trainer import Trainer
 
 
 # Settings that change speed or logging, not results: ignored when comparing a finished run's settings.
@@ -81,9 +82,8 @@ def load_model_checkpoint(path: str | Path, dataset: Dataset) -> Recommender:
 def load_run(path: str | Path, dataset: Dataset | None = None) -> LoadedRun:
     """Loads a finished run folder (``config.yaml``, ``best.ckpt.npz``, ``result.json``)."""
     folder = RunFolder(Path(path))
-    for f in (folder.config, folder.best, folder.result):
-        if not f.exists():
-            raise DistillrecError(f"{folder.root}: not a finished run ({f.name} is missing). Train it with `distillrec train --out {folder.root}`.")
+    if folder.missing:
+        raise DistillrecError(f"{folder.root}: not a finished run ({folder.missing[0].name} is missing). Train it with `distillrec train --out {folder.root}`.")
     config = load_config(folder.config)
     dataset = dataset or load_dataset(config.data)
     model = load_model_checkpoint(folder.best, dataset)

@@ -29,43 +29,11 @@ from training.distributed import DistContext
 from training.errors import TrainingError
 from training.evaluation import EvalResult, TorchScorer, evaluate
 from training.models.base import Recommender
+from training.run_folder import RunFolder
 from training.sampling import excluded_keys, sample_excluding
 from training.stopping import improves
 
 LAST_SAVE_INTERVAL_S = 30.0
-
-
-@dataclass
-class RunFolder:
-    """File names of a run folder."""
-
-    root: Path
-
-    @property
-    def config(self) -> Path:
-        return self.root / "config.yaml"
-
-    @property
-    def metrics(self) -> Path:
-        return self.root / "metrics.jsonl"
-
-    @property
-    def best(self) -> Path:
-        return self.root / "best.ckpt.npz"
-
-    @property
-    def last(self) -> Path:
-        return self.root / "last.ckpt.npz"
-
-    @property
-    def result(self) -> Path:
-        return self.root / "result.json"
-
-    def periodic(self, epoch: int) -> Path:
-        return self.root / "checkpoints" / f"epoch-{epoch:04d}.ckpt.npz"
-
-    def periodic_checkpoints(self) -> list[Path]:
-        return sorted((self.root / "checkpoints").glob("epoch-*.ckpt.npz"))
 
 
 @dataclass

@@ -44,13 +44,14 @@ def run(out: Path, experiment: Path, epochs: int, at_epochs: list[int], threads:
     from training.experiments.runner import run_config
     from training.experiments.schema import SCRATCH, load_experiment, slug
     from training.models import model_from_config
+    from training.run_folder import RunFolder
     from training.trainer import Trainer
 
     if threads:
         torch.set_num_threads(threads)
     exp = load_experiment(experiment)
     teacher_path = exp.teacher.run or Path("<teacher>")
-    if not (teacher_path / "result.json").exists():
+    if not RunFolder(teacher_path).finished:
         raise SystemExit(f"{teacher_path}: the experiment's teacher is not trained yet; run the experiment (or train it) first.")
     entries = [(SCRATCH, [], [])] + [(e.label, e.methods, e.set) for e in exp.methods]
     if only:

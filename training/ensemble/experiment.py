@@ -15,7 +15,7 @@ The experiment config (YAML) names every step's run config and run folder::
     timing: {users: 1000, k: 50, repeats: 5, threads: 1}
 
 Each step runs in its own process (``distillrec train`` / ``ensemble build`` / ``ensemble distill``),
-so its peak RSS is its own and is recorded; a step whose run folder already holds ``result.json`` is
+so its peak RSS is its own and is recorded; a step whose run folder is finished (``RunFolder.finished``) is
 skipped (delete the folder, or pass ``--force STEP``, to redo it). The table (markdown + JSON) lists
 every teacher, the ensemble and every student with its test metrics, parameters, scoring time per
 1,000 users and, for students, training time and peak RSS.
@@ -34,6 +34,7 @@ from pydantic import Field, ValidationError
 
 from training.config import Strict, _format_validation
 from training.errors import ConfigError, DistillrecError
+from training.run_folder import RunFolder
 
 
 class Step(Strict):
@@ -95,12 +96,12 @@ def run_steps(cfg: ExperimentConfig, force: set[str] | None = None, log=print) -
     if members != teachers:
         raise ConfigError(f"{cfg.ensemble.config}: its members must be the experiment's teacher runs ({sorted(map(str, teachers))}).")
     for t in cfg.teachers:
-        if force & {"all", "teachers", str(t.run)} or not (t.run / "result.json").exists():
+        if force & {"all", "teachers", str(t.run)} or not RunFolder(t.run).finished:
             _cli(["train", "--config", str(t.config), "--out", str(t.run), "--no-progress", *_sets(cfg.overrides)], log)
     if force & {"all", "ensemble", "teachers"} or not (cfg.ensemble.run / "ensemble.json").exists():
         _cli(["ensemble", "build", "--config", str(cfg.ensemble.config), "--out", str(cfg.ensemble.run)], log)
     for s in cfg.students:
-        if force & {"all", "students", str(s.run), s.label or ""} or not (s.run / "result.json").exists():
+        if force & {"all", "students", str(s.run), s.label or ""} or not RunFolder(s.run).finished:
             _cli(["ensemble", "distill", "--config", str(s.config), "--out", str(s.run), "--ensemble", str(cfg.ensemble.run), "--no-progress", *_sets(cfg.overrides)], log)
 
 

@@ -30,7 +30,7 @@ from training.data.dataset import Dataset
 from training.errors import DistillrecError
 from training.evaluation import TorchScorer, evaluate
 from training.models.base import Recommender
-from training.trainer import RunFolder
+from training.run_folder import RunFolder
 
 TRAJECTORY_FILE = "trajectory.npz"
 _EPOCH = re.compile(r"epoch-(\d+)\.ckpt\.npz$")

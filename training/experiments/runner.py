@@ -8,7 +8,7 @@ Layout of ``OUT``::
     OUT/runs/<label>-seed<s>/    one run folder per (entry, seed), as `distillrec train/distill` write
     OUT/results.json|md|png      rewritten after every finished run
 
-Resuming: a run folder with ``result.json`` is finished and skipped (after checking that it was
+Resuming: a finished run folder (``config.yaml``, ``best.ckpt.npz``, ``result.json``) is skipped (after checking that it was
 trained with the same configuration); one with only ``last.ckpt.npz`` resumes from it. The run's
 ``name`` is a label and is not compared, so a run trained with `distillrec distill` under the same
 configuration can be moved into ``OUT/runs/`` and is reused.
@@ -26,6 +26,7 @@ from training.data import Dataset, load_dataset
 from training.errors import ConfigError
 from training.experiments.report import summarise, write_reports
 from training.experiments.schema import SCRATCH, ExperimentConfig, MethodEntry, load_experiment, slug
+from training.run_folder import RunFolder
 
 
 def ensure_teacher(exp: ExperimentConfig, out: Path, log: Callable[[str], None]) -> Path:
@@ -33,13 +34,13 @@ def ensure_teacher(exp: ExperimentConfig, out: Path, log: Callable[[str], None])
     from training.runs import train_run
 
     path = exp.teacher.run or (out / "teacher")
-    if (path / "result.json").exists():
+    if RunFolder(path).finished:
         log(f"teacher: reusing {path}")
         return path
     if exp.teacher.config is None:
-        raise ConfigError(f"teacher run {path} is not finished (no result.json) and the experiment gives no teacher.config to train it.")
+        raise ConfigError(f"teacher run {path} is not finished (no {RunFolder(path).missing[0].name}) and the experiment gives no teacher.config to train it.")
     cfg = load_config(exp.teacher.config, exp.teacher.set)
-    resume = (path / "last.ckpt.npz").exists()
+    resume = RunFolder(path).last.exists()
     log(f"teacher: {'resuming' if resume else 'training'} {exp.teacher.config} into {path}")
     train_run(cfg, path, resume=resume)
     return path
@@ -58,10 +59,11 @@ def run_config(exp: ExperimentConfig, label: str, methods: list[dict], overrides
 
 def _finished(run_dir: Path, cfg: RunConfig) -> dict | None:
     """The run's result.json if it is finished (after checking its configuration), else None."""
-    if not (run_dir / "result.json").exists():
+    folder = RunFolder(run_dir)
+    if not folder.finished:
         return None
     _check_same(run_dir, cfg)
-    return json.loads((run_dir / "result.json").read_text())
+    return json.loads(folder.result.read_text())
 
 
 def _check_same(run_dir: Path, cfg: RunConfig) -> None:
@@ -148,7 +150,7 @@ def run_experiment(
             cfg = run_config(exp, label, methods, entry.set, seed, teacher_path)
             record = {"label": label, "seed": seed, "path": str(run_dir), "methods": methods, "result": _finished(run_dir, cfg)}
             if record["result"] is None and not report_only and slug(label) in wanted and seed in wanted_seeds:
-                resume = (run_dir / "last.ckpt.npz").exists()
+                resume = RunFolder(run_dir).last.exists()
                 log(f"{label} seed {seed}: {'resuming' if resume else 'training'} into {run_dir}")
                 t0 = time.perf_counter()
                 if methods:
