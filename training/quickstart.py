@@ -53,10 +53,10 @@ def _step(n: int, text: str) -> None:
     print(f"\n[{n}/6] {text}", flush=True)
 
 
-def _reusable(run: Path, cfg, teacher: Path | None = None) -> bool:
-    """Whether ``run`` is finished, was trained with ``cfg`` and (a student) after ``teacher`` was.
-    A finished run that is none of these (an older demo's, an edited config, a retrained teacher) is
-    moved aside to ``<run>-previous`` and trained again."""
+def _reuse_or_set_aside(run: Path, cfg, teacher: Path | None = None) -> bool:
+    """True (reuse ``run``) when it is finished, was trained with ``cfg`` and (a student) after
+    ``teacher`` was. Otherwise False (train it), after moving a finished run that is none of these
+    (an older demo's, an edited config, a retrained teacher) aside to ``<run>-previous``."""
     from training.runs import same_settings
 
     if not RunFolder(run).finished:
@@ -85,7 +85,7 @@ def _train_teacher(opts: DemoOptions) -> Path:
 
     run = opts.runs_dir / "teacher"
     cfg = load_config(opts.teacher_config, _overrides(opts))
-    if not _reusable(run, cfg):
+    if not _reuse_or_set_aside(run, cfg):
         train_run(cfg, run, resume=True)
     return run
 
@@ -96,7 +96,7 @@ def _distill_student(opts: DemoOptions, teacher: Path) -> Path:
 
     run = opts.runs_dir / "student"
     cfg = load_config(opts.student_config, _overrides(opts))
-    if not _reusable(run, cfg, teacher):
+    if not _reuse_or_set_aside(run, cfg, teacher):
         distill_run(cfg, run, teacher=teacher, resume=True)
     return run
 
