@@ -19,7 +19,7 @@ from training.ensemble.teacher import UNLISTED_SCORE
 from training.ensemble.trajectory import load_trajectory, select_checkpoints
 from training.errors import DistillrecError
 from training.evaluation import evaluate
-from training.trainer import RunFolder
+from training.run_folder import RunFolder
 
 
 class FixedScorer:

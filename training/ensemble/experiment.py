@@ -15,10 +15,10 @@ The experiment config (YAML) names every step's run config and run folder::
     timing: {users: 1000, k: 50, repeats: 5, threads: 1}
 
 Each step runs in its own process (``distillrec train`` / ``ensemble build`` / ``ensemble distill``),
-so its peak RSS is its own and is recorded; a step whose run folder is finished (``RunFolder.finished``) is
-skipped (delete the folder, or pass ``--force STEP``, to redo it). The table (markdown + JSON) lists
-every teacher, the ensemble and every student with its test metrics, parameters, scoring time per
-1,000 users and, for students, training time and peak RSS.
+so its peak RSS is its own and is recorded; a step whose run is finished (``RunFolder.finished``; the
+ensemble: ``ensemble.json``) is skipped (delete the folder, or pass ``--force STEP``, to redo it). The
+table (markdown + JSON) lists every teacher, the ensemble and every student with its test metrics,
+parameters, scoring time per 1,000 users and, for students, training time and peak RSS.
 """
 
 from __future__ import annotations

@@ -8,8 +8,9 @@ Layout of ``OUT``::
     OUT/runs/<label>-seed<s>/    one run folder per (entry, seed), as `distillrec train/distill` write
     OUT/results.json|md|png      rewritten after every finished run
 
-Resuming: a finished run folder (``config.yaml``, ``best.ckpt.npz``, ``result.json``) is skipped (after checking that it was
-trained with the same configuration); one with only ``last.ckpt.npz`` resumes from it. The run's
+Resuming: a finished run folder (``config.yaml``, ``best.ckpt.npz``, ``result.json``) is skipped
+(after checking that it was trained with the same configuration); one with only ``last.ckpt.npz``
+resumes from it. The run's
 ``name`` is a label and is not compared, so a run trained with `distillrec distill` under the same
 configuration can be moved into ``OUT/runs/`` and is reused.
 """
@@ -34,13 +35,14 @@ def ensure_teacher(exp: ExperimentConfig, out: Path, log: Callable[[str], None])
     from training.runs import train_run
 
     path = exp.teacher.run or (out / "teacher")
-    if RunFolder(path).finished:
+    folder = RunFolder(path)
+    if folder.finished:
         log(f"teacher: reusing {path}")
         return path
     if exp.teacher.config is None:
-        raise ConfigError(f"teacher run {path} is not finished (no {RunFolder(path).missing[0].name}) and the experiment gives no teacher.config to train it.")
+        raise ConfigError(f"teacher run {path} is not finished (no {folder.missing[0].name}) and the experiment gives no teacher.config to train it.")
     cfg = load_config(exp.teacher.config, exp.teacher.set)
-    resume = RunFolder(path).last.exists()
+    resume = folder.last.exists()
     log(f"teacher: {'resuming' if resume else 'training'} {exp.teacher.config} into {path}")
     train_run(cfg, path, resume=resume)
     return path
