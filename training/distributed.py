@@ -14,11 +14,17 @@ The backend is gloo on CPU (nccl when CUDA is used).
 
 from __future__ import annotations
 
+import atexit
 import os
 from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
+
+
+def _leave_process_group() -> None:
+    if dist.is_initialized():
+        dist.destroy_process_group()
 
 
 @dataclass(frozen=True)
@@ -44,6 +50,9 @@ class DistContext:
             return cls()
         if not dist.is_initialized():
             dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+            # Leave the group while the interpreter is still alive: a gloo group still alive at
+            # interpreter teardown can abort the process ("terminate called without an active exception").
+            atexit.register(_leave_process_group)
         return cls(rank=dist.get_rank(), world_size=dist.get_world_size())
 
     def shard(self, start: int, stop: int) -> slice:
