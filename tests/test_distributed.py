@@ -45,3 +45,12 @@ def test_two_ranks_match_one_process(tmp_path):
     logged = [json.loads(line)["loss"]["base"] for line in (tmp_path / "ddp" / "metrics.jsonl").read_text().splitlines()]
     expected = [json.loads(line)["loss"]["base"] for line in (tmp_path / "single" / "metrics.jsonl").read_text().splitlines()]
     np.testing.assert_allclose(logged, expected, rtol=1e-4)
+
+
+def test_a_failing_worker_exits_with_its_error_not_a_hang(tmp_path):
+    cfg = _setup(tmp_path)
+    ddp = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "training.cli", "train",
+           "--config", str(cfg), "--no-progress", "--out", str(tmp_path / "ddp"), "--set", "model.dimm=3"]
+    proc = subprocess.run(ddp, env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True, timeout=120)
+    assert proc.returncode != 0 and proc.stderr.count("model.dimm: unknown key") == 2  # each rank says why
+    assert "exitcode: 2" in proc.stderr and not (tmp_path / "ddp").exists()

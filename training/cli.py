@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 from training import __version__
@@ -30,6 +31,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    rc = _run(argv)
+    if "torch.distributed" in sys.modules and os.environ.get("WORLD_SIZE", "1") != "1":  # a torchrun worker
+        from training.distributed import exit_worker
+
+        exit_worker(rc)
+    return rc
+
+
+def _run(argv: list[str] | None) -> int:
     args = build_parser().parse_args(argv)
     from training.errors import DistillrecError
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import atexit
 import os
+import sys
 from dataclasses import dataclass
 
 import torch
@@ -25,6 +26,23 @@ import torch.distributed as dist
 def _leave_process_group() -> None:
     if dist.is_initialized():
         dist.destroy_process_group()
+
+
+def exit_worker(rc: int) -> None:
+    """Ends a torchrun worker with exit status ``rc`` once its command has returned.
+
+    On success every rank first waits for the others (no collective in flight, rank 0's files
+    written). The process then exits without interpreter teardown, which is where a gloo worker
+    intermittently aborted with "terminate called without an active exception" (its C++ threads
+    still holding tensors while Python shuts down), turning a finished run into a failed job. On
+    failure the ranks do not wait for each other (another rank may be inside a collective).
+    """
+    if dist.is_initialized() and rc == 0:
+        dist.barrier()
+        dist.destroy_process_group()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(rc)
 
 
 @dataclass(frozen=True)
