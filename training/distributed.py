@@ -68,8 +68,8 @@ class DistContext:
             return cls()
         if not dist.is_initialized():
             dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
-            # Leave the group while the interpreter is still alive: a gloo group still alive at
-            # interpreter teardown can abort the process ("terminate called without an active exception").
+            # A command that returns leaves through exit_worker; after an uncaught exception, leave
+            # the group at least before interpreter teardown (see exit_worker).
             atexit.register(_leave_process_group)
         return cls(rank=dist.get_rank(), world_size=dist.get_world_size())
 
