@@ -52,5 +52,6 @@ def test_a_failing_worker_exits_with_its_error_not_a_hang(tmp_path):
     ddp = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "training.cli", "train",
            "--config", str(cfg), "--no-progress", "--out", str(tmp_path / "ddp"), "--set", "model.dimm=3"]
     proc = subprocess.run(ddp, env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True, timeout=120)
-    assert proc.returncode != 0 and proc.stderr.count("model.dimm: unknown key") == 2  # each rank says why
+    # the first rank to fail says why (torchrun may stop the other before it prints)
+    assert proc.returncode != 0 and "model.dimm: unknown key" in proc.stderr
     assert "exitcode: 2" in proc.stderr and not (tmp_path / "ddp").exists()
