@@ -39,7 +39,7 @@ def exit_worker(rc: int) -> None:
     """
     if dist.is_initialized() and rc == 0:
         dist.barrier()
-        dist.destroy_process_group()
+        _leave_process_group()
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(rc)

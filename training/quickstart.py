@@ -59,11 +59,12 @@ def _reuse_or_set_aside(run: Path, cfg, teacher: Path | None = None) -> bool:
     (an older demo's, an edited config, a retrained teacher) aside to ``<run>-previous``."""
     from training.runs import same_settings
 
-    if not RunFolder(run).finished:
+    folder = RunFolder(run)
+    if not folder.finished:
         return False
     if not same_settings(run, cfg):
         why = "with another configuration"
-    elif teacher is not None and (run / "result.json").stat().st_mtime < (teacher / "result.json").stat().st_mtime:
+    elif teacher is not None and folder.result.stat().st_mtime < RunFolder(teacher).result.stat().st_mtime:
         why = "from an older teacher"
     else:
         print(f"    reusing {run}")

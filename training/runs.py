@@ -81,7 +81,7 @@ def load_model_checkpoint(path: str | Path, dataset: Dataset) -> Recommender:
 
 def load_run(path: str | Path, dataset: Dataset | None = None) -> LoadedRun:
     """Loads a finished run folder (``config.yaml``, ``best.ckpt.npz``, ``result.json``)."""
-    folder = RunFolder(Path(path))
+    folder = RunFolder(path)
     if folder.missing:
         raise DistillrecError(f"{folder.root}: not a finished run ({folder.missing[0].name} is missing). Train it with `distillrec train --out {folder.root}`.")
     config = load_config(folder.config)

@@ -84,7 +84,7 @@ class Trainer:
         teacher: object | None = None,
     ):
         self.config, self.dataset, self.model = config, dataset, model
-        self.folder = RunFolder(Path(out_dir))
+        self.folder = RunFolder(out_dir)
         self.methods = nn.ModuleList(methods or [])
         self.extra_result = extra_result or {}
         self.loss_kind = config.base_loss()

@@ -156,7 +156,7 @@ def export_trajectory(run: str | Path, dataset: Dataset, fractions: list[float],
     """
     from training.runs import load_model_checkpoint  # runs imports trainer; keep module import light
 
-    folder = RunFolder(Path(run))
+    folder = RunFolder(run)
     picks = select_checkpoints(folder, fractions)
     all_items, all_scores, all_obs, valid = [], [], [], []
     for _, path in picks:
