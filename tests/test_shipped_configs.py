@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from training.config import load_config
-from training.distill.registry import build_method
+from training.distill.run import build_methods
 from training.ensemble.build import load_ensemble_config
 from training.ensemble.experiment import load_experiment_config
 from training.experiments.runner import run_config
@@ -40,14 +40,13 @@ def _check_kd_experiment(path: Path) -> None:
     for entry in exp.methods:
         cfg = run_config(exp, entry.label, entry.methods, entry.set, (entry.seeds or exp.seeds)[0], teacher)
         assert cfg.distill is not None and cfg.distill.teacher == teacher
-        for spec in cfg.distill.methods:
-            build_method(spec)
+        build_methods(cfg)
 
 
 def _check_run(path: Path) -> None:
     cfg = load_config(path)
-    for spec in cfg.distill.methods if cfg.distill else []:
-        build_method(spec)
+    if cfg.distill is not None:
+        build_methods(cfg)
 
 
 CHECKS = {

@@ -10,9 +10,8 @@ Layout of ``OUT``::
 
 Resuming: a finished run folder (``config.yaml``, ``best.ckpt.npz``, ``result.json``) is skipped
 (after checking that it was trained with the same configuration); one with only ``last.ckpt.npz``
-resumes from it. The run's
-``name`` is a label and is not compared, so a run trained with `distillrec distill` under the same
-configuration can be moved into ``OUT/runs/`` and is reused.
+resumes from it. The run's ``name`` is a label and is not compared, so a run trained with
+`distillrec distill` under the same configuration can be moved into ``OUT/runs/`` and is reused.
 """
 
 from __future__ import annotations
