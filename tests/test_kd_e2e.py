@@ -172,7 +172,25 @@ def test_cost_benchmark_times_every_entry_next_to_scratch(csv_data, tmp_path):
     assert [r["label"] for r in report["rows"]] == ["scratch", "DE", "RRD"]
     assert report["rows"][0]["ratio_to_scratch"] == {"0": 1.0, "50": 1.0}
     assert report["rows"][1]["training_only_parameters"] > 0 and report["rows"][1]["state"]["50"]["de"]["tau"] < 1
-    assert "| DE |" in (tmp_path / "bench" / "kd_cost.md").read_text()
+    # the floor (experts' matmuls + Adam only) is timed for the expert methods alone, in the same round-robin
+    de, rrd = report["rows"][1], report["rows"][2]
+    assert set(de["floor_ratio_to_scratch"]) == {"0", "50"} and all(r > 1 for r in de["floor_ratio_to_scratch"].values())
+    assert "floor_ratio_to_scratch" not in rrd and "floor_seconds" not in rrd
+    table = (tmp_path / "bench" / "kd_cost.md").read_text()
+    assert "| DE |" in table and "floor ÷ scratch @ 50" in table
+
+
+def test_cost_floor_batches_cover_one_epoch_of_training_pairs():
+    from training.benchmarks.kd_cost import _floor_batches
+
+    rng = np.random.default_rng(1)
+    users, items = rng.integers(0, 50, 1000), rng.integers(0, 80, 1000)
+    batches = list(_floor_batches(users, items, n_items=80, batch_size=128, negatives=2))
+    assert len(batches) == 8  # ⌈1000 / 128⌉
+    assert set(np.concatenate([u.numpy() for u, _ in batches]).tolist()) == set(users.tolist())
+    assert set(np.concatenate([i.numpy() for _, i in batches]).tolist()) >= set(items.tolist())
+    assert all(len(u) == len(np.unique(u)) and len(i) == len(np.unique(i)) for u, i in batches)
+    assert all(len(u) <= 128 and len(i) <= 128 * 3 for u, i in batches)
 
 
 def test_best_on_validation_ignores_scratch_unfinished_entries_and_the_test_split():

@@ -8,6 +8,14 @@ training (default epoch 200: τ = 0.01, one-hot selection), because the expert m
 τ. Teacher-side preparation (top-N lists, embeddings) is reported separately: it happens once per
 teacher run and is cached on disk.
 
+For the methods with an expert bank (DE, HTD) it also times a **floor**, in the same round-robin: an
+epoch of the same batches in which only the work no implementation of the method can skip runs — per
+batch and side, the six matrix products of each selected expert on its entities (two forward, four
+backward, one expert per entity as once τ has annealed) and the fused Adam step over the experts'
+parameters. Everything else (selection network, Gumbel noise, residuals, bias and index work, the
+student's own BPR step) is left out, so "floor ÷ scratch" = (scratch epoch + floor) ÷ scratch epoch
+is a lower bound on what that method's epoch can cost against the scratch student on this machine.
+
 Usage: ``distillrec bench kd-cost --experiment configs/experiments/citeulike-cost.yaml``.
 """
 
@@ -34,6 +42,76 @@ def _teacher_prep(teacher_path: Path, dataset, needs: dict[str, int]) -> dict:
         getattr(artifacts, kind)(n) if n else getattr(artifacts, kind)()
         times[f"{kind}{'-' + str(n) if n else ''}_s"] = time.perf_counter() - t0
     return {"artifacts": artifacts, "times": times}
+
+
+def _floor_batches(users, items, n_items: int, batch_size: int, negatives: int):
+    """The unique users and items of each batch of one epoch over the training pairs (users[k],
+    items[k]), drawn as the trainer draws them: shuffled pairs, ``negatives`` uniform items per pair
+    (one that hits a training item is kept, which changes the entity counts negligibly)."""
+    import numpy as np
+    import torch
+
+    rng = np.random.default_rng(0)
+    order = rng.permutation(len(users))
+    neg = rng.integers(0, n_items, size=(len(users), negatives))
+    for start in range(0, len(users), batch_size):
+        sl = order[start : start + batch_size]
+        yield torch.from_numpy(np.unique(users[sl])), torch.from_numpy(np.unique(np.concatenate([items[sl], neg[sl].ravel()])))
+
+
+def expert_floor_epoch(trainer) -> float | None:
+    """Seconds of the floor epoch of ``trainer``'s expert banks (module docstring); None without banks."""
+    import torch
+
+    from training.distill.experts import ExpertBank
+
+    sides = []  # (bank, teacher table, 0 for users / 1 for items)
+    for method in trainer.methods:
+        for side, (bank_name, table) in enumerate((("user_bank", "t_user"), ("item_bank", "t_item"))):
+            bank = getattr(method, bank_name, None)
+            if isinstance(bank, ExpertBank) and bank.gate is not None:
+                sides.append((bank, getattr(method, table), side))
+    if not sides:
+        return None
+    params = [p for bank, _, _ in sides for p in (bank.w1, bank.b1, bank.w2, bank.b2)]
+    shadow = [torch.zeros_like(p, requires_grad=True) for p in params]
+    for p in shadow:
+        p.grad = torch.full_like(p, 1e-3)
+    adam = torch.optim.Adam(shadow, lr=1e-3, weight_decay=1e-3, fused=True)
+    adam.step()  # allocate its state outside the timing
+    total = 0.0
+    torch.set_flush_denormal(True)
+    with torch.no_grad():
+        tc = trainer.config.train
+        for users, items in _floor_batches(trainer.users, trainer.items, trainer.dataset.n_items, tc.batch_size, tc.negatives):
+            work = []
+            for bank, teacher, side in sides:
+                rows = (users, items)[side]
+                expert = bank.gate(teacher[rows]).argmax(1)  # one expert per entity; x's rows are taken as sorted by it
+                counts = torch.bincount(expert, minlength=bank.n_experts).tolist()
+                x = torch.randn(len(rows), bank.d_s)
+                h, o = torch.empty(len(rows), bank.hidden), torch.empty(len(rows), bank.d_t)
+                g_x, g_h = torch.empty_like(x), torch.empty_like(h)
+                g_w1, g_w2 = torch.empty_like(bank.w1), torch.empty_like(bank.w2)
+                start = 0
+                for m, cnt in enumerate(counts):
+                    if cnt:
+                        sl = slice(start, start + cnt)
+                        work.append((x[sl], h[sl], o[sl], g_x[sl], g_h[sl], bank.w1[m], bank.w2[m], g_w1[m], g_w2[m]))
+                        start += cnt
+            t0 = time.perf_counter()
+            for x, h, o, g_x, g_h, w1, w2, g_w1, g_w2 in work:
+                torch.mm(x, w1, out=h)
+                torch.mm(h, w2, out=o)
+            for x, h, o, g_x, g_h, w1, w2, g_w1, g_w2 in work:  # o stands in for the output gradient
+                torch.mm(h.T, o, out=g_w2)
+                torch.mm(o, w2.T, out=g_h)
+                torch.mm(x.T, g_h, out=g_w1)
+                torch.mm(g_h, w1.T, out=g_x)
+            adam.step()
+            total += time.perf_counter() - t0
+    torch.set_flush_denormal(False)
+    return total
 
 
 def run(out: Path, experiment: Path, epochs: int, at_epochs: list[int], threads: int | None, only: list[str] | None = None) -> dict:
@@ -85,6 +163,7 @@ def run(out: Path, experiment: Path, epochs: int, at_epochs: list[int], threads:
             "training_only_parameters": sum(p.numel() for p in trainer.methods.parameters()),
             "student_parameters": model.num_parameters(),
             "epoch_seconds": {str(e): [] for e in at_epochs},
+            "floor_seconds": {str(e): [] for e in at_epochs},
         })
         trainers.append(trainer)
     for start in at_epochs:
@@ -93,6 +172,9 @@ def run(out: Path, experiment: Path, epochs: int, at_epochs: list[int], threads:
                 t0 = time.perf_counter()
                 trainer._epoch(start + rep)
                 row["epoch_seconds"][str(start)].append(time.perf_counter() - t0)
+                floor = expert_floor_epoch(trainer)
+                if floor is not None:
+                    row["floor_seconds"][str(start)].append(floor)
                 if rep == epochs - 1:
                     row.setdefault("state", {})[str(start)] = {m.name: m.log_state() for m in trainer.methods}
     tmp.cleanup()
@@ -101,6 +183,11 @@ def run(out: Path, experiment: Path, epochs: int, at_epochs: list[int], threads:
     scratch = rows[0]["median_s"]
     for row in rows:
         row["ratio_to_scratch"] = {e: row["median_s"][e] / scratch[e] for e in scratch}
+        if any(row["floor_seconds"].values()):
+            row["floor_median_s"] = {e: statistics.median(v) for e, v in row["floor_seconds"].items()}
+            row["floor_ratio_to_scratch"] = {e: (scratch[e] + row["floor_median_s"][e]) / scratch[e] for e in scratch}
+        else:
+            del row["floor_seconds"]
 
     command = f"distillrec bench kd-cost --experiment {experiment} --epochs {epochs} --at-epochs {','.join(map(str, at_epochs))}" + (f" --threads {threads}" if threads else "")
     report = {
@@ -114,13 +201,14 @@ def run(out: Path, experiment: Path, epochs: int, at_epochs: list[int], threads:
         "torch_threads": torch.get_num_threads(),
         "rows": rows,
     }
-    head = ["method", *[f"s/epoch @ epoch {e}" for e in at_epochs], *[f"× scratch @ {e}" for e in at_epochs], "training-only params"]
+    head = ["method", *[f"s/epoch @ epoch {e}" for e in at_epochs], *[f"× scratch @ {e}" for e in at_epochs], *[f"floor ÷ scratch @ {e}" for e in at_epochs], "training-only params"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for row in rows:
         lines.append("| " + " | ".join([
             row["label"],
             *[f"{row['median_s'][str(e)]:.2f}" for e in at_epochs],
             *[f"{row['ratio_to_scratch'][str(e)]:.1f}×" for e in at_epochs],
+            *[f"{row['floor_ratio_to_scratch'][str(e)]:.1f}×" if "floor_ratio_to_scratch" in row else "–" for e in at_epochs],
             f"{row['training_only_parameters']:,}" if row["training_only_parameters"] else "–",
         ]) + " |")
     prep_line = ", ".join(f"{k} {v:.1f} s" for k, v in prep["times"].items())
@@ -129,6 +217,8 @@ def run(out: Path, experiment: Path, epochs: int, at_epochs: list[int], threads:
         f"{dataset.stats()['name']}: {dataset.n_users:,} users, {dataset.n_items:,} items, {dataset.train.nnz:,} training pairs per epoch, "
         f"batch {base.train.batch_size}, {base.train.negatives} negative(s); median of {epochs} epochs per column, timed round-robin; "
         f"torch threads {torch.get_num_threads()}. Teacher preparation (once per teacher run, cached): {prep_line}.",
+        "Floor (DE, HTD): the scratch epoch plus only the experts' matrix products (one expert per entity) and their fused "
+        "Adam step, timed in the same round-robin — a lower bound on that method's epoch on this machine.",
     ]
     publish(out, "kd_cost", report, lines)
     return report

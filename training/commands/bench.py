@@ -14,8 +14,12 @@ def register(sub) -> None:
     tc.set_defaults(handler=run_train_cost)
     kc = bsub.add_parser(
         "kd-cost",
-        help="seconds per epoch of every KD method next to the scratch student",
-        description="Seconds per training epoch of the scratch student and every method entry of an experiment config, timed round-robin in one process, early (epoch 0) and late (epoch 200) in training.",
+        help="seconds per epoch of every KD method next to the scratch student, and the expert methods' floor",
+        description=(
+            "Seconds per training epoch of the scratch student and every method entry of an experiment config, timed round-robin in one process, "
+            "early (epoch 0) and late (epoch 200) in training. For DE and HTD it also times a floor: the same batches with only the experts' "
+            "matrix products and their Adam step, a lower bound on what those methods can cost on this machine."
+        ),
     )
     kc.add_argument("--experiment", default="configs/experiments/citeulike-cost.yaml", help="experiment config whose student, teacher and methods are timed")
     kc.add_argument("--epochs", type=int, default=3, help="epochs timed per entry and phase (median reported)")
