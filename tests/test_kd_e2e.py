@@ -181,11 +181,14 @@ def test_cost_benchmark_times_every_entry_next_to_scratch(csv_data, tmp_path):
 
 
 def test_cost_floor_batches_cover_one_epoch_of_training_pairs():
-    from training.benchmarks.kd_cost import _floor_batches
+    import scipy.sparse as sp
+
+    from training.benchmarks.kd_cost import floor_batches
 
     rng = np.random.default_rng(1)
     users, items = rng.integers(0, 50, 1000), rng.integers(0, 80, 1000)
-    batches = list(_floor_batches(users, items, n_items=80, batch_size=128, negatives=2))
+    excluded = sp.csr_matrix((np.ones(1000), (users, items)), shape=(50, 80))
+    batches = floor_batches(users, items, excluded, n_items=80, batch_size=128, negatives=2)
     assert len(batches) == 8  # ⌈1000 / 128⌉
     assert set(np.concatenate([u.numpy() for u, _ in batches]).tolist()) == set(users.tolist())
     assert set(np.concatenate([i.numpy() for _, i in batches]).tolist()) >= set(items.tolist())

@@ -44,74 +44,89 @@ def _teacher_prep(teacher_path: Path, dataset, needs: dict[str, int]) -> dict:
     return {"artifacts": artifacts, "times": times}
 
 
-def _floor_batches(users, items, n_items: int, batch_size: int, negatives: int):
-    """The unique users and items of each batch of one epoch over the training pairs (users[k],
-    items[k]), drawn as the trainer draws them: shuffled pairs, ``negatives`` uniform items per pair
-    (one that hits a training item is kept, which changes the entity counts negligibly)."""
+def floor_batches(users, items, excluded, n_items: int, batch_size: int, negatives: int) -> list:
+    """(unique users, unique items of positives ∪ negatives) of each batch of one epoch over the
+    training pairs (users[k], items[k]), drawn as the trainer draws them: shuffled pairs and
+    ``negatives`` items per pair outside ``excluded`` — the entity sets DE and HTD evaluate."""
     import numpy as np
     import torch
 
+    from training.distill.base import Batch
+    from training.distill.topology import batch_entity_set
+    from training.sampling import sample_excluding
+
     rng = np.random.default_rng(0)
+    neg = sample_excluding(rng, users, excluded, negatives, unique=False, n_items=n_items)
     order = rng.permutation(len(users))
-    neg = rng.integers(0, n_items, size=(len(users), negatives))
-    for start in range(0, len(users), batch_size):
-        sl = order[start : start + batch_size]
-        yield torch.from_numpy(np.unique(users[sl])), torch.from_numpy(np.unique(np.concatenate([items[sl], neg[sl].ravel()])))
+    u, i, n = (torch.from_numpy(a[order]) for a in (users, items, neg))
+    return [batch_entity_set(Batch(u[s : s + batch_size], i[s : s + batch_size], n[s : s + batch_size], 0, b))
+            for b, s in enumerate(range(0, len(users), batch_size))]
 
 
-def expert_floor_epoch(trainer) -> float | None:
-    """Seconds of the floor epoch of ``trainer``'s expert banks (module docstring); None without banks."""
-    import torch
+class ExpertFloor:
+    """The floor epoch of one trainer's expert banks (module docstring): its sides and a fused Adam
+    over shadow copies of the experts' parameters, built once; :meth:`seconds` times one epoch."""
 
-    from training.distill.experts import ExpertBank
+    def __init__(self, sides: list):
+        import torch
 
-    sides = []  # (bank, teacher table, 0 for users / 1 for items)
-    for method in trainer.methods:
-        for side, (bank_name, table) in enumerate((("user_bank", "t_user"), ("item_bank", "t_item"))):
-            bank = getattr(method, bank_name, None)
-            if isinstance(bank, ExpertBank) and bank.gate is not None:
-                sides.append((bank, getattr(method, table), side))
-    if not sides:
-        return None
-    params = [p for bank, _, _ in sides for p in (bank.w1, bank.b1, bank.w2, bank.b2)]
-    shadow = [torch.zeros_like(p, requires_grad=True) for p in params]
-    for p in shadow:
-        p.grad = torch.full_like(p, 1e-3)
-    adam = torch.optim.Adam(shadow, lr=1e-3, weight_decay=1e-3, fused=True)
-    adam.step()  # allocate its state outside the timing
-    total = 0.0
-    torch.set_flush_denormal(True)
-    with torch.no_grad():
-        tc = trainer.config.train
-        for users, items in _floor_batches(trainer.users, trainer.items, trainer.dataset.n_items, tc.batch_size, tc.negatives):
-            work = []
-            for bank, teacher, side in sides:
-                rows = (users, items)[side]
-                expert = bank.gate(teacher[rows]).argmax(1)  # one expert per entity; x's rows are taken as sorted by it
-                counts = torch.bincount(expert, minlength=bank.n_experts).tolist()
-                x = torch.randn(len(rows), bank.d_s)
-                h, o = torch.empty(len(rows), bank.hidden), torch.empty(len(rows), bank.d_t)
-                g_x, g_h = torch.empty_like(x), torch.empty_like(h)
-                g_w1, g_w2 = torch.empty_like(bank.w1), torch.empty_like(bank.w2)
-                start = 0
-                for m, cnt in enumerate(counts):
-                    if cnt:
-                        sl = slice(start, start + cnt)
-                        work.append((x[sl], h[sl], o[sl], g_x[sl], g_h[sl], bank.w1[m], bank.w2[m], g_w1[m], g_w2[m]))
-                        start += cnt
-            t0 = time.perf_counter()
-            for x, h, o, g_x, g_h, w1, w2, g_w1, g_w2 in work:
-                torch.mm(x, w1, out=h)
-                torch.mm(h, w2, out=o)
-            for x, h, o, g_x, g_h, w1, w2, g_w1, g_w2 in work:  # o stands in for the output gradient
-                torch.mm(h.T, o, out=g_w2)
-                torch.mm(o, w2.T, out=g_h)
-                torch.mm(x.T, g_h, out=g_w1)
-                torch.mm(g_h, w1.T, out=g_x)
-            adam.step()
-            total += time.perf_counter() - t0
-    torch.set_flush_denormal(False)
-    return total
+        self.sides = sides  # (bank, teacher table, 0 for users / 1 for items)
+        shadow = [torch.zeros_like(p, requires_grad=True) for bank, _, _ in sides for p in (bank.w1, bank.b1, bank.w2, bank.b2)]
+        for p in shadow:
+            p.grad = torch.full_like(p, 1e-3)
+        self.adam = torch.optim.Adam(shadow, lr=1e-3, weight_decay=1e-3, fused=True)
+        self.adam.step()  # allocate its state outside the timing
+
+    @classmethod
+    def of(cls, trainer) -> ExpertFloor | None:
+        """The floor of ``trainer``'s methods with a gated expert bank (DE, HTD); None without one."""
+        from training.distill.experts import ExpertBank
+
+        sides = []
+        for method in trainer.methods:
+            for side, (bank_name, table) in enumerate((("user_bank", "t_user"), ("item_bank", "t_item"))):
+                bank = getattr(method, bank_name, None)
+                if isinstance(bank, ExpertBank) and bank.gate is not None:
+                    sides.append((bank, getattr(method, table), side))
+        return cls(sides) if sides else None
+
+    def seconds(self, batches: list) -> float:
+        """Seconds of the experts' products (one expert per entity, the current gate's choice) and
+        Adam steps over ``batches`` (from :func:`floor_batches`); the set-up of each batch is not timed."""
+        import torch
+
+        total = 0.0
+        torch.set_flush_denormal(True)
+        with torch.no_grad():
+            for entities in batches:
+                work = []
+                for bank, teacher, side in self.sides:
+                    rows = entities[side]
+                    expert = bank.gate(teacher[rows]).argmax(1)  # x's rows are taken as sorted by expert
+                    counts = torch.bincount(expert, minlength=bank.n_experts).tolist()
+                    x = torch.randn(len(rows), bank.d_s)
+                    h, o = torch.empty(len(rows), bank.hidden), torch.empty(len(rows), bank.d_t)
+                    g_x, g_h = torch.empty_like(x), torch.empty_like(h)
+                    g_w1, g_w2 = torch.empty_like(bank.w1), torch.empty_like(bank.w2)
+                    start = 0
+                    for m, cnt in enumerate(counts):
+                        if cnt:
+                            sl = slice(start, start + cnt)
+                            work.append((x[sl], h[sl], o[sl], g_x[sl], g_h[sl], bank.w1[m], bank.w2[m], g_w1[m], g_w2[m]))
+                            start += cnt
+                t0 = time.perf_counter()
+                for x, h, o, g_x, g_h, w1, w2, g_w1, g_w2 in work:
+                    torch.mm(x, w1, out=h)
+                    torch.mm(h, w2, out=o)
+                for x, h, o, g_x, g_h, w1, w2, g_w1, g_w2 in work:  # o stands in for the output gradient
+                    torch.mm(h.T, o, out=g_w2)
+                    torch.mm(o, w2.T, out=g_h)
+                    torch.mm(x.T, g_h, out=g_w1)
+                    torch.mm(g_h, w1.T, out=g_x)
+                self.adam.step()
+                total += time.perf_counter() - t0
+        torch.set_flush_denormal(False)
+        return total
 
 
 def run(out: Path, experiment: Path, epochs: int, at_epochs: list[int], threads: int | None, only: list[str] | None = None) -> dict:
@@ -147,7 +162,7 @@ def run(out: Path, experiment: Path, epochs: int, at_epochs: list[int], threads:
                 needs["item_topn"] = max(needs.get("item_topn", 0), int(m.get("topn", 500)))
     prep = _teacher_prep(teacher_path, dataset, needs)
 
-    rows, trainers = [], []
+    rows, trainers, floors = [], [], []
     tmp = tempfile.TemporaryDirectory()
     for i, (label, methods, entry_set) in enumerate(entries):
         cfg = run_config(exp, label, methods, [*entry_set, *overrides], exp.seeds[0], teacher_path)
@@ -163,18 +178,21 @@ def run(out: Path, experiment: Path, epochs: int, at_epochs: list[int], threads:
             "training_only_parameters": sum(p.numel() for p in trainer.methods.parameters()),
             "student_parameters": model.num_parameters(),
             "epoch_seconds": {str(e): [] for e in at_epochs},
-            "floor_seconds": {str(e): [] for e in at_epochs},
         })
         trainers.append(trainer)
+        floors.append(ExpertFloor.of(trainer))
+        if floors[-1] is not None:
+            rows[-1]["floor_seconds"] = {str(e): [] for e in at_epochs}
+    if any(floors):
+        batches = floor_batches(trainers[0].users, trainers[0].items, trainers[0].train_keys, dataset.n_items, base.train.batch_size, base.train.negatives)
     for start in at_epochs:
         for rep in range(epochs):
-            for row, trainer in zip(rows, trainers, strict=True):
+            for row, trainer, floor in zip(rows, trainers, floors, strict=True):
                 t0 = time.perf_counter()
                 trainer._epoch(start + rep)
                 row["epoch_seconds"][str(start)].append(time.perf_counter() - t0)
-                floor = expert_floor_epoch(trainer)
                 if floor is not None:
-                    row["floor_seconds"][str(start)].append(floor)
+                    row["floor_seconds"][str(start)].append(floor.seconds(batches))
                 if rep == epochs - 1:
                     row.setdefault("state", {})[str(start)] = {m.name: m.log_state() for m in trainer.methods}
     tmp.cleanup()
@@ -183,11 +201,9 @@ def run(out: Path, experiment: Path, epochs: int, at_epochs: list[int], threads:
     scratch = rows[0]["median_s"]
     for row in rows:
         row["ratio_to_scratch"] = {e: row["median_s"][e] / scratch[e] for e in scratch}
-        if any(row["floor_seconds"].values()):
+        if "floor_seconds" in row:
             row["floor_median_s"] = {e: statistics.median(v) for e, v in row["floor_seconds"].items()}
             row["floor_ratio_to_scratch"] = {e: (scratch[e] + row["floor_median_s"][e]) / scratch[e] for e in scratch}
-        else:
-            del row["floor_seconds"]
 
     command = f"distillrec bench kd-cost --experiment {experiment} --epochs {epochs} --at-epochs {','.join(map(str, at_epochs))}" + (f" --threads {threads}" if threads else "")
     report = {
