@@ -1,4 +1,4 @@
-"""Run configuration: YAML → ``yaml.safe_load`` → pydantic. Unknown keys are errors; nothing is executed."""
+"""Run configuration: YAML → ``yaml.safe_load`` → pydantic (:mod:`training.yaml_loader`). Unknown keys are errors; nothing is executed."""
 
 from __future__ import annotations
 
@@ -6,9 +6,9 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from training.errors import ConfigError
+from training.yaml_loader import load_yaml, parse_overrides, set_dotted, validate_tree
 
 Family = Literal["mf", "lightgcn", "neumf", "dae"]
 DEFAULT_LOSS = {"mf": "bpr", "lightgcn": "bpr", "neumf": "bce", "dae": "bpr"}
@@ -142,68 +142,19 @@ class RunConfig(Strict):
         return self.train.loss or DEFAULT_LOSS[self.model.family]
 
 
-def _set_dotted(tree: dict, dotted: str, value: Any, origin: str) -> None:
-    keys = dotted.split(".")
-    node = tree
-    for key in keys[:-1]:
-        child = node.setdefault(key, {})
-        if not isinstance(child, dict):
-            raise ConfigError(f"{origin}: cannot set '{dotted}': '{key}' is not a section.")
-        node = child
-    node[keys[-1]] = value
-
-
-def parse_overrides(pairs: list[str] | None) -> list[tuple[str, Any]]:
-    """Parses ``key.sub=value`` strings; values are YAML scalars/lists (``1e-3``, ``true``, ``[10, 20]``)."""
-    out = []
-    for pair in pairs or []:
-        key, sep, raw = pair.partition("=")
-        if not sep or not key.strip():
-            raise ConfigError(f"--set '{pair}': expected key=value, for example --set train.epochs=50")
-        try:
-            value = yaml.safe_load(raw) if raw.strip() else None
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"--set '{pair}': the value is not valid YAML: {exc}") from None
-        out.append((key.strip(), value))
-    return out
-
-
-def _format_validation(exc: ValidationError, origin: str) -> str:
-    lines = [f"{origin}: invalid configuration"]
-    for err in exc.errors():
-        loc = ".".join(str(p) for p in err["loc"]) or "(top level)"
-        msg = err["msg"]
-        if err["type"] == "extra_forbidden":
-            msg = "unknown key (check its spelling and section; see configs/README.md)"
-        lines.append(f"  {loc}: {msg}")
-    return "\n".join(lines)
-
-
 def config_from_dict(tree: dict, origin: str = "<config>", overrides: list[str] | None = None) -> RunConfig:
     """Validates a config tree (after applying ``--set`` overrides)."""
-    tree = dict(tree or {})
-    for key, value in parse_overrides(overrides):
-        _set_dotted(tree, key, value, origin)
-    try:
-        return RunConfig.model_validate(tree)
-    except ValidationError as exc:
-        raise ConfigError(_format_validation(exc, origin)) from None
+    return validate_tree(RunConfig, tree, origin, overrides)
 
 
 def load_config(path: str | Path, overrides: list[str] | None = None) -> RunConfig:
     """Reads a YAML run config with ``yaml.safe_load`` and validates it."""
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"{path}: config file not found. The shipped configs are under configs/.")
-    try:
-        tree = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
-    if not isinstance(tree, dict):
-        raise ConfigError(f"{path}: the top level must be a mapping of sections (data, model, train, eval, distill).")
-    return config_from_dict(tree, str(path), overrides)
+    return load_yaml(RunConfig, path, overrides)
 
 
 def dump_config(config: RunConfig) -> str:
     """The resolved config as YAML (paths as strings), suitable for ``load_config``."""
     return yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False)
+
+
+__all__ = ["DataConfig", "DistillConfig", "EvalConfig", "ModelConfig", "RunConfig", "Strict", "TrainConfig", "config_from_dict", "dump_config", "load_config", "parse_overrides", "set_dotted"]

@@ -7,10 +7,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-import yaml
 
 from training.checkpoint import load_checkpoint
-from training.config import RunConfig, config_from_dict, load_config
+from training.config import RunConfig, load_config
 from training.data import Dataset, load_dataset
 from training.errors import DistillrecError
 from training.models import Recommender, build_model, model_from_config
@@ -35,7 +34,7 @@ def same_settings(run_dir: Path, config: RunConfig) -> bool:
     count aside). The saved config is validated again, so that a setting added to distillrec after
     the run was trained compares at its default."""
     path = Path(run_dir) / "config.yaml"
-    saved = config_from_dict(yaml.safe_load(path.read_text()), str(path))
+    saved = load_config(path)
     return _comparable(saved.model_dump(mode="json")) == _comparable(config.model_dump(mode="json"))
 
 

@@ -26,14 +26,14 @@ import json
 from pathlib import Path
 from typing import Literal
 
-import yaml
-from pydantic import Field, ValidationError
+from pydantic import Field
 
-from training.config import Strict, _format_validation, parse_overrides, _set_dotted
+from training.config import Strict
 from training.ensemble.teacher import Ensemble, write_ensemble_json
 from training.ensemble.trajectory import checkpoint_stamp, export_trajectory, trajectory_meta
 from training.errors import ConfigError
 from training.evaluation import evaluate
+from training.yaml_loader import load_yaml
 
 
 class MemberSpec(Strict):
@@ -74,19 +74,7 @@ class EnsembleConfig(Strict):
 
 def load_ensemble_config(path: str | Path, overrides: list[str] | None = None) -> EnsembleConfig:
     """Reads and validates an ensemble YAML (``--set key=value`` overrides allowed)."""
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"{path}: ensemble config not found (see configs/hetcomp/).")
-    try:
-        tree = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
-    for key, value in parse_overrides(overrides):
-        _set_dotted(tree, key, value, str(path))
-    try:
-        return EnsembleConfig.model_validate(tree)
-    except ValidationError as exc:
-        raise ConfigError(_format_validation(exc, str(path))) from None
+    return load_yaml(EnsembleConfig, path, overrides, what="ensemble config", where="configs/hetcomp/")
 
 
 def ensure_trajectories(ens: Ensemble, spec: TrajectorySpec, ks: list[int], log=print) -> list[dict]:

@@ -29,12 +29,12 @@ import sys
 import time
 from pathlib import Path
 
-import yaml
-from pydantic import Field, ValidationError
+from pydantic import Field
 
-from training.config import Strict, _format_validation
+from training.config import Strict
 from training.errors import ConfigError, DistillrecError
 from training.run_folder import RunFolder
+from training.yaml_loader import load_yaml
 
 
 class Step(Strict):
@@ -62,15 +62,7 @@ class ExperimentConfig(Strict):
 
 
 def load_experiment_config(path: str | Path) -> ExperimentConfig:
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"{path}: experiment config not found (see configs/hetcomp/).")
-    try:
-        return ExperimentConfig.model_validate(yaml.safe_load(path.read_text()) or {})
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
-    except ValidationError as exc:
-        raise ConfigError(_format_validation(exc, str(path))) from None
+    return load_yaml(ExperimentConfig, path, what="experiment config", where="configs/hetcomp/")
 
 
 def _cli(args: list[str], log) -> None:

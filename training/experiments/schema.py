@@ -1,4 +1,4 @@
-"""The experiment config: YAML → ``yaml.safe_load`` → pydantic (unknown keys are errors).
+"""The experiment config, read by :func:`training.yaml_loader.load_yaml` (unknown keys are errors).
 
 ```yaml
 name: citeulike-loo
@@ -27,19 +27,15 @@ import re
 from pathlib import Path
 from typing import Any
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
-from training.errors import ConfigError
+from training.config import Strict
+from training.yaml_loader import load_yaml
 
 SCRATCH = "scratch"
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class TeacherSpec(_Strict):
+class TeacherSpec(Strict):
     """The teacher: an existing run folder, a config to train, or both (train into ``run`` if unfinished)."""
 
     run: Path | None = Field(None, description="teacher run folder; reused when finished")
@@ -53,12 +49,12 @@ class TeacherSpec(_Strict):
         return self
 
 
-class StudentSpec(_Strict):
+class StudentSpec(Strict):
     config: Path = Field(..., description="the student's run config (model, data, train, eval)")
     set: list[str] = Field(default_factory=list, description="overrides for every student run")
 
 
-class MethodEntry(_Strict):
+class MethodEntry(Strict):
     """One row of the table: a label and the KD methods combined in it."""
 
     label: str
@@ -76,7 +72,7 @@ class MethodEntry(_Strict):
         return v.strip()
 
 
-class ExperimentConfig(_Strict):
+class ExperimentConfig(Strict):
     name: str
     description: str | None = None
     teacher: TeacherSpec
@@ -106,19 +102,4 @@ def slug(label: str) -> str:
 
 def load_experiment(path: str | Path) -> ExperimentConfig:
     """Reads and validates an experiment config (clear errors naming the file and the key)."""
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"{path}: experiment config not found. The shipped ones are under configs/experiments/.")
-    try:
-        tree = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
-    try:
-        return ExperimentConfig.model_validate(tree)
-    except ValidationError as exc:
-        lines = [f"{path}: invalid experiment config"]
-        for err in exc.errors():
-            loc = ".".join(str(p) for p in err["loc"]) or "(top level)"
-            msg = "unknown key" if err["type"] == "extra_forbidden" else err["msg"]
-            lines.append(f"  {loc}: {msg}")
-        raise ConfigError("\n".join(lines)) from None
+    return load_yaml(ExperimentConfig, path, what="experiment config", where="configs/experiments/")
