@@ -17,7 +17,8 @@ from training.ensemble import Ensemble
 from training.ensemble.build import EnsembleConfig, build_ensemble
 from training.ensemble.teacher import UNLISTED_SCORE
 from training.ensemble.trajectory import load_trajectory, select_checkpoints
-from training.errors import DistillrecError
+from training.distill.teacher_protocol import EmbeddingTeacher, ItemListTeacher, Teacher, TrajectoryTeacher, require_teacher
+from training.errors import ConfigError, DistillrecError
 from training.evaluation import evaluate
 from training.run_folder import RunFolder
 
@@ -134,8 +135,11 @@ def test_loaded_ensemble_merges_member_lists(tiny_ensemble):
     seen = ens.dataset.train
     top = ens.user_topn(20)
     assert not any(set(top[u]) & set(seen.indices[seen.indptr[u]:seen.indptr[u + 1]]) for u in users)
-    with pytest.raises(DistillrecError, match="user_topn"):
-        ens.item_topn(5)
+    # a ranking teacher, but neither item lists nor one embedding space: methods needing them say so
+    assert isinstance(ens, Teacher) and isinstance(ens, TrajectoryTeacher)
+    assert not isinstance(ens, ItemListTeacher) and not isinstance(ens, EmbeddingTeacher)
+    with pytest.raises(ConfigError, match="'ir' needs item_topn from the teacher, which Ensemble does not provide"):
+        require_teacher("ir", ens, ItemListTeacher)
 
 
 def test_trajectories_are_compact_and_end_at_the_best_checkpoint(tiny_ensemble):

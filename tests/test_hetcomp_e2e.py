@@ -12,9 +12,10 @@ from hetcomp_tiny import ensemble_tree, run_tree, train_teachers
 from training.config import config_from_dict
 from training.ensemble import Ensemble
 from training.ensemble.build import build_ensemble, load_ensemble_config
-from training.ensemble.distill import distill_from_ensemble
+from training.distill.run import distill_run
 from training.ensemble.experiment import run_experiment
-from training.runs import load_run
+from training.errors import ConfigError
+from training.runs import load_run, train_run
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +41,7 @@ def test_hetcomp_student_end_to_end(built):
     hetcomp = {"name": "hetcomp", "weight": 0.01, "top_k": 10, "positives": 3, "period": 2, "start_epoch": 2,
                "discrepancy_k": 10, "listwise_depths": [6, 2]}
     cfg = config_from_dict(student_tree(csv, folder / "ensemble", [hetcomp], base_loss_weight=0.0))
-    result = distill_from_ensemble(cfg, folder / "hetcomp")
+    result = distill_run(cfg, folder / "hetcomp")
     log = [json.loads(line) for line in (folder / "hetcomp" / "metrics.jsonl").read_text().splitlines()]
     phases = [r["kd_state"]["hetcomp"]["phase"] for r in log]
     # official schedule with p = 2: DKC from epoch 2, θ < 1 from epoch 20, so every pair reaches the
@@ -63,10 +64,12 @@ def test_hetcomp_student_end_to_end(built):
 def test_rrd_and_scratch_students_from_the_ensemble(built):
     folder, csv, runs = built
     rrd = {"name": "rrd", "weight": 0.01, "interesting": 5, "uninteresting": 5, "topn": 10, "sampling": "topk"}
-    result = distill_from_ensemble(config_from_dict(student_tree(csv, folder / "ensemble", [rrd], epochs=4)), folder / "rrd")
+    result = distill_run(config_from_dict(student_tree(csv, folder / "ensemble", [rrd], epochs=4)), folder / "rrd")
     assert result["teacher"]["kind"] == "ensemble" and np.isfinite(result["test"]["metrics"]["recall@10"])
-    scratch = distill_from_ensemble(config_from_dict(student_tree(csv, None, [], epochs=4)), folder / "scratch")
+    scratch = train_run(config_from_dict(student_tree(csv, None, [], epochs=4)), folder / "scratch")
     assert "teacher" not in scratch
+    with pytest.raises(ConfigError, match="lists a method twice"):  # the one distill path checks every teacher kind
+        distill_run(config_from_dict(student_tree(csv, folder / "ensemble", [rrd, rrd], epochs=4)), folder / "twice")
 
     exp = {
         "name": "tiny",

@@ -12,7 +12,7 @@ from kd_support import SMALL_PARAMS, train_tiny_teacher
 
 from training.config import config_from_dict
 from training.distill.base import Batch, KDContext
-from training.distill.registry import METHODS, build_method, load_builtin
+from training.distill.registry import METHODS, build_method, build_methods, load_builtin
 from training.errors import ConfigError
 from training.models import model_from_config
 
@@ -46,8 +46,8 @@ def test_method_conformance(name, family, tiny_dataset, teacher):
     torch.manual_seed(0)
     cfg = config_from_dict({"model": {"family": family, "dim": 4, "layers": 1, "init_std": 0.1}})
     student = model_from_config(cfg.model, tiny_dataset.n_users, tiny_dataset.n_items, tiny_dataset.train)
-    ctx = KDContext(tiny_dataset, student, teacher, np.random.default_rng(0), max_epochs=50)
-    methods = [build_method(spec) for spec in SMALL_PARAMS[name]]
+    methods = build_methods(SMALL_PARAMS[name])
+    ctx = KDContext(tiny_dataset, student, teacher, np.random.default_rng(0), max_epochs=50, methods=methods)
     for m in methods:
         m.setup(ctx)
     for m in methods:
@@ -88,11 +88,24 @@ def test_methods_need_a_teacher(tiny_dataset):
 
 
 def test_ir_without_rrd_is_a_config_error(tiny_dataset, teacher):
+    ir_spec = {"name": "ir", "topn": 10, "interesting": 3, "uninteresting": 3}
+    with pytest.raises(ConfigError, match=r"'ir' builds on 'rrd'"):  # declared: caught when the config is read
+        build_methods([ir_spec])
+    assert [m.name for m in build_methods([ir_spec, {"name": "rrd"}])] == ["ir", "rrd"]  # any order
     student = model_from_config(config_from_dict({"model": {"dim": 4}}).model, tiny_dataset.n_users, tiny_dataset.n_items)
-    ir = build_method({"name": "ir", "topn": 10, "interesting": 3, "uninteresting": 3})
-    ir.setup(KDContext(tiny_dataset, student, teacher, np.random.default_rng(0), max_epochs=5))
-    with pytest.raises(ConfigError, match="rrd"):
-        ir.on_epoch_start(0, student)
+    with pytest.raises(ConfigError, match="rrd"):  # and when set up alone
+        build_method(ir_spec).setup(KDContext(tiny_dataset, student, teacher, np.random.default_rng(0), max_epochs=5))
+
+
+def test_methods_own_typed_params():
+    assert build_method({"name": "rrd"}).params == METHODS["rrd"].Params()
+    assert build_method({"name": "rrd", "topn": 7}).params.topn == 7
+    assert build_method({"name": "ftd"}).params is None
+
+
+def test_a_method_listed_twice_is_a_config_error():
+    with pytest.raises(ConfigError, match="twice"):
+        build_methods([{"name": "de"}, {"name": "de", "weight": 0.1}])
 
 
 def test_unknown_params_are_config_errors():

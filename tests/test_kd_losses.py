@@ -393,9 +393,9 @@ def test_rrd_golden_and_samples(small):
 
 def test_ir_golden(small):
     ds, teacher, student, batch = small
-    ctx = KDContext(ds, student, teacher, np.random.default_rng(0), max_epochs=10)
     rrd = build_method({"name": "rrd", "interesting": 2, "uninteresting": 2, "topn": 4})
     ir = build_method({"name": "ir", "interesting": 2, "uninteresting": 1, "topn": 3, "sampling": "topk"})
+    ctx = KDContext(ds, student, teacher, np.random.default_rng(0), max_epochs=10, methods=(ir, rrd))
     for m in (ir, rrd):  # IR finds RRD whatever the order
         m.setup(ctx)
     for m in (rrd, ir):

@@ -25,6 +25,7 @@ from training.checkpoint import flatten_state, load_checkpoint, save_checkpoint,
 from training.config import RunConfig, dump_config
 from training.data.dataset import Dataset
 from training.distill.base import Batch, KDContext, KDMethod
+from training.distill.teacher_protocol import Teacher
 from training.distributed import DistContext
 from training.errors import TrainingError
 from training.evaluation import EvalResult, TorchScorer, evaluate
@@ -81,7 +82,7 @@ class Trainer:
         out_dir: str | Path,
         methods: list[KDMethod] | None = None,
         extra_result: dict | None = None,
-        teacher: object | None = None,
+        teacher: Teacher | None = None,
     ):
         self.config, self.dataset, self.model = config, dataset, model
         self.folder = RunFolder(out_dir)
@@ -94,7 +95,7 @@ class Trainer:
             torch.set_num_threads(tc.threads)
         torch.manual_seed(tc.seed)
         self.rng = np.random.default_rng(tc.seed)
-        ctx = KDContext(dataset=dataset, student=model, teacher=teacher, rng=self.rng, max_epochs=tc.epochs)
+        ctx = KDContext(dataset=dataset, student=model, teacher=teacher, rng=self.rng, max_epochs=tc.epochs, methods=tuple(self.methods))
         for m in self.methods:
             m.setup(ctx)  # may create trainable parts (experts), so before the optimizer exists
         self.params = list(model.parameters()) + list(self.methods.parameters())

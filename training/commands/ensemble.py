@@ -39,7 +39,7 @@ def register(sub) -> None:
     )
     add_config_args(d)
     add_run_args(d, "runs/hc-ml100k-student-hetcomp")
-    d.add_argument("--ensemble", default=None, help="ensemble run folder (default: the config's distill.teacher)")
+    d.add_argument("--ensemble", "--teacher", dest="ensemble", default=None, help="ensemble run folder (default: the config's distill.teacher)")
     d.set_defaults(handler=run_distill)
 
     e = esub.add_parser(
@@ -84,9 +84,14 @@ def run_distill(args) -> int:
     import resource
     from pathlib import Path
 
-    from training.ensemble.distill import distill_from_ensemble
+    from training.distill.run import distill_run
+    from training.runs import train_run
 
-    result = distill_from_ensemble(run_config(args), args.out, args.ensemble, resume=args.resume)
+    config = run_config(args)
+    if config.distill and config.distill.methods:
+        result = distill_run(config, args.out, teacher=args.ensemble, resume=args.resume)
+    else:  # the experiment's scratch student, trained and measured the same way
+        result = train_run(config, args.out, resume=args.resume)
     result["peak_rss_mib"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
     (Path(args.out) / "result.json").write_text(json.dumps(result, indent=2))
     print(json.dumps({"out": str(args.out), "best_epoch": result["best_epoch"], "peak_rss_mib": result["peak_rss_mib"], "test": result["test"]}, indent=2))

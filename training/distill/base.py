@@ -1,22 +1,37 @@
 """The knowledge-distillation interface the trainer talks to.
 
 A KD method is an ``nn.Module`` (it may own trainable parts such as DE's experts, which the trainer
-optimises with the student and discards at export). It declares what it needs from the teacher,
-is set up once with a :class:`KDContext`, may refresh samples at the start of each epoch, and returns
-named, *unweighted* loss terms for a batch. The trainer adds ``weight × term`` to the base loss.
+optimises with the student and discards at export). It declares
+
+* ``Params``: a strict pydantic model of its knobs; the base class validates nothing itself but
+  always holds a typed ``self.params`` (the defaults when the config gives none);
+* ``requires``: the other KD methods it builds on (IR regularises RRD's samples), which must be
+  listed in the same run; it reaches them with :meth:`KDContext.method`, whatever the list order;
+* what it needs from the teacher, by asking for a capability of
+  :mod:`training.distill.teacher_protocol` in :meth:`setup`.
+
+It is set up once with a :class:`KDContext`, may refresh samples at the start of each epoch, and
+returns named, *unweighted* loss terms for a batch. The trainer adds ``weight × term`` to the base loss.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import ClassVar
+from typing import ClassVar, Generic, TypeVar
 
 import numpy as np
 import torch
+from pydantic import BaseModel
 from torch import nn
 
 from training.data.dataset import Dataset
+from training.distill.teacher_protocol import Teacher
+from training.errors import ConfigError
 from training.models.base import Recommender
+
+P = TypeVar("P", bound=BaseModel | None)
+M = TypeVar("M", bound="KDMethod")
 
 
 @dataclass
@@ -32,27 +47,37 @@ class Batch:
 
 @dataclass
 class KDContext:
-    """What a method may use at set-up: the data, the student, the teacher's cached artifacts."""
+    """What a method may use at set-up: the data, the student, the teacher and the run's other methods."""
 
     dataset: Dataset
     student: Recommender
-    teacher: object | None  # training.distill.teacher.TeacherArtifacts (or an ensemble's)
+    teacher: Teacher | None  # a single teacher run (TeacherArtifacts) or an ensemble
     rng: np.random.Generator
     max_epochs: int
-    extras: dict = field(default_factory=dict)
+    methods: Sequence[KDMethod] = field(default_factory=tuple)  # every method of the run, set up or not
+
+    def method(self, user: str, cls: type[M]) -> M:
+        """The run's method of class ``cls`` that ``user`` builds on (see :attr:`KDMethod.requires`)."""
+        for m in self.methods:
+            if isinstance(m, cls):
+                return m
+        raise ConfigError(f"{user} builds on {cls.name}: list a '{cls.name}' method in distill.methods too.")
 
 
-class KDMethod(nn.Module):
+class KDMethod(nn.Module, Generic[P]):
     """Base class of every distillation method (see ``training.distill.registry``)."""
 
     name: ClassVar[str] = ""
-    needs: ClassVar[frozenset[str]] = frozenset()
     default_weight: ClassVar[float] = 1.0
+    Params: ClassVar[type[BaseModel] | None] = None
+    requires: ClassVar[tuple[type[KDMethod], ...]] = ()
 
-    def __init__(self, weight: float | None = None, params=None):
+    def __init__(self, weight: float | None = None, params: P | None = None):
         super().__init__()
         self.weight = float(self.default_weight if weight is None else weight)
-        self.params = params
+        if params is None and self.Params is not None:
+            params = self.Params()
+        self.params: P = params  # type: ignore[assignment]
 
     def setup(self, ctx: KDContext) -> None:
         """Called once before training (build experts, load lists, sample candidates …)."""

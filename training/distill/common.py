@@ -1,5 +1,5 @@
 """Building blocks shared by the KD methods: the stable relaxed ranking loss, rank-based sampling,
-Gumbel selection with an annealed temperature, cosine similarities, and teacher checks.
+Gumbel selection with an annealed temperature and cosine similarities.
 
 Everything here is vectorised over users/items (no per-entity Python loops) and numerically stable
 (METHODS.md §10): log-sum-exp forms with max subtraction, no divisions by unguarded norms.
@@ -11,33 +11,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from training.errors import ConfigError
 
 #: Stand-in for −∞ in masked log-sum-exps: finite, so masked entries get exactly zero gradient and
 #: never produce NaN (exp(−1e30 − x) underflows to 0 in float32).
 NEG_INF = -1e30
-
-#: What a teacher object may provide (duck-typed; see ``training.distill.teacher``).
-TEACHER_NEEDS = {
-    "embeddings": "embeddings() -> (user [U, d_t], item [I, d_t]) float32",
-    "user_topn": "user_topn(n) -> int64 [U, n] (best first, training items excluded, -1 padding)",
-    "item_topn": "item_topn(n) -> int64 [I, n] (best users first, training pairs excluded, -1 padding)",
-    "scores": "score_candidates(users [b], items [b, c]) -> float32 [b, c] (teacher scores)",
-}
-_NEED_ATTR = {"embeddings": "embeddings", "user_topn": "user_topn", "item_topn": "item_topn", "scores": "score_candidates"}
-
-
-def require_teacher(method: str, teacher: object | None, needs: frozenset[str] | set[str]) -> None:
-    """Raises a clear :class:`ConfigError` when the teacher cannot provide what ``method`` needs."""
-    if not needs:
-        return
-    if teacher is None:
-        raise ConfigError(f"KD method '{method}' needs a teacher ({', '.join(sorted(needs))}); pass --teacher RUN_FOLDER.")
-    missing = [n for n in sorted(needs) if not callable(getattr(teacher, _NEED_ATTR[n], None))]
-    if missing:
-        details = "; ".join(TEACHER_NEEDS[n] for n in missing)
-        raise ConfigError(f"KD method '{method}' needs {', '.join(missing)} from the teacher, which {type(teacher).__name__} does not provide ({details}).")
-
 
 # ------------------------------------------------------------------------------------ losses
 class _RelaxedRanking(torch.autograd.Function):

@@ -42,6 +42,7 @@ from service.aggregation import aggregate_lists
 from training.distill.base import Batch, KDContext, KDMethod
 from training.distill.common import NEG_INF, relaxed_ranking_loss
 from training.distill.registry import register
+from training.distill.teacher_protocol import TrajectoryTeacher
 from training.errors import ConfigError
 from training.evaluation import TorchScorer, top_k_excluding
 
@@ -188,20 +189,18 @@ class HetCompParams(BaseModel):
 
 
 @register
-class HetComp(KDMethod):
+class HetComp(KDMethod[HetCompParams]):
     """HetComp (see the module docstring): DKC over teacher trajectories + two-phase AKT."""
 
     name = "hetcomp"
-    needs = frozenset({"trajectories"})
     default_weight = 0.01
     Params = HetCompParams
 
     def setup(self, ctx: KDContext) -> None:
-        p: HetCompParams = self.params or HetCompParams()
-        self.params = p
-        teacher = ctx.teacher
-        if teacher is None or not hasattr(teacher, "trajectories"):
+        p = self.params
+        if not isinstance(ctx.teacher, TrajectoryTeacher):
             raise ConfigError("hetcomp needs an ensemble teacher with trajectories (distill.teacher: an ensemble run folder built by `distillrec ensemble build`).")
+        teacher = ctx.teacher
         if p.listwise_depths[0] > p.top_k or p.listwise_depths[1] > p.listwise_depths[0]:
             raise ConfigError(f"hetcomp: listwise_depths {p.listwise_depths} must satisfy top_k ≥ a ≥ b.")
         self.dataset = ctx.dataset
@@ -213,8 +212,8 @@ class HetComp(KDMethod):
                 raise ConfigError(f"hetcomp: trajectory of {t.run} keeps top-{t.top_n} lists, discrepancy_k is {p.discrepancy_k}.")
         self.lists = [t.items for t in trajs]  # X × int32 [V_x, U, N]
         self.last = np.array([t.n_checkpoints - 1 for t in trajs], dtype=np.int64)
-        self.weights = list(getattr(teacher, "weights", [1.0] * len(trajs)))
-        self.temperature = float(getattr(teacher, "temperature", 10.0))
+        self.weights = list(teacher.weights)
+        self.temperature = float(teacher.temperature)
         n_users, n_teachers = ctx.dataset.n_users, len(trajs)
         self.register_buffer("v", torch.zeros(n_users, n_teachers, dtype=torch.long))
         self.register_buffer("stored", torch.ones(n_users, n_teachers, dtype=torch.float64))

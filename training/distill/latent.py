@@ -21,10 +21,11 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
-from training.distill.base import Batch, KDContext, KDMethod
-from training.distill.common import annealed_temperature, require_teacher
+from training.distill.base import P, Batch, KDContext, KDMethod
+from training.distill.common import annealed_temperature
 from training.distill.experts import ExpertBank, expert_hidden
 from training.distill.registry import register
+from training.distill.teacher_protocol import EmbeddingTeacher, require_teacher
 
 
 class Params(BaseModel):
@@ -49,15 +50,12 @@ def student_dims(student) -> tuple[int, int]:
     return int(u.shape[1]), int(i.shape[1])
 
 
-class TeacherTables(KDMethod):
+class TeacherTables(KDMethod[P]):
     """Base of the methods that read the frozen teacher tables (kept as non-persistent buffers,
     so they are not written into every checkpoint)."""
 
-    needs = frozenset({"embeddings"})
-
     def _load_teacher(self, ctx: KDContext) -> None:
-        require_teacher(self.name, ctx.teacher, self.needs)
-        user, item = ctx.teacher.embeddings()
+        user, item = require_teacher(self.name, ctx.teacher, EmbeddingTeacher).embeddings()
         if user.shape[0] != ctx.dataset.n_users or item.shape[0] != ctx.dataset.n_items:
             raise ValueError(f"{self.name}: teacher tables {user.shape[0]}×{item.shape[0]} do not match the data {ctx.dataset.n_users}×{ctx.dataset.n_items}")
         self.register_buffer("t_user", torch.as_tensor(np.asarray(user, dtype=np.float32)), persistent=False)
@@ -76,7 +74,7 @@ class DEParams(Params):
 
 
 @register
-class DE(TeacherTables):
+class DE(TeacherTables[DEParams]):
     """Distillation Experts (Kang et al., "DE-RRD", CIKM 2020; METHODS.md §1).
 
     Per side (users, items), M experts E_m: d_s → ⌊(d_s+d_t)/2⌋ → d_t and a selection network
@@ -97,7 +95,7 @@ class DE(TeacherTables):
     Params = DEParams
 
     def setup(self, ctx: KDContext) -> None:
-        p: DEParams = self.params or DEParams()
+        p = self.params
         self.p = p
         self._load_teacher(ctx)
         d_su, d_si = student_dims(ctx.student)
@@ -139,7 +137,7 @@ def neighbour_mean(adj: sp.csr_matrix, table: np.ndarray, own: np.ndarray) -> np
 
 
 @register
-class PHR(TeacherTables):
+class PHR(TeacherTables[PHRParams]):
     """Personalized Hint Regression (Kang et al., Knowledge-Based Systems 239, 2022; METHODS.md §2).
 
     A personalization network p maps the (enriched) teacher view v_x to a per-entity bridge
@@ -158,7 +156,7 @@ class PHR(TeacherTables):
     Params = PHRParams
 
     def setup(self, ctx: KDContext) -> None:
-        p: PHRParams = self.params or PHRParams()
+        p = self.params
         self._load_teacher(ctx)
         d_su, d_si = student_dims(ctx.student)
         d_t = self.t_user.shape[1]
@@ -200,7 +198,7 @@ class FitNetParams(Params):
 
 
 @register
-class FitNet(TeacherTables):
+class FitNet(TeacherTables[FitNetParams]):
     """FitNet-style hint regression (Romero et al., ICLR 2015), the TD paper's "FitNet" baseline.
 
     One shared projection f per side (no experts, no selection):
@@ -215,7 +213,7 @@ class FitNet(TeacherTables):
     Params = FitNetParams
 
     def setup(self, ctx: KDContext) -> None:
-        p: FitNetParams = self.params or FitNetParams()
+        p = self.params
         self._load_teacher(ctx)
         d_su, d_si = student_dims(ctx.student)
         d_t = self.t_user.shape[1]

@@ -19,9 +19,10 @@ import torch.nn.functional as F
 from pydantic import Field
 
 from training.distill.base import Batch, KDContext, KDMethod
-from training.distill.common import keys_of, list_lengths, rank_sample_positions, relaxed_ranking_loss, require_teacher
+from training.distill.common import keys_of, list_lengths, rank_sample_positions, relaxed_ranking_loss
 from training.distill.latent import Params
 from training.distill.registry import register
+from training.distill.teacher_protocol import ItemListTeacher, ScoringTeacher, Teacher, require_teacher
 from training.errors import ConfigError
 from training.models.gather_dot import gather_dot
 from training.sampling import excluded_keys, sample_excluding
@@ -90,7 +91,7 @@ class RRDParams(Params):
 
 
 @register
-class RRD(KDMethod):
+class RRD(KDMethod[RRDParams]):
     """Relaxed Ranking Distillation (Kang et al., "DE-RRD", CIKM 2020; METHODS.md §4).
 
     For each unique batch user u with K interesting items π_1..π_K (rank-sampled from the teacher's
@@ -104,17 +105,15 @@ class RRD(KDMethod):
     """
 
     name = "rrd"
-    needs = frozenset({"user_topn"})
     default_weight = 1e-3
     Params = RRDParams
 
     def setup(self, ctx: KDContext) -> None:
-        p: RRDParams = self.params or RRDParams()
-        require_teacher(self.name, ctx.teacher, self.needs)
+        p = self.params
+        teacher = require_teacher(self.name, ctx.teacher, Teacher)
         self.p, self.rng = p, ctx.rng
-        lists = np.asarray(ctx.teacher.user_topn(p.topn), dtype=np.int64)
+        lists = np.asarray(teacher.user_topn(p.topn), dtype=np.int64)
         self.sampler = ListSampler(lists, ctx.dataset.train.tocsr(), p.interesting, p.uninteresting, p.temperature, p.sampling == "topk", "rrd")
-        ctx.extras.setdefault("rrd", self)
 
     def on_epoch_start(self, epoch: int, student) -> None:
         self.cand, self.valid = self.sampler.draw(self.rng)
@@ -136,7 +135,7 @@ class IRParams(Params):
 
 
 @register
-class IR(KDMethod):
+class IR(KDMethod[IRParams]):
     """Item-side ranking Regularization, used as IR-RRD (Kang et al., Information Sciences 2021; §5).
 
     For each item i the student should rank the teacher's top users ν_1..ν_{K_I} of i (rank-sampled
@@ -145,29 +144,29 @@ class IR(KDMethod):
         L_IR(i) = − Σ_k [ r_{ν_k i} − log( Σ_{l ≥ k} e^{r_{ν_l i}} + Σ_{v ∈ L_i} e^{r_{v i}} ) ]
 
     summed over the unique items that RRD sampled (interesting ∪ uninteresting) for the batch's users,
-    as in the official code; so IR needs an ``rrd`` method in the same run. Defaults: K_I = L_I = 20,
+    as in the official code; so IR ``requires`` an ``rrd`` method in the same run (in any order). Defaults: K_I = L_I = 20,
     T_I = 10, N = 500, λ_IR = 5e-4 (with RRD at its defaults).
     """
 
     name = "ir"
-    needs = frozenset({"item_topn"})
     default_weight = 5e-4
     Params = IRParams
+    requires = (RRD,)
 
     def setup(self, ctx: KDContext) -> None:
-        p: IRParams = self.params or IRParams()
-        require_teacher(self.name, ctx.teacher, self.needs)
-        self.p, self.rng, self.ctx = p, ctx.rng, ctx
-        lists = np.asarray(ctx.teacher.item_topn(p.topn), dtype=np.int64)
+        p = self.params
+        teacher = require_teacher(self.name, ctx.teacher, ItemListTeacher)
+        self.p, self.rng = p, ctx.rng
+        # a plain reference, not a submodule: RRD's state stays RRD's own in checkpoints
+        object.__setattr__(self, "rrd", ctx.method(self.name, RRD))
+        lists = np.asarray(teacher.item_topn(p.topn), dtype=np.int64)
         self.sampler = ListSampler(lists, ctx.dataset.train.T.tocsr(), p.interesting, p.uninteresting, p.temperature, p.sampling == "topk", "ir")
 
     def on_epoch_start(self, epoch: int, student) -> None:
-        if "rrd" not in self.ctx.extras:
-            raise ConfigError("ir regularises RRD: list an 'rrd' method in distill.methods too (IR-RRD).")
         self.cand, self.valid = self.sampler.draw(self.rng)
 
     def forward(self, batch: Batch, student, reps) -> dict[str, torch.Tensor]:
-        rrd: RRD = self.ctx.extras["rrd"]
+        rrd = self.rrd
         users = batch.users.unique()
         touched, k_rrd = rrd.cand[users], rrd.valid.shape[1]
         items = torch.cat([touched[:, :k_rrd][rrd.valid[users]], touched[:, k_rrd:].reshape(-1)]).unique()
@@ -186,7 +185,7 @@ class RDParams(Params):
 
 
 @register
-class RD(KDMethod):
+class RD(KDMethod[RDParams]):
     """Ranking Distillation (Tang & Wang, KDD 2018), the DE-RRD papers' point-wise baseline.
 
     For each unique batch user, the teacher's top-K unobserved items π_1..π_K are treated as
@@ -200,15 +199,13 @@ class RD(KDMethod):
     """
 
     name = "rd"
-    needs = frozenset({"user_topn"})
     default_weight = 0.5
     Params = RDParams
 
     def setup(self, ctx: KDContext) -> None:
-        p: RDParams = self.params or RDParams()
-        require_teacher(self.name, ctx.teacher, self.needs)
+        p = self.params
         self.p, self.rng = p, ctx.rng
-        top = np.asarray(ctx.teacher.user_topn(p.topk), dtype=np.int64)
+        top = np.asarray(require_teacher(self.name, ctx.teacher, Teacher).user_topn(p.topk), dtype=np.int64)
         self.top = torch.from_numpy(np.where(top >= 0, top, 0))
         self.top_valid = torch.from_numpy(top >= 0)
         static = torch.exp(-torch.arange(1, p.topk + 1, dtype=torch.float32) / p.temperature)
@@ -261,7 +258,7 @@ def tournament_log_weights(n: int, temperature: float) -> np.ndarray:
 
 
 @register
-class CD(KDMethod):
+class CD(KDMethod[CDParams]):
     """Collaborative Distillation (Lee, Choi, Kim & Kim, ICDM 2019), the DE-RRD papers' baseline.
 
     Per user and epoch, ``samples`` items are rank-sampled from the top-N of a guide ranking (the
@@ -275,20 +272,17 @@ class CD(KDMethod):
     """
 
     name = "cd"
-    needs = frozenset({"user_topn", "scores"})
     default_weight = 0.5
     Params = CDParams
 
     def setup(self, ctx: KDContext) -> None:
-        p: CDParams = self.params or CDParams()
-        needs = {"scores"} | ({"user_topn"} if p.guide == "teacher" else set())
-        require_teacher(self.name, ctx.teacher, needs)
-        self.p, self.rng, self.teacher = p, ctx.rng, ctx.teacher
+        p = self.params
+        self.p, self.rng, self.teacher = p, ctx.rng, require_teacher(self.name, ctx.teacher, ScoringTeacher)
         self.train = ctx.dataset.train.tocsr()
         self.train_keys = excluded_keys(self.train)
         self.n_users, self.n_items = ctx.dataset.n_users, ctx.dataset.n_items
         self.log_w = tournament_log_weights(min(p.candidates, self.n_items), p.temperature)
-        self.lists = np.asarray(ctx.teacher.user_topn(p.candidates), dtype=np.int64) if p.guide == "teacher" else None
+        self.lists = np.asarray(require_teacher(self.name, ctx.teacher, Teacher).user_topn(p.candidates), dtype=np.int64) if p.guide == "teacher" else None
 
     def _student_topn(self, student) -> np.ndarray:
         from training.evaluation import TorchScorer, top_k_excluding

@@ -1,7 +1,9 @@
 """The registry of KD methods: ``@register`` a :class:`KDMethod` subclass; build methods from config.
 
 A method spec in a config is a mapping ``{name: de, weight: 0.01, <method params>…}``. Each method
-class declares a pydantic ``Params`` model (unknown keys are errors) with the defaults of METHODS.md.
+class declares a pydantic ``Params`` model (unknown keys are errors) with the defaults of METHODS.md,
+and in ``requires`` the methods it builds on. :func:`build_methods` builds a run's list: each name at
+most once, every required method present (in any order).
 """
 
 from __future__ import annotations
@@ -69,3 +71,17 @@ def build_method(spec: dict) -> KDMethod:
     if params is None and spec:
         raise ConfigError(f"distill.methods[{name}]: takes no parameters besides weight, got {sorted(spec)}")
     return cls(weight=weight, params=params)
+
+
+def build_methods(specs: list[dict]) -> list[KDMethod]:
+    """The KD methods of one run: built from their specs, each name at most once, and each method's
+    ``requires`` listed too (the order of the list does not matter)."""
+    methods = [build_method(spec) for spec in specs]
+    names = [m.name for m in methods]
+    if len(set(names)) != len(names):
+        raise ConfigError(f"distill.methods lists a method twice: {names}")
+    for m in methods:
+        for needed in m.requires:
+            if not any(isinstance(other, needed) for other in methods):
+                raise ConfigError(f"distill.methods: '{m.name}' builds on '{needed.name}'; list a {{name: {needed.name}}} method too.")
+    return methods

@@ -31,7 +31,7 @@ def batch_entity_set(batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
 
 # ---------------------------------------------------------------------------------------- FTD
 @register
-class FTD(TeacherTables):
+class FTD(TeacherTables[None]):
     """Full Topology Distillation (Kang et al., "Topology Distillation for Recommender System", KDD 2021; METHODS.md §3.1).
 
         L_FTD = ‖ cos(E_t, E_t) − cos(E_s, E_s) ‖²_F
@@ -47,8 +47,6 @@ class FTD(TeacherTables):
 
     name = "ftd"
     default_weight = 1e-3
-    Params = None
-
     def setup(self, ctx: KDContext) -> None:
         self._load_teacher(ctx)
 
@@ -159,7 +157,7 @@ class HTDParams(Params):
 
 
 @register
-class HTD(TeacherTables):
+class HTD(TeacherTables[HTDParams]):
     """Hierarchical Topology Distillation (Kang et al., "Topology Distillation for Recommender System", KDD 2021; METHODS.md §3.2).
 
     1. Group assignment per side: α_x = softmax(v(e_t(x))), hard group argmax α_x (item groups offset
@@ -182,7 +180,7 @@ class HTD(TeacherTables):
     Params = HTDParams
 
     def setup(self, ctx: KDContext) -> None:
-        p: HTDParams = self.params or HTDParams()
+        p = self.params
         self.p = p
         self._load_teacher(ctx)
         d_su, d_si = student_dims(ctx.student)

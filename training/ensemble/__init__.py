@@ -2,8 +2,8 @@
 
 * :mod:`training.ensemble.trajectory` — per-checkpoint top-N lists of a teacher run (``trajectory.npz``);
 * :mod:`training.ensemble.teacher` — :class:`Ensemble`, a scorer and a ranking teacher;
-* :mod:`training.ensemble.build` — ``distillrec ensemble build`` (the ensemble run folder);
-* :mod:`training.ensemble.distill` — train a student from an ensemble (HetComp, RRD);
+* :mod:`training.ensemble.build` — ``distillrec ensemble build`` (the ensemble run folder; students are
+  distilled from it by :func:`training.distill.run.distill_run`, like from a single teacher);
 * :mod:`training.ensemble.experiment` — the teachers → ensemble → students table.
 """
 

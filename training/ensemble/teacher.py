@@ -141,12 +141,6 @@ class Ensemble:
             self._topn[n] = out
         return self._topn[n]
 
-    def item_topn(self, n: int) -> np.ndarray:
-        raise DistillrecError("the ensemble teacher offers user-side ranking knowledge only (user_topn); item-side methods (IR) need a single teacher run.")
-
-    def embeddings(self):
-        raise DistillrecError("the ensemble teacher has no single embedding space; latent methods (DE, PHR, TD) need a single teacher run.")
-
     def trajectories(self):
         """The members' trajectories (``RUN/trajectory.npz``), in member order, for HetComp."""
         from training.ensemble.trajectory import load_trajectory
