@@ -8,7 +8,7 @@ Steps (each reuses what a previous run left, so a second run starts in seconds):
 3. the student (dim 20) distilled from it with the best method of our MovieLens-100K results
    into ``RUNS/student``;
 4. both exported as bundles ``ml100k-teacher`` and ``ml100k-student`` under the models dir;
-5. the service started on 127.0.0.1:PORT (a ``distillrec serve`` subprocess) and polled until ready;
+5. the service started on 127.0.0.1:PORT (:class:`training.local_service.LocalService`) and polled until ready;
 6. example calls printed with their ``curl`` form, and a student-vs-teacher table (accuracy,
    parameters, p50/p99 latency from ``POST /v1/benchmark``).
 
@@ -18,15 +18,13 @@ Then the service keeps running in the foreground until Ctrl-C (``--exit`` stops 
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import subprocess
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from training.http_client import request_json, wait_until_ready
+from training.http_client import request_json
+from training.local_service import LocalService
 from training.run_folder import RunFolder
 
 TEACHER_CONFIG = Path("configs/ml-100k/lightgcn-teacher.yaml")
@@ -120,16 +118,13 @@ def _export(run: Path, models_dir: Path, bundle: str) -> None:
     print(f"    {bundle}: {result.path}")
 
 
-def _start_service(opts: DemoOptions) -> subprocess.Popen:
-    cmd = [sys.executable, "-m", "training.cli", "serve", "--models-dir", str(opts.models_dir), "--port", str(opts.port),
-           "--default-model", STUDENT_BUNDLE, "--log-level", "warning", "--no-access-log"]
-    proc = subprocess.Popen(cmd, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+def _start_service(opts: DemoOptions) -> LocalService:
+    service = LocalService(opts.models_dir, default_model=STUDENT_BUNDLE, port=opts.port)
     try:
-        wait_until_ready(f"http://127.0.0.1:{opts.port}", proc, timeout=120, poll_s=0.5)
+        service.start(timeout=120, poll_s=0.5)
     except RuntimeError as exc:
-        proc.terminate()
         raise RuntimeError(f"{exc}; is port {opts.port} free? (try --port)") from None
-    return proc
+    return service
 
 
 def _examples(base: str) -> None:
@@ -187,8 +182,8 @@ def run_demo(opts: DemoOptions) -> int:
     _export(teacher, opts.models_dir, TEACHER_BUNDLE)
     _export(student, opts.models_dir, STUDENT_BUNDLE)
     _step(5, f"service on http://127.0.0.1:{opts.port}")
-    proc = _start_service(opts)
-    base = f"http://127.0.0.1:{opts.port}"
+    service = _start_service(opts)
+    base = service.base
     try:
         _step(6, "example calls, then student vs teacher measured by the service")
         _examples(base)
@@ -197,11 +192,8 @@ def run_demo(opts: DemoOptions) -> int:
         if opts.exit_after:
             return 0
         print("The service keeps running; press Ctrl-C to stop it.", flush=True)
-        proc.wait()
-        return proc.returncode or 0
+        return service.wait() or 0
     except KeyboardInterrupt:
         return 0
     finally:
-        if proc.poll() is None:
-            proc.terminate()
-            proc.wait(timeout=30)
+        service.stop(grace_s=30)

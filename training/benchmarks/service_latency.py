@@ -26,13 +26,10 @@ concurrency, and the in-process latency distributions; needs matplotlib, skipped
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
-import socket
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -40,9 +37,9 @@ from pathlib import Path
 import numpy as np
 
 from training.benchmarks.environment import LATENCY_PERCENTILES, environment, footer, pyplot, run_conditions
-from training.http_client import request_json, wait_until_ready
+from training.http_client import request_json
+from training.local_service import LocalService
 
-HOST = "127.0.0.1"
 TARGETS = {"rps_ratio": 0.4, "p99_ms": 25.0, "in_process_p99_ms": 0.5, "speedup_p50": 5.0}
 DEFAULT_CONCURRENCY = (1, 4, 16)
 #: the concurrency the must-show targets are stated at (the largest listed one when it is not listed)
@@ -139,47 +136,6 @@ def run_load(tool: str, url: str, concurrency: int, duration: int, bodies: list[
     return {**parse_hey(out), "command": " ".join(cmd)}
 
 
-# --------------------------------------------------------------------------------- the server
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind((HOST, 0))
-        return s.getsockname()[1]
-
-
-class Server:
-    """``uvicorn service.main:app`` with one worker on 127.0.0.1, started and stopped by this script."""
-
-    def __init__(self, models_dir: Path, default_model: str, max_requests: int, ort_threads: int):
-        self.port = _free_port()
-        self.base = f"http://{HOST}:{self.port}"
-        env = {
-            **os.environ,
-            "DISTILLREC_MODELS_DIR": str(models_dir),
-            "DISTILLREC_DEFAULT_MODEL": default_model,
-            "DISTILLREC_BENCHMARK_MAX_REQUESTS": str(max(max_requests, 1)),
-            "DISTILLREC_ORT_THREADS": str(ort_threads),
-            "DISTILLREC_LOG_LEVEL": "warning",
-            "OMP_NUM_THREADS": "1",
-        }
-        self.cmd = [sys.executable, "-m", "uvicorn", "service.main:app", "--host", HOST, "--port", str(self.port), "--workers", "1", "--no-access-log", "--log-level", "warning"]
-        self.proc = subprocess.Popen(self.cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-
-    def wait_ready(self, timeout: float = 120) -> dict:
-        return wait_until_ready(self.base, self.proc, timeout)
-
-    def cpu_seconds(self) -> float:
-        """CPU time (user + system) the server process has used so far, from /proc (Linux)."""
-        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-
-
 # ----------------------------------------------------------------------------------- measures
 def in_process(models_dir: Path, bundle: str, n: int, seed: int = 0) -> dict:
     """p50/p99 (ms) of ``Recommender.recommend`` for ``n`` random users, in this process (1 ORT/FAISS thread)."""
@@ -269,9 +225,10 @@ def run(models_dir: Path, student: str, teachers: list[str], out: Path, tool: st
     env = {**environment(), **run_conditions()}
     inproc_all = [in_process(models_dir, student, in_process_requests)] + [in_process(models_dir, t, n_teacher) for t in teachers]
     inproc = inproc_all[0]
-    server = Server(models_dir, student, bench_requests, ort_threads)
+    server = LocalService(models_dir, student, settings={"BENCHMARK_MAX_REQUESTS": max(bench_requests, 1), "ORT_THREADS": ort_threads},
+                          quiet=True, extra_env={"OMP_NUM_THREADS": "1"})
     try:
-        ready = server.wait_ready()
+        ready = server.start()
         loaded = {b["name"]: b for b in ready["loaded"]}
         missing = [b for b in [student, *teachers] if b not in loaded]
         if missing:
