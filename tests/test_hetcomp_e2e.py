@@ -13,7 +13,7 @@ from training.config import config_from_dict
 from training.ensemble import Ensemble
 from training.ensemble.build import build_ensemble, load_ensemble_config
 from training.distill.run import distill_run
-from training.ensemble.experiment import run_experiment
+from training.experiments import run_experiment
 from training.errors import ConfigError
 from training.runs import load_run, train_run
 
@@ -73,15 +73,17 @@ def test_rrd_and_scratch_students_from_the_ensemble(built):
 
     exp = {
         "name": "tiny",
-        "teachers": [{"config": str(folder / f"t{i}.yaml"), "run": str(r)} for i, r in enumerate(runs)],
-        "ensemble": {"config": str(folder / "ensemble.yaml"), "run": str(folder / "ensemble")},
+        "teacher": {"members": [{"config": str(folder / f"t{i}.yaml"), "run": str(r)} for i, r in enumerate(runs)],
+                    "ensemble": {"config": str(folder / "ensemble.yaml"), "run": str(folder / "ensemble")}},
         "students": [{"label": "scratch", "config": str(folder / "s.yaml"), "run": str(folder / "scratch")},
                      {"label": "RRD", "config": str(folder / "s.yaml"), "run": str(folder / "rrd")}],
         "timing": {"users": 20, "repeats": 1},
-        "metrics": ["recall@10", "ndcg@10"],
+        "metric": "recall@10",
+        "report": ["ndcg@10"],
     }
     (folder / "exp.yaml").write_text(yaml.safe_dump(exp))
-    table = run_experiment(folder / "exp.yaml", folder / "results", table_only=True, log=lambda *a: None)
+    table = run_experiment(folder / "exp.yaml", folder / "results", report_only=True, log=lambda *a: None)
+    assert table["metrics"] == ["recall@10", "ndcg@10"]
     roles = [r["role"] for r in table["rows"]]
     assert roles == ["teacher", "teacher", "ensemble", "student", "student"]
     ens_row = table["rows"][2]
@@ -90,3 +92,5 @@ def test_rrd_and_scratch_students_from_the_ensemble(built):
     md = (folder / "results" / "results.md").read_text()
     assert "| ensemble |" in md and "RRD (mf d=8)" in md
     assert load_run(folder / "rrd").result["best_epoch"] >= 0
+    with pytest.raises(ConfigError, match="--only and --seed select"):  # one runner, two variants: their own options
+        run_experiment(folder / "exp.yaml", folder / "results", only=["RRD"], report_only=True, log=lambda *a: None)

@@ -12,7 +12,6 @@ import yaml
 from training.config import load_config
 from training.distill.run import build_methods
 from training.ensemble.build import load_ensemble_config
-from training.ensemble.experiment import load_experiment_config
 from training.experiments.runner import run_config
 from training.experiments.schema import load_experiment
 
@@ -24,8 +23,8 @@ def _kind(path: Path) -> str:
     keys = set(yaml.safe_load(path.read_text()))
     if "members" in keys:
         return "ensemble"
-    if "teachers" in keys:
-        return "hetcomp experiment"
+    if "students" in keys:
+        return "ensemble experiment"
     if "student" in keys:
         return "kd experiment"
     return "run"
@@ -43,6 +42,16 @@ def _check_kd_experiment(path: Path) -> None:
         build_methods(cfg)
 
 
+def _check_ensemble_experiment(path: Path) -> None:
+    exp = load_experiment(path)
+    assert exp.ensemble is not None
+    for step in [*exp.ensemble.members, *exp.students]:
+        cfg = load_config(step.config, exp.set)
+        if cfg.distill is not None:
+            build_methods(cfg)
+    load_ensemble_config(exp.ensemble.ensemble.config)
+
+
 def _check_run(path: Path) -> None:
     cfg = load_config(path)
     if cfg.distill is not None:
@@ -53,7 +62,7 @@ CHECKS = {
     "run": _check_run,
     "kd experiment": _check_kd_experiment,
     "ensemble": load_ensemble_config,
-    "hetcomp experiment": load_experiment_config,
+    "ensemble experiment": _check_ensemble_experiment,
 }
 
 

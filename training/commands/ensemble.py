@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 from training.commands.common import add_config_args, add_run_args, run_config
+from training.commands.experiment import add_experiment_args
 
 
 def register(sub) -> None:
@@ -44,15 +45,11 @@ def register(sub) -> None:
 
     e = esub.add_parser(
         "experiment",
-        help="teachers → ensemble → students, then the results table (markdown + JSON)",
-        description="Run every step of an experiment config (configs/hetcomp/*.yaml) that is not finished yet, "
-        "each in its own process, then time every model's scoring and write OUT/results.md and OUT/results.json.",
+        help="the same as `distillrec experiment` (teachers → ensemble → students, then the table)",
+        description="The same command as `distillrec experiment`, kept under this name for existing scripts; "
+        "see `distillrec experiment --help`.",
     )
-    e.add_argument("--config", required=True, help="experiment config, e.g. configs/hetcomp/ml100k.yaml")
-    e.add_argument("--out", required=True, help="results folder, e.g. results/hc-ml100k")
-    e.add_argument("--force", action="append", default=[], metavar="STEP", help="redo a step: all, teachers, ensemble, students, a run folder or a student label (repeatable)")
-    e.add_argument("--table-only", action="store_true", help="do not train; only (re)build the table from finished runs")
-    e.set_defaults(handler=run_experiment)
+    add_experiment_args(e)
 
 
 def run_build(args) -> int:
@@ -95,11 +92,4 @@ def run_distill(args) -> int:
     result["peak_rss_mib"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
     (Path(args.out) / "result.json").write_text(json.dumps(result, indent=2))
     print(json.dumps({"out": str(args.out), "best_epoch": result["best_epoch"], "peak_rss_mib": result["peak_rss_mib"], "test": result["test"]}, indent=2))
-    return 0
-
-
-def run_experiment(args) -> int:
-    from training.ensemble.experiment import run_experiment as run
-
-    run(args.config, args.out, set(args.force), args.table_only)
     return 0

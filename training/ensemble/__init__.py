@@ -3,8 +3,8 @@
 * :mod:`training.ensemble.trajectory` — per-checkpoint top-N lists of a teacher run (``trajectory.npz``);
 * :mod:`training.ensemble.teacher` — :class:`Ensemble`, a scorer and a ranking teacher;
 * :mod:`training.ensemble.build` — ``distillrec ensemble build`` (the ensemble run folder; students are
-  distilled from it by :func:`training.distill.run.distill_run`, like from a single teacher);
-* :mod:`training.ensemble.experiment` — the teachers → ensemble → students table.
+  distilled from it by :func:`training.distill.run.distill_run`, like from a single teacher, and
+  studied by :mod:`training.experiments`, whose teacher may be an ensemble).
 """
 
 from training.ensemble.teacher import ENSEMBLE_FILE, Ensemble

@@ -1,5 +1,6 @@
-"""Summaries of an experiment: mean ± std per entry, gain over scratch, ratio to the teacher, size and
-cost — as JSON, a markdown table and a bar chart."""
+"""The tables of both experiment variants. One teacher run: mean ± std per entry, gain over scratch,
+ratio to the teacher, size and cost — as JSON, a markdown table and a bar chart. An ensemble teacher:
+one row per member, the ensemble and every student, with scoring time and peak memory."""
 
 from __future__ import annotations
 
@@ -76,6 +77,14 @@ def _fmt(cell: dict | None, digits: int = 4) -> str:
     return f"{cell['mean']:.{digits}f} ± {cell['std']:.{digits}f}" if len(cell["values"]) > 1 else f"{cell['mean']:.{digits}f}"
 
 
+def _md_row(cells: list[str]) -> str:
+    return "| " + " | ".join(cells) + " |"
+
+
+def _md_head(head: list[str]) -> list[str]:
+    return [_md_row(head), "|" + "---|" * len(head)]
+
+
 def _pct(x: float | None) -> str:
     return "–" if x is None else f"{x * 100:+.1f} %"
 
@@ -98,31 +107,30 @@ def markdown(results: dict) -> str:
         f"{results['data']['train_interactions']:,} training interactions). Protocol: {proto}; selection on validation "
         f"{protocol['select']}, test at the best validation epoch.",
         "",
-        "| " + " | ".join(head) + " |",
-        "|" + "---|" * len(head),
+        *_md_head(head),
     ]
     tm = teacher["test"]["metrics"]
     model = teacher.get("model") or {}
     lines.append(
-        "| " + " | ".join([
+        _md_row([
             f"teacher ({model.get('family', '?')} dim {model.get('dim', '?')})", "1", f"{tm[metric]:.4f}", "", "1.00",
             *[f"{tm[m]:.4f}" for m in extra], "–", f"{teacher['parameters']:,}", "–",
             f"{teacher['seconds_per_epoch']:.2f}" if teacher.get("seconds_per_epoch") else "–", str(teacher.get("best_epoch", "–")),
-        ]) + " |"
+        ])
     )
     for row in results["summary"]:
         if not row["finished"]:
             lines.append(f"| {row['label']} | 0 | (not run yet) |" + " |" * (len(head) - 3))
             continue
         lines.append(
-            "| " + " | ".join([
+            _md_row([
                 row["label"], str(row["finished"]), _fmt(row[metric]),
                 "" if row["label"] == SCRATCH else _pct(row["gain_vs_scratch"]),
                 f"{row['ratio_to_teacher']:.2f}" if row["ratio_to_teacher"] else "–",
                 *[_fmt(row.get(m)) for m in extra], _fmt(row.get("valid")),
                 f"{row['parameters']:,}", f"{row['training_only_parameters']:,}" if row["training_only_parameters"] else "–",
                 f"{row['seconds_per_epoch']:.2f}", f"{row['best_epoch']:.0f}",
-            ]) + " |"
+            ])
         )
     best = best_on_validation(results["summary"])
     if best:
@@ -131,6 +139,30 @@ def markdown(results: dict) -> str:
         f"{r['label']} = " + " + ".join(f"{m['name']}(" + ", ".join(f"{k}={v}" for k, v in m.items() if k != "name") + ")" for m in r["methods"])
         for r in results["summary"] if r["methods"]
     ) + "."]
+    return "\n".join(lines) + "\n"
+
+
+def ensemble_markdown(table: dict) -> str:
+    """The ensemble study's table as markdown (test metrics; scoring = ms per 1,000 users for top-K lists)."""
+    ms = table["metrics"]
+    ds = table["dataset"]
+    head = ["role", "model", "params", *[m.replace("recall", "R").replace("ndcg", "N") for m in ms], "scoring ms / 1k users", "train s", "peak RSS MiB"]
+    lines = [
+        f"**{table['name']}** — {ds['name']}: {ds['users']:,} users, {ds['items']:,} items, {ds['train_interactions']:,} train interactions; "
+        f"split {ds['split']}, protocol {table['protocol']} (test set, seen items excluded).",
+        "",
+        *_md_head(head),
+    ]
+    for r in table["rows"]:
+        dim = f" d={r['dim']}" if r.get("dim") else ""
+        name = f"{r['label']} ({r['family']}{dim})" if r["role"] != "ensemble" else r["label"]
+        rss = f"{r['peak_rss_mib']:.0f}" if r.get("peak_rss_mib") else ""
+        train_s = f"{r['train_seconds']:.0f}" if r.get("train_seconds") else ""
+        cells = [r["role"], name, f"{r['parameters']:,}", *[f"{r['test'][m]:.4f}" for m in ms], f"{r['scoring']['ms_per_1k_users']:.1f}", train_s, rss]
+        lines.append(_md_row(cells))
+    t = table["timing"]
+    lines += ["", f"Scoring: fastest of {t['repeats']} runs producing top-{t['k']} lists (seen items excluded) for {min(t['users'], ds['users'])} users, "
+              f"{t['threads']} torch thread(s), scaled to 1,000 users. The ensemble's time includes every member's scoring plus the aggregation."]
     return "\n".join(lines) + "\n"
 
 

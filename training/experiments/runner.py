@@ -1,7 +1,7 @@
-"""Run an experiment: train (or reuse) the teacher, then the scratch student and every method entry
-for every seed, and summarise them (``results.json``, ``results.md``, ``results.png``).
+"""Run an experiment (:mod:`training.experiments.schema`): its teacher is one run or an ensemble.
 
-Layout of ``OUT``::
+**One teacher run**: train (or reuse) the teacher, then the scratch student and every method entry
+for every seed, and summarise them (``results.json``, ``results.md``, ``results.png``). Layout of ``OUT``::
 
     OUT/experiment.yaml          the experiment config as run
     OUT/teacher/                 the teacher run, when the config does not name an existing folder
@@ -12,6 +12,9 @@ Resuming: a finished run folder (``config.yaml``, ``best.ckpt.npz``, ``result.js
 (after checking that it was trained with the same configuration); one with only ``last.ckpt.npz``
 resumes from it. The run's ``name`` is a label and is not compared, so a run trained with
 `distillrec distill` under the same configuration can be moved into ``OUT/runs/`` and is reused.
+
+**An ensemble teacher**: :mod:`training.experiments.ensemble_study` (members → ensemble → students,
+each step in its own process and run folder; ``OUT/results.json|md``).
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ from training.config import DistillConfig, RunConfig, dump_config, load_config
 from training.data import Dataset, load_dataset
 from training.errors import ConfigError
 from training.experiments.report import summarise, write_reports
-from training.experiments.schema import SCRATCH, ExperimentConfig, MethodEntry, load_experiment, slug
+from training.experiments.schema import SCRATCH, ExperimentConfig, MethodEntry, RunTeacher, load_experiment, slug
 from training.run_folder import RunFolder
 
 
@@ -103,22 +106,80 @@ def run_experiment(
     report_only: bool = False,
     seeds: list[int] | None = None,
     log: Callable[[str], None] = print,
+    force: set[str] | None = None,
 ) -> dict:
-    """Runs (or resumes) the experiment; returns the content of results.json.
+    """Runs (or resumes) the experiment, whichever its teacher; returns the content of results.json.
 
     Args:
         only: restrict the training to these labels ('scratch' included); the report covers every
-            finished run anyway.
+            finished run anyway (teacher-run studies).
         report_only: train nothing; rebuild the reports from the finished runs.
         seeds: restrict the training to these seeds of the config (so that the seeds of one entry can
-            be trained by parallel processes, each on its own run folder).
+            be trained by parallel processes, each on its own run folder; teacher-run studies).
+        force: steps to redo even if finished: all, teachers, ensemble, students, a run folder or a
+            student label (ensemble studies).
     """
-    from training.distill.run import distill_run
-    from training.distill.teacher import TeacherArtifacts
-    from training.runs import train_run
-
     exp = load_experiment(config_path)
-    out = Path(out)
+    if exp.ensemble is not None:
+        if only or seeds:
+            raise ConfigError(f"{config_path}: --only and --seed select the entries and seeds of a teacher-run study; this study has an ensemble teacher (use --force STEP to redo a step).")
+        from training.experiments.ensemble_study import run_ensemble_study
+
+        return run_ensemble_study(exp, config_path, out, force, report_only, log)
+    if force:
+        raise ConfigError(f"{config_path}: --force redoes a step of an ensemble study; in this study delete a run folder under OUT/runs/ to re-train it.")
+    return _run_seed_study(exp, config_path, Path(out), only, report_only, seeds, log)
+
+
+def _entries(exp: ExperimentConfig) -> list[MethodEntry]:
+    """The table's entries: the scratch student first (no methods, no overrides, every seed), then the methods."""
+    entries = [MethodEntry.model_construct(label=SCRATCH, methods=[], set=[], seeds=exp.seeds)]
+    return entries + [e.model_copy(update={"seeds": e.seeds or exp.seeds}) for e in exp.methods]
+
+
+def _selection(exp: ExperimentConfig, entries: list[MethodEntry], only: list[str] | None, seeds: list[int] | None) -> tuple[set[str], set[int]]:
+    """The entry slugs and seeds to train (``--only``, ``--seed``), checked against the config."""
+    known = {slug(e.label) for e in entries}
+    wanted = {slug(o) for o in only} if only else known
+    unknown = wanted - known
+    if unknown:
+        raise ConfigError(f"--only: no entry labelled {sorted(unknown)}; labels: {[e.label for e in entries]}")
+    wanted_seeds = set(exp.seeds if seeds is None else seeds)
+    if wanted_seeds - set(exp.seeds):
+        raise ConfigError(f"--seed: {sorted(wanted_seeds - set(exp.seeds))} not among the experiment's seeds {exp.seeds}")
+    return wanted, wanted_seeds
+
+
+class _StudentTrainer:
+    """Trains one (entry, seed) run folder, loading the teacher's artifacts once for all distilled runs."""
+
+    def __init__(self, exp: ExperimentConfig, teacher_path: Path, dataset: Dataset, log: Callable[[str], None]):
+        self.exp, self.teacher_path, self.dataset, self.log = exp, teacher_path, dataset, log
+        self.artifacts = None
+
+    def __call__(self, label: str, seed: int, run_dir: Path, cfg: RunConfig) -> dict:
+        from training.distill.run import distill_run
+        from training.distill.teacher import TeacherArtifacts
+        from training.runs import train_run
+
+        resume = RunFolder(run_dir).last.exists()
+        self.log(f"{label} seed {seed}: {'resuming' if resume else 'training'} into {run_dir}")
+        t0 = time.perf_counter()
+        if cfg.distill is not None:
+            if self.artifacts is None:
+                self.artifacts = TeacherArtifacts(self.teacher_path, self.dataset)
+            result = distill_run(cfg, run_dir, resume=resume, dataset=self.dataset, teacher_artifacts=self.artifacts)
+        else:
+            result = train_run(cfg, run_dir, resume=resume, dataset=self.dataset)
+        metric = self.exp.metric
+        self.log(f"{label} seed {seed}: done in {time.perf_counter() - t0:.0f} s, test {metric} = {result['test']['metrics'][metric]:.4f}")
+        return result
+
+
+def _run_seed_study(exp: ExperimentConfig, config_path: str | Path, out: Path, only: list[str] | None, report_only: bool,
+                    seeds: list[int] | None, log: Callable[[str], None]) -> dict:
+    """The teacher-run study (see the module docstring)."""
+    assert exp.student is not None and isinstance(exp.teacher, RunTeacher)  # the schema's variant check
     out.mkdir(parents=True, exist_ok=True)
     (out / "experiment.yaml").write_text(Path(config_path).read_text())
     teacher_path = exp.teacher.run or (out / "teacher")
@@ -127,40 +188,20 @@ def run_experiment(
     base_cfg = load_config(exp.student.config, exp.student.set)
     dataset = load_dataset(base_cfg.data)
     teacher = teacher_summary(teacher_path, dataset, base_cfg)
-    artifacts = None
-
-    # the scratch student is the first row: no methods, no overrides, every seed
-    entries = [MethodEntry.model_construct(label=SCRATCH, methods=[], set=[], seeds=exp.seeds)]
-    entries += [e.model_copy(update={"seeds": e.seeds or exp.seeds}) for e in exp.methods]
-    known = {slug(e.label) for e in entries}
-    wanted = {slug(o) for o in only} if only else known
-    unknown = wanted - known
-    if unknown:
-        raise ConfigError(f"--only: no entry labelled {sorted(unknown)}; labels: {[e.label for e in entries]}")
-
-    wanted_seeds = set(exp.seeds if seeds is None else seeds)
-    if wanted_seeds - set(exp.seeds):
-        raise ConfigError(f"--seed: {sorted(wanted_seeds - set(exp.seeds))} not among the experiment's seeds {exp.seeds}")
+    entries = _entries(exp)
+    wanted, wanted_seeds = _selection(exp, entries, only, seeds)
+    train = _StudentTrainer(exp, teacher_path, dataset, log)
 
     runs: list[dict] = []
     unfinished: list[tuple[dict, Path, RunConfig]] = []
     for entry in entries:
         label, methods = entry.label, entry.methods
-        for seed in entry.seeds:
+        for seed in entry.seeds or exp.seeds:
             run_dir = out / "runs" / f"{slug(label)}-seed{seed}"
             cfg = run_config(exp, label, methods, entry.set, seed, teacher_path)
             record = {"label": label, "seed": seed, "path": str(run_dir), "methods": methods, "result": _finished(run_dir, cfg)}
             if record["result"] is None and not report_only and slug(label) in wanted and seed in wanted_seeds:
-                resume = RunFolder(run_dir).last.exists()
-                log(f"{label} seed {seed}: {'resuming' if resume else 'training'} into {run_dir}")
-                t0 = time.perf_counter()
-                if methods:
-                    if artifacts is None:
-                        artifacts = TeacherArtifacts(teacher_path, dataset)
-                    record["result"] = distill_run(cfg, run_dir, resume=resume, dataset=dataset, teacher_artifacts=artifacts)
-                else:
-                    record["result"] = train_run(cfg, run_dir, resume=resume, dataset=dataset)
-                log(f"{label} seed {seed}: done in {time.perf_counter() - t0:.0f} s, test {exp.metric} = {record['result']['test']['metrics'][exp.metric]:.4f}")
+                record["result"] = train(label, seed, run_dir, cfg)
             runs.append(record)
             if record["result"] is None:
                 unfinished.append((record, run_dir, cfg))
