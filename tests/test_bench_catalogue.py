@@ -73,7 +73,7 @@ def _row(role, method, p99, recall, n=1_000_000):
 
 
 def test_headline_checks_the_must_show_at_a_million_items():
-    s = cb.Settings()
+    s = cb.CatalogueSettings()
     exact = [_row("student", "flat", 8.0, 1.0), _row("teacher", "flat", 80.0, 1.0)]
     ok = cb.headline(exact + [_row("student", "ivf", 2.0, 0.97), _row("student", "hnsw", 0.3, 0.96)], s)
     assert ok["must_show"] is True and ok["student"]["method"] == "hnsw" and ok["speedup_vs_teacher_exact"]["p99_ms"] == pytest.approx(80 / 0.3)
@@ -84,8 +84,8 @@ def test_headline_checks_the_must_show_at_a_million_items():
 
 def test_bad_options_are_clear_errors():
     with pytest.raises(cb.BenchmarkError, match="--methods"):
-        cb.Settings(methods=("flat", "annoy")).check()
+        cb.CatalogueSettings(methods=("flat", "annoy")).check()
     with pytest.raises(cb.BenchmarkError, match="at least 1000 items"):
-        cb.Settings(sizes=(500,)).check()
+        cb.CatalogueSettings(sizes=(500,)).check()
     with pytest.raises(cb.BenchmarkError, match="--target-recall"):
-        cb.Settings(target_recall=1.5).check()
+        cb.CatalogueSettings(target_recall=1.5).check()

@@ -98,6 +98,6 @@ def test_pareto_flags_compare_only_like_with_like():
 
 def test_settings_are_checked():
     with pytest.raises(pareto.BenchmarkError, match="--rounds"):
-        pareto.Settings(requests=3, rounds=5).check()
+        pareto.ParetoSettings(requests=3, rounds=5).check()
     with pytest.raises(pareto.BenchmarkError, match="--k"):
-        pareto.Settings(k=0).check()
+        pareto.ParetoSettings(k=0).check()

@@ -12,7 +12,7 @@ from hetcomp_tiny import ensemble_tree, run_tree, train_teachers
 from training.config import config_from_dict
 from training.ensemble import Ensemble
 from training.ensemble.build import build_ensemble, load_ensemble_config
-from training.distill.run import distill_run
+from training.distill.train_student import distill_run
 from training.experiments import run_experiment
 from training.errors import ConfigError
 from training.runs import load_run, train_run

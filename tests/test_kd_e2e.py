@@ -14,7 +14,7 @@ from kd_support import student_tree, teacher_config, train_tiny_teacher
 from training.cli import main
 from training.config import config_from_dict
 from training.data.splits import leave_one_out
-from training.distill.run import distill_run
+from training.distill.train_student import distill_run
 from training.errors import ConfigError
 from training.experiments import run_experiment
 from training.experiments.report import best_on_validation
@@ -121,7 +121,7 @@ def test_experiment_runs_tables_and_resumes(csv_data, tmp_path, monkeypatch):
     # an interrupted run: only its last checkpoint is left → it resumes; finished runs are skipped
     (out / "runs" / "rrd-seed1" / "result.json").unlink()
     calls = []
-    import training.distill.run as drun
+    import training.distill.train_student as drun
     import training.runs as truns
 
     real_distill, real_train = drun.distill_run, truns.train_run

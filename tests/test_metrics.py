@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from training.evaluation.metrics import (
+from training.evaluation.ranking_metrics import (
     coverage,
     hits_from_sampled_ranks,
     hits_from_topk,

@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from training.config import load_config
-from training.distill.run import build_methods
+from training.distill.train_student import build_methods
 from training.ensemble.build import load_ensemble_config
 from training.experiments.runner import run_config
 from training.experiments.schema import load_experiment

@@ -91,7 +91,7 @@ def _train_teacher(opts: DemoOptions) -> Path:
 
 def _distill_student(opts: DemoOptions, teacher: Path) -> Path:
     from training.config import load_config
-    from training.distill.run import distill_run
+    from training.distill.train_student import distill_run
 
     run = opts.runs_dir / "student"
     cfg = load_config(opts.student_config, _overrides(opts))

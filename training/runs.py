@@ -12,7 +12,7 @@ from training.checkpoint import load_checkpoint
 from training.config import RunConfig, load_config
 from training.data import Dataset, load_dataset
 from training.errors import DistillrecError
-from training.models import Recommender, build_model, model_from_config
+from training.models import TrainableRecommender, build_model, model_from_config
 from training.run_folder import RunFolder
 from training.trainer import Trainer
 
@@ -45,7 +45,7 @@ class LoadedRun:
     path: Path
     config: RunConfig
     dataset: Dataset
-    model: Recommender
+    model: TrainableRecommender
     result: dict
 
 
@@ -65,7 +65,7 @@ def train_run(
     return Trainer(config, dataset, model, out, methods=methods, extra_result=extra_result, teacher=teacher).fit(resume=resume)
 
 
-def load_model_checkpoint(path: str | Path, dataset: Dataset) -> Recommender:
+def load_model_checkpoint(path: str | Path, dataset: Dataset) -> TrainableRecommender:
     """Rebuilds a model from a checkpoint written by the trainer (best, periodic)."""
     tensors, meta = load_checkpoint(path)
     if meta.get("data_fingerprint") != dataset.fingerprint():

@@ -29,7 +29,7 @@ from training.distill.teacher_protocol import Teacher
 from training.distributed import DistContext
 from training.errors import TrainingError
 from training.evaluation import EvalResult, TorchScorer, evaluate
-from training.models.base import Recommender
+from training.models.base import TrainableRecommender
 from training.run_folder import RunFolder
 from training.sampling import excluded_keys, sample_excluding
 from training.stopping import improves
@@ -61,7 +61,7 @@ def base_loss(kind: str, pos: torch.Tensor, neg: torch.Tensor) -> torch.Tensor:
     raise ValueError(f"unknown base loss {kind!r}")
 
 
-def model_checkpoint_meta(model: Recommender, config: RunConfig, dataset: Dataset, epoch: int) -> dict:
+def model_checkpoint_meta(model: TrainableRecommender, config: RunConfig, dataset: Dataset, epoch: int) -> dict:
     return {
         "kind": "model",
         "constructor": model.constructor_args(),
@@ -78,7 +78,7 @@ class Trainer:
         self,
         config: RunConfig,
         dataset: Dataset,
-        model: Recommender,
+        model: TrainableRecommender,
         out_dir: str | Path,
         methods: list[KDMethod] | None = None,
         extra_result: dict | None = None,

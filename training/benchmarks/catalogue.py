@@ -299,7 +299,7 @@ def tune(index, name: str, grid: list[int], queries: np.ndarray, exact: np.ndarr
 
 # ------------------------------------------------------------------------------ one catalogue
 @dataclass(frozen=True)
-class Settings:
+class CatalogueSettings:
     """Run options (the CLI's flags)."""
 
     sizes: tuple[int, ...] = DEFAULT_SIZES
@@ -336,7 +336,7 @@ class Settings:
             raise BenchmarkError(f"--data {self.data!r}: use 'mixture' or 'iid'.")
 
 
-def measure_catalogue(n_items: int, dim: int, role: str, s: Settings, log=print) -> list[dict]:
+def measure_catalogue(n_items: int, dim: int, role: str, s: CatalogueSettings, log=print) -> list[dict]:
     """All rows (one per index kind) for one catalogue of ``n_items`` × ``dim``."""
     import faiss
 
@@ -391,7 +391,7 @@ def _progress(r: dict) -> str:
 
 
 # ------------------------------------------------------------------------------ report
-def headline(rows: list[dict], s: Settings) -> dict:
+def headline(rows: list[dict], s: CatalogueSettings) -> dict:
     """The must-show comparison at the largest catalogue: the student's fastest approximate index
     that reaches the target recall vs exact search at the teacher's (and the student's) dimension."""
     n = max(r["n_items"] for r in rows)
@@ -493,9 +493,9 @@ def plot(report: dict, path: Path) -> bool:
     return True
 
 
-def command_line(s: Settings, out: Path) -> str:
+def command_line(s: CatalogueSettings, out: Path) -> str:
     """The ``distillrec bench catalogue`` command that reproduces a run with settings ``s``."""
-    d = Settings()
+    d = CatalogueSettings()
     parts = ["distillrec bench catalogue", "--sizes " + ",".join(str(n) for n in s.sizes)]
     for flag, value, default in (
         ("--student-dim", s.student_dim, d.student_dim), ("--teacher-dim", s.teacher_dim, d.teacher_dim),
@@ -516,7 +516,7 @@ def run_environment() -> dict:
     return {**environment(("numpy", "faiss-cpu")), **run_conditions(), "machine": platform.machine()}
 
 
-def run(out: Path, s: Settings, log=print) -> dict:
+def run(out: Path, s: CatalogueSettings, log=print) -> dict:
     """Runs the whole grid, writes ``catalogue.json`` / ``.md`` / ``.png`` into ``out``, prints the table; returns the report."""
     s.check()
     out = Path(out)

@@ -133,7 +133,7 @@ def run(out: Path, experiment: Path, epochs: int, at_epochs: list[int], threads:
     import torch
 
     from training.data import load_dataset
-    from training.distill.run import build_methods
+    from training.distill.train_student import build_methods
     from training.experiments.runner import run_config
     from training.experiments.schema import SCRATCH, load_experiment, slug
     from training.models import model_from_config

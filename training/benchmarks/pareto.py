@@ -45,7 +45,7 @@ class BenchmarkError(DistillrecError):
 
 
 @dataclass(frozen=True)
-class Settings:
+class ParetoSettings:
     requests: int = 2000
     rounds: int = 5
     warmup: int = 20
@@ -63,7 +63,7 @@ class Settings:
 
 
 # ------------------------------------------------------------------------------- loading
-def load_bundles(models_dir: Path, names: list[str] | None, s: Settings) -> tuple[dict, list[dict]]:
+def load_bundles(models_dir: Path, names: list[str] | None, s: ParetoSettings) -> tuple[dict, list[dict]]:
     """(name → Recommender, failures) for ``names`` (default: every bundle), loaded as the service's registry does."""
     from service.artifacts import bundle_names
     from service.registry import _load_one  # the registry's own loader: LATEST, checksums, warm-up
@@ -89,7 +89,7 @@ def load_bundles(models_dir: Path, names: list[str] | None, s: Settings) -> tupl
 
 
 # -------------------------------------------------------------------------------- timing
-def sample_users(models: dict, s: Settings) -> dict[str, list[str]]:
+def sample_users(models: dict, s: ParetoSettings) -> dict[str, list[str]]:
     """The users each model is asked for: the same ``requests`` users for all when they share users."""
     from service.benchmark import common_users
 
@@ -101,7 +101,7 @@ def sample_users(models: dict, s: Settings) -> dict[str, list[str]]:
     return {name: m.data.user_ids[rng.integers(0, m.n_users, size=s.requests)].tolist() for name, m in models.items()}
 
 
-def time_models(models: dict, s: Settings) -> dict[str, dict[str, np.ndarray]]:
+def time_models(models: dict, s: ParetoSettings) -> dict[str, dict[str, np.ndarray]]:
     """Wall and thread-CPU seconds per request for every model (see the module doc for the schedule)."""
     import faiss
 
@@ -126,7 +126,7 @@ def time_models(models: dict, s: Settings) -> dict[str, dict[str, np.ndarray]]:
 
 
 # ------------------------------------------------------------------------------- the rows
-def offline(manifest, s: Settings) -> dict:
+def offline(manifest, s: ParetoSettings) -> dict:
     """The manifest's offline ``s.metric`` on ``s.part`` with its protocol (None where not recorded)."""
     part = (manifest.metrics or {}).get(s.part) or {}
     value = (part.get("metrics") or {}).get(s.metric)
@@ -145,7 +145,7 @@ def _pct(a: np.ndarray, q: float) -> float:
     return float(np.percentile(a * 1e3, q))
 
 
-def build_rows(models: dict, times: dict, s: Settings) -> list[dict]:
+def build_rows(models: dict, times: dict, s: ParetoSettings) -> list[dict]:
     """One row per bundle: manifest facts, offline accuracy, latency, speed-up, accuracy ratio, Pareto flags."""
     from service.benchmark import latency_summary
 
@@ -290,9 +290,9 @@ def plot(report: dict, path: Path) -> bool:
     return True
 
 
-def command_line(models_dir: Path, out: Path, bundles: list[str] | None, s: Settings) -> str:
+def command_line(models_dir: Path, out: Path, bundles: list[str] | None, s: ParetoSettings) -> str:
     """The ``distillrec bench pareto`` command that reproduces a run."""
-    d = Settings()
+    d = ParetoSettings()
     parts = ["distillrec bench pareto", f"--models-dir {models_dir}"]
     if bundles:
         parts.append("--bundles " + ",".join(bundles))
@@ -303,7 +303,7 @@ def command_line(models_dir: Path, out: Path, bundles: list[str] | None, s: Sett
     return " ".join(parts)
 
 
-def run(models_dir: Path, out: Path, bundles: list[str] | None = None, s: Settings = Settings(), log=print) -> dict:
+def run(models_dir: Path, out: Path, bundles: list[str] | None = None, s: ParetoSettings = ParetoSettings(), log=print) -> dict:
     """Loads and times the bundles, writes ``pareto.json`` / ``.md`` / ``.png`` into ``out``; returns the report."""
     s.check()
     models_dir, out = Path(models_dir), Path(out)

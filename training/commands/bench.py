@@ -158,10 +158,10 @@ def run_service(args) -> int:
 def run_pareto(args) -> int:
     from pathlib import Path
 
-    from training.benchmarks.pareto import Settings, run
+    from training.benchmarks.pareto import ParetoSettings, run
 
     bundles = [b for b in args.bundles.split(",") if b] if args.bundles else None
-    settings = Settings(requests=args.requests, rounds=args.rounds, warmup=args.warmup, k=args.k, metric=args.metric, part=args.part,
+    settings = ParetoSettings(requests=args.requests, rounds=args.rounds, warmup=args.warmup, k=args.k, metric=args.metric, part=args.part,
                         ort_threads=args.ort_threads, seed=args.seed)
     report = run(Path(args.models_dir), Path(args.out), bundles, settings)
     return 1 if report["failed"] else 0
@@ -182,11 +182,11 @@ def _count(text: str) -> int:
 def run_catalogue(args) -> int:
     from pathlib import Path
 
-    from training.benchmarks.catalogue import DEFAULT_SIZES, QUICK_SIZES, Settings, run
+    from training.benchmarks.catalogue import DEFAULT_SIZES, QUICK_SIZES, CatalogueSettings, run
 
     sizes = tuple(_count(v) for v in args.sizes.split(",")) if args.sizes else (QUICK_SIZES if args.quick else DEFAULT_SIZES)
     quick_queries = 300 if args.quick else None
-    settings = Settings(
+    settings = CatalogueSettings(
         sizes=sizes, student_dim=args.student_dim, teacher_dim=args.teacher_dim, methods=tuple(m for m in args.methods.split(",") if m),
         queries=args.queries or quick_queries or 2000, tune_queries=args.tune_queries or quick_queries or 1000,
         exact_queries=min(args.exact_queries, args.queries or quick_queries or 2000), warmup=args.warmup, repeats=args.repeats,

@@ -23,7 +23,7 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    from training.distill.run import distill_run
+    from training.distill.train_student import distill_run
 
     print_run_summary(args.out, distill_run(run_config(args), args.out, teacher=args.teacher, resume=args.resume))
     return 0

@@ -81,7 +81,7 @@ def run_distill(args) -> int:
     import resource
     from pathlib import Path
 
-    from training.distill.run import distill_run
+    from training.distill.train_student import distill_run
     from training.runs import train_run
 
     config = run_config(args)

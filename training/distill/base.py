@@ -28,7 +28,7 @@ from torch import nn
 from training.data.dataset import Dataset
 from training.distill.teacher_protocol import Teacher
 from training.errors import ConfigError
-from training.models.base import Recommender
+from training.models.base import TrainableRecommender
 
 P = TypeVar("P", bound=BaseModel | None)
 M = TypeVar("M", bound="KDMethod")
@@ -50,7 +50,7 @@ class KDContext:
     """What a method may use at set-up: the data, the student, the teacher and the run's other methods."""
 
     dataset: Dataset
-    student: Recommender
+    student: TrainableRecommender
     teacher: Teacher | None  # a single teacher run (TeacherArtifacts) or an ensemble
     rng: np.random.Generator
     max_epochs: int
@@ -82,10 +82,10 @@ class KDMethod(nn.Module, Generic[P]):
     def setup(self, ctx: KDContext) -> None:
         """Called once before training (build experts, load lists, sample candidates …)."""
 
-    def on_epoch_start(self, epoch: int, student: Recommender) -> None:
+    def on_epoch_start(self, epoch: int, student: TrainableRecommender) -> None:
         """Called at the start of every epoch (0-based), before its first batch."""
 
-    def forward(self, batch: Batch, student: Recommender, reps: tuple[torch.Tensor, torch.Tensor]) -> dict[str, torch.Tensor]:
+    def forward(self, batch: Batch, student: TrainableRecommender, reps: tuple[torch.Tensor, torch.Tensor]) -> dict[str, torch.Tensor]:
         """Unweighted loss terms (scalars) for this batch. ``reps`` are the student's representations."""
         raise NotImplementedError
 

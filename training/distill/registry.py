@@ -31,7 +31,7 @@ def register(cls: type[KDMethod]) -> type[KDMethod]:
 
 #: Modules of ``training.distill`` holding the dissertation's single-teacher methods.
 BUILTIN_MODULES = ("latent", "topology", "ranking")
-_NOT_METHOD_MODULES = {"base", "registry", "common", "teacher", "experts", "run"}
+_NOT_METHOD_MODULES = {"base", "registry", "common", "teacher", "teacher_protocol", "experts", "train_student"}
 
 
 def load_builtin() -> dict[str, type[KDMethod]]:

@@ -3,7 +3,7 @@
 * :mod:`training.ensemble.trajectory` — per-checkpoint top-N lists of a teacher run (``trajectory.npz``);
 * :mod:`training.ensemble.teacher` — :class:`Ensemble`, a scorer and a ranking teacher;
 * :mod:`training.ensemble.build` — ``distillrec ensemble build`` (the ensemble run folder; students are
-  distilled from it by :func:`training.distill.run.distill_run`, like from a single teacher, and
+  distilled from it by :func:`training.distill.train_student.distill_run`, like from a single teacher, and
   studied by :mod:`training.experiments`, whose teacher may be an ensemble).
 """
 

@@ -29,7 +29,7 @@ from training.checkpoint import load_checkpoint, save_checkpoint
 from training.data.dataset import Dataset
 from training.errors import DistillrecError
 from training.evaluation import TorchScorer, evaluate
-from training.models.base import Recommender
+from training.models.base import TrainableRecommender
 from training.run_folder import RunFolder
 
 TRAJECTORY_FILE = "trajectory.npz"
@@ -75,7 +75,7 @@ def padded_rows(values: np.ndarray, indptr: np.ndarray, depth: int | None = None
     return out
 
 
-def rank_lists(model: Recommender, train: sp.csr_matrix, top_n: int, budget: int = 1 << 23) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def rank_lists(model: TrainableRecommender, train: sp.csr_matrix, top_n: int, budget: int = 1 << 23) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """One pass over the model's full scores, user batch by user batch (never the whole matrix).
 
     Returns:

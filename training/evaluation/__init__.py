@@ -1,6 +1,6 @@
 """Evaluation: metrics (pure functions) and protocols (full ranking, sampled)."""
 
-from training.evaluation.metrics import coverage, metrics_from_hits, pessimistic_rank
+from training.evaluation.ranking_metrics import coverage, metrics_from_hits, pessimistic_rank
 from training.evaluation.protocols import EvalResult, Scorer, evaluate, evaluate_full, evaluate_sampled, top_k_excluding
 from training.evaluation.torch_scorer import TorchScorer
 

@@ -15,7 +15,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from training.data.dataset import Dataset
-from training.evaluation.metrics import (
+from training.evaluation.ranking_metrics import (
     coverage,
     hits_from_sampled_ranks,
     hits_from_topk,

@@ -1,17 +1,17 @@
-"""Adapts a torch :class:`~training.models.base.Recommender` to the numpy ``Scorer`` protocol."""
+"""Adapts a torch :class:`~training.models.base.TrainableRecommender` to the numpy ``Scorer`` protocol."""
 
 from __future__ import annotations
 
 import numpy as np
 import torch
 
-from training.models.base import Recommender
+from training.models.base import TrainableRecommender
 
 
 class TorchScorer:
     """Scores with a frozen snapshot of the model's representations (computed once, no grad)."""
 
-    def __init__(self, model: Recommender):
+    def __init__(self, model: TrainableRecommender):
         self.model = model
         self.n_items = model.n_items
         was_training = model.training

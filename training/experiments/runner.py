@@ -158,7 +158,7 @@ class _StudentTrainer:
         self.artifacts = None
 
     def __call__(self, label: str, seed: int, run_dir: Path, cfg: RunConfig) -> dict:
-        from training.distill.run import distill_run
+        from training.distill.train_student import distill_run
         from training.distill.teacher import TeacherArtifacts
         from training.runs import train_run
 

@@ -26,7 +26,7 @@ from torch import nn
 
 from service.artifacts import OnnxSpec, TensorSpec
 from training.export.errors import ExportError
-from training.models.base import Recommender
+from training.models.base import TrainableRecommender
 
 DEFAULT_OPSET = 18
 MAX_ABS_DIFF = 1e-4
@@ -48,7 +48,7 @@ class UserTower(nn.Module):
 class CandidateScorer(nn.Module):
     """(users [b], items [b, c]) → scores [b, c] through the model's own ``score_candidates``."""
 
-    def __init__(self, model: Recommender):
+    def __init__(self, model: TrainableRecommender):
         super().__init__()
         self.model = model
 
@@ -82,7 +82,7 @@ def _dims(graph_inputs) -> list[TensorSpec]:
     return out
 
 
-def export_onnx(model: Recommender, path: Path, opset: int = DEFAULT_OPSET) -> OnnxSpec:
+def export_onnx(model: TrainableRecommender, path: Path, opset: int = DEFAULT_OPSET) -> OnnxSpec:
     """Exports ``model``'s serving graph to ``path`` and runs ``onnx.checker`` (full check).
 
     Returns the :class:`OnnxSpec` with ``max_abs_diff`` still 0 (filled by :func:`check_parity`).
@@ -131,7 +131,7 @@ def _session(path: Path):
     return ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
 
 
-def check_parity(model: Recommender, path: Path, batch: int = 256, seed: int = 0) -> float:
+def check_parity(model: TrainableRecommender, path: Path, batch: int = 256, seed: int = 0) -> float:
     """Max |ONNX Runtime − torch| over **every** user; raises :class:`ExportError` above 1e-4.
 
     User towers are compared on the user vectors [n_users, d]; scorers on the scores of every user

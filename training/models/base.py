@@ -1,4 +1,4 @@
-"""The small interface every recommender implements."""
+"""The small interface every trainable recommender (teacher or student) implements."""
 
 from __future__ import annotations
 
@@ -8,8 +8,9 @@ from torch import nn
 from training.models.gather_dot import gather_dot
 
 
-class Recommender(nn.Module):
-    """A recommender over ``n_users`` × ``n_items`` (indices, not external ids).
+class TrainableRecommender(nn.Module):
+    """A trainable (torch) recommender over ``n_users`` × ``n_items`` (indices, not external ids);
+    the service's served model is :class:`service.recommender.Recommender`, built from its export.
 
     Subclasses implement :meth:`representations` and, when scores are not inner products of those
     representations, override :meth:`score_pairs` / :meth:`score_candidates` / :meth:`score_all`.

@@ -22,10 +22,10 @@ import scipy.sparse as sp
 import torch
 from torch import nn
 
-from training.models.base import Recommender
+from training.models.base import TrainableRecommender
 
 
-class DAE(Recommender):
+class DAE(TrainableRecommender):
     """Denoising autoencoder over the users' training rows (see the module docstring)."""
 
     family = "dae"

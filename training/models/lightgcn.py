@@ -9,7 +9,7 @@ import scipy.sparse as sp
 import torch
 from torch import nn
 
-from training.models.base import Recommender
+from training.models.base import TrainableRecommender
 
 
 def normalized_adjacency(train: sp.csr_matrix) -> torch.Tensor:
@@ -34,7 +34,7 @@ def normalized_adjacency(train: sp.csr_matrix) -> torch.Tensor:
         )
 
 
-class LightGCN(Recommender):
+class LightGCN(TrainableRecommender):
     """E^{(0)} = embeddings; E^{(l+1)} = Â E^{(l)}; final = mean_l E^{(l)}; score = <final_u, final_i>.
 
     The graph is the training interactions only; it is a buffer set with :meth:`set_graph` (and

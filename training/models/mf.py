@@ -5,10 +5,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from training.models.base import Recommender
+from training.models.base import TrainableRecommender
 
 
-class MF(Recommender):
+class MF(TrainableRecommender):
     """score(u, i) = <e_u, e_i>; embeddings initialised N(0, init_std²) (METHODS.md §0.3)."""
 
     family = "mf"

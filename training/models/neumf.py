@@ -5,10 +5,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from training.models.base import Recommender
+from training.models.base import TrainableRecommender
 
 
-class NeuMF(Recommender):
+class NeuMF(TrainableRecommender):
     """score(u, i) = wᵀ [ p_u ⊙ q_i ; MLP([p'_u ; q'_i]) ] + b.
 
     ``dim`` is the size of each embedding table (GMF and MLP). The MLP maps 2·dim → dim → dim/2 →
