@@ -227,55 +227,23 @@ class Trainer:
 
     def fit(self, resume: bool = False) -> dict:
         """Runs the loop (optionally resuming), restores the best state, evaluates, writes result.json."""
-        resumed = resume and self.resume()
-        if self.dist.is_main:
-            self.folder.root.mkdir(parents=True, exist_ok=True)
-            if not resumed:
-                self.folder.metrics.write_text("")
-            self.folder.config.write_text(dump_config(self.config))
+        self._prepare_folder(resumed=resume and self.resume())
         tc, ec = self.config.train, self.config.eval
-        bar = None
-        if tc.progress and self.dist.is_main:
-            from tqdm.auto import tqdm
-
-            bar = tqdm(total=tc.epochs, initial=self.state.epoch, desc=self.config.name or "train", unit="ep", file=sys.stderr, dynamic_ncols=True)
+        bar = self._progress_bar()
         last_save = time.monotonic()
         try:
             while self.state.epoch < tc.epochs and not self.state.stopped_early:
                 epoch = self.state.epoch
-                t0 = time.perf_counter()
-                losses = self._epoch(epoch)
-                train_s = time.perf_counter() - t0
-                self.state.train_seconds += train_s
-                record = {"epoch": epoch, "loss": losses, "train_seconds": round(train_s, 4)}
-                for m in self.methods:
-                    if m.log_state():
-                        record.setdefault("kd_state", {})[m.name] = m.log_state()
+                record = self._train_epoch_record(epoch)
                 if (epoch + 1) % ec.every == 0 or epoch + 1 == tc.epochs:
-                    t1 = time.perf_counter()
-                    res = self.evaluate("valid")
-                    value = res.metrics[ec.select]
-                    record["valid"] = res.metrics
-                    record["eval_seconds"] = round(time.perf_counter() - t1, 4)
-                    if self.state.best_epoch >= 0 and not self.state.stop_bests:  # resumed from a checkpoint without them
-                        self.state.stop_bests[ec.select] = self.state.best_value
-                    if value > self.state.best_value:
-                        self.state.best_value, self.state.best_epoch = value, epoch
-                        self._best_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
-                        self.save_model(self.folder.best, epoch)
-                    if improves(self.state.stop_bests, res.metrics, ec.stop_metrics):
-                        self.state.bad_evals = 0
-                    else:
-                        self.state.bad_evals += 1
-                        if self.state.bad_evals >= ec.patience:
-                            self.state.stopped_early = True
+                    self._validate(epoch, record)
                 if tc.checkpoint_every and (epoch + 1) % tc.checkpoint_every == 0:
                     self.save_model(self.folder.periodic(epoch), epoch)
                 self._log(record)
                 self.state.epoch = epoch + 1
                 if bar is not None:
                     bar.update(1)
-                    bar.set_postfix(loss=f"{losses.get('total', 0):.4g}", **{f"best_{ec.select}": f"{self.state.best_value:.4f}"})
+                    bar.set_postfix(loss=f"{record['loss'].get('total', 0):.4g}", **{f"best_{ec.select}": f"{self.state.best_value:.4f}"})
                 if time.monotonic() - last_save > LAST_SAVE_INTERVAL_S:
                     self.save_last()
                     last_save = time.monotonic()
@@ -287,6 +255,57 @@ class Trainer:
                 bar.close()
         self.save_last()
         return self.finish()
+
+    def _prepare_folder(self, resumed: bool) -> None:
+        """Creates the run folder, starts a fresh metrics.jsonl unless resuming, writes config.yaml."""
+        if not self.dist.is_main:
+            return
+        self.folder.root.mkdir(parents=True, exist_ok=True)
+        if not resumed:
+            self.folder.metrics.write_text("")
+        self.folder.config.write_text(dump_config(self.config))
+
+    def _progress_bar(self):
+        """A tqdm bar over the epochs (None without ``train.progress`` or off the main rank)."""
+        if not (self.config.train.progress and self.dist.is_main):
+            return None
+        from tqdm.auto import tqdm
+
+        return tqdm(total=self.config.train.epochs, initial=self.state.epoch, desc=self.config.name or "train", unit="ep", file=sys.stderr, dynamic_ncols=True)
+
+    def _train_epoch_record(self, epoch: int) -> dict:
+        """Trains one epoch; returns its metrics.jsonl record (losses, time, the methods' state)."""
+        t0 = time.perf_counter()
+        losses = self._epoch(epoch)
+        train_s = time.perf_counter() - t0
+        self.state.train_seconds += train_s
+        record = {"epoch": epoch, "loss": losses, "train_seconds": round(train_s, 4)}
+        for m in self.methods:
+            if m.log_state():
+                record.setdefault("kd_state", {})[m.name] = m.log_state()
+        return record
+
+    def _validate(self, epoch: int, record: dict) -> None:
+        """Evaluates on validation into ``record``; keeps the best state; counts evaluations without
+        improvement of the stopping metrics and stops after ``eval.patience`` of them."""
+        ec = self.config.eval
+        t1 = time.perf_counter()
+        res = self.evaluate("valid")
+        value = res.metrics[ec.select]
+        record["valid"] = res.metrics
+        record["eval_seconds"] = round(time.perf_counter() - t1, 4)
+        if self.state.best_epoch >= 0 and not self.state.stop_bests:  # resumed from a checkpoint without them
+            self.state.stop_bests[ec.select] = self.state.best_value
+        if value > self.state.best_value:
+            self.state.best_value, self.state.best_epoch = value, epoch
+            self._best_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+            self.save_model(self.folder.best, epoch)
+        if improves(self.state.stop_bests, res.metrics, ec.stop_metrics):
+            self.state.bad_evals = 0
+        else:
+            self.state.bad_evals += 1
+            if self.state.bad_evals >= ec.patience:
+                self.state.stopped_early = True
 
     def finish(self) -> dict:
         """Restores the best checkpoint, evaluates valid and test, and writes ``result.json``."""
