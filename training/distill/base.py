@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import ClassVar, Generic, TypeVar
+from typing import ClassVar, Generic, TypeVar, cast
 
 import numpy as np
 import torch
@@ -76,8 +76,8 @@ class KDMethod(nn.Module, Generic[P]):
         super().__init__()
         self.weight = float(self.default_weight if weight is None else weight)
         if params is None and self.Params is not None:
-            params = self.Params()
-        self.params: P = params  # type: ignore[assignment]
+            params = cast(P, self.Params())
+        self.params: P = cast(P, params)
 
     def setup(self, ctx: KDContext) -> None:
         """Called once before training (build experts, load lists, sample candidates …)."""

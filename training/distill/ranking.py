@@ -152,6 +152,7 @@ class IR(KDMethod[IRParams]):
     default_weight = 5e-4
     Params = IRParams
     requires = (RRD,)
+    rrd: RRD  # the run's RRD method (set up in setup; a reference, not a submodule)
 
     def setup(self, ctx: KDContext) -> None:
         p = self.params

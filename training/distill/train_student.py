@@ -65,9 +65,11 @@ def distill_run(
 
     methods = build_methods(config)
     dataset = dataset or load_dataset(config.data)
+    loaded: Teacher
     if teacher_artifacts is not None:
         loaded, ref = teacher_artifacts, teacher_artifacts.ref()
     else:
         loaded, ref = load_teacher(resolve_teacher_path(config, teacher), dataset)
-    extra = {"teacher": ref, "distill": {"methods": [dict(s) for s in config.distill.methods]}}
+    specs = config.distill.methods if config.distill else []
+    extra = {"teacher": ref, "distill": {"methods": [dict(s) for s in specs]}}
     return train_run(config, out, resume=resume, methods=methods, dataset=dataset, extra_result=extra, teacher=loaded)

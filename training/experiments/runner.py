@@ -23,36 +23,54 @@ import json
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from training.config import DistillConfig, RunConfig, dump_config, load_config
 from training.data import Dataset, load_dataset
 from training.errors import ConfigError
 from training.experiments.report import summarise, write_reports
-from training.experiments.schema import SCRATCH, ExperimentConfig, MethodEntry, RunTeacher, load_experiment, slug
+from training.experiments.schema import SCRATCH, ExperimentConfig, MethodEntry, RunTeacher, StudentSpec, load_experiment, slug
 from training.run_folder import RunFolder
+
+if TYPE_CHECKING:
+    from training.distill.teacher import TeacherArtifacts
+
+
+def _run_teacher(exp: ExperimentConfig) -> RunTeacher:
+    if not isinstance(exp.teacher, RunTeacher):
+        raise ConfigError(f"experiment {exp.name}: its teacher is an ensemble, not a run.")
+    return exp.teacher
+
+
+def _student(exp: ExperimentConfig) -> StudentSpec:
+    if exp.student is None:
+        raise ConfigError(f"experiment {exp.name}: no student config.")
+    return exp.student
 
 
 def ensure_teacher(exp: ExperimentConfig, out: Path, log: Callable[[str], None]) -> Path:
     """The finished teacher run folder: reused if it exists, otherwise trained (resuming) from its config."""
     from training.runs import train_run
 
-    path = exp.teacher.run or (out / "teacher")
+    teacher = _run_teacher(exp)
+    path = teacher.run or (out / "teacher")
     folder = RunFolder(path)
     if folder.finished:
         log(f"teacher: reusing {path}")
         return path
-    if exp.teacher.config is None:
+    if teacher.config is None:
         raise ConfigError(f"teacher run {path} is not finished (no {folder.missing[0].name}) and the experiment gives no teacher.config to train it.")
-    cfg = load_config(exp.teacher.config, exp.teacher.set)
+    cfg = load_config(teacher.config, teacher.set)
     resume = folder.last.exists()
-    log(f"teacher: {'resuming' if resume else 'training'} {exp.teacher.config} into {path}")
+    log(f"teacher: {'resuming' if resume else 'training'} {teacher.config} into {path}")
     train_run(cfg, path, resume=resume)
     return path
 
 
 def run_config(exp: ExperimentConfig, label: str, methods: list[dict], overrides: list[str], seed: int, teacher: Path) -> RunConfig:
     """The resolved run config of one (entry, seed)."""
-    cfg = load_config(exp.student.config, [*exp.student.set, *overrides, f"train.seed={seed}", "train.progress=false"])
+    student = _student(exp)
+    cfg = load_config(student.config, [*student.set, *overrides, f"train.seed={seed}", "train.progress=false"])
     update: dict = {"name": f"{exp.name}/{slug(label)}-seed{seed}"}
     if methods:
         update["distill"] = DistillConfig(teacher=teacher, methods=methods)
@@ -155,11 +173,11 @@ class _StudentTrainer:
 
     def __init__(self, exp: ExperimentConfig, teacher_path: Path, dataset: Dataset, log: Callable[[str], None]):
         self.exp, self.teacher_path, self.dataset, self.log = exp, teacher_path, dataset, log
-        self.artifacts = None
+        self.artifacts: TeacherArtifacts | None = None
 
     def __call__(self, label: str, seed: int, run_dir: Path, cfg: RunConfig) -> dict:
-        from training.distill.train_student import distill_run
         from training.distill.teacher import TeacherArtifacts
+        from training.distill.train_student import distill_run
         from training.runs import train_run
 
         resume = RunFolder(run_dir).last.exists()
@@ -179,13 +197,13 @@ class _StudentTrainer:
 def _run_seed_study(exp: ExperimentConfig, config_path: str | Path, out: Path, only: list[str] | None, report_only: bool,
                     seeds: list[int] | None, log: Callable[[str], None]) -> dict:
     """The teacher-run study (see the module docstring)."""
-    assert exp.student is not None and isinstance(exp.teacher, RunTeacher)  # the schema's variant check
     out.mkdir(parents=True, exist_ok=True)
     (out / "experiment.yaml").write_text(Path(config_path).read_text())
-    teacher_path = exp.teacher.run or (out / "teacher")
+    teacher_path = _run_teacher(exp).run or (out / "teacher")
     if not report_only:
         teacher_path = ensure_teacher(exp, out, log)
-    base_cfg = load_config(exp.student.config, exp.student.set)
+    student = _student(exp)
+    base_cfg = load_config(student.config, student.set)
     dataset = load_dataset(base_cfg.data)
     teacher = teacher_summary(teacher_path, dataset, base_cfg)
     entries = _entries(exp)
