@@ -48,3 +48,8 @@ def test_one_command_with_the_options_of_both_variants():
     assert args.report_only and args.force == ["students"]
     alias = parser.parse_args(["ensemble", "experiment", "--config", "c.yaml", "--out", "o", "--only", "DE", "--seed", "1"])
     assert alias.handler is args.handler and alias.only == ["DE"] and alias.seed == [1]
+
+
+def test_ensemble_students_take_the_teacher_flag_of_distill_too():
+    args = build_parser().parse_args(["ensemble", "distill", "--config", "s.yaml", "--out", "o", "--teacher", "runs/e"])
+    assert args.ensemble == "runs/e"
