@@ -1,7 +1,7 @@
 """The registry of KD methods: ``@register`` a :class:`KDMethod` subclass; build methods from config.
 
 A method spec in a config is a mapping ``{name: de, weight: 0.01, <method params>…}``. Each method
-class declares a pydantic ``Params`` model (unknown keys are errors) with the defaults of METHODS.md.
+class declares a pydantic ``Params`` model (unknown keys are errors) with the defaults of docs/methods.md.
 """
 
 from __future__ import annotations
