@@ -137,7 +137,7 @@ class IRParams(Params):
 
 @register
 class IR(KDMethod):
-    """Item-side ranking Regularization, used as IR-RRD (Kang et al., Information Sciences 2021; §5).
+    """Item-side ranking Regularization, used as IR-RRD (Kang et al., Information Sciences 2021; docs/methods.md#ir-item-side-ranking-regularization-ir-rrd).
 
     For each item i the student should rank the teacher's top users ν_1..ν_{K_I} of i (rank-sampled
     from the item's top-N users, in teacher order) above L_I uninteresting users:
