@@ -101,3 +101,27 @@ def test_the_product_has_no_process_words_and_no_outside_references():
 
 def test_the_readme_stays_short():
     assert len((ROOT / "README.md").read_text(encoding="utf-8").splitlines()) <= 300
+
+
+def test_every_acronym_in_the_help_texts_is_spelled_out():
+    """Every acronym a `--help` text uses (DE, RRD, NDCG, ONNX …) is in the glossary of `distillrec --help`."""
+    import argparse
+
+    from training.cli import GLOSSARY, build_parser
+
+    def walk(parser):
+        yield parser, parser.format_help()
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for child in action.choices.values():
+                    yield from walk(child)
+
+    metavars, texts = set(), []
+    for parser, text in walk(build_parser()):
+        texts.append(text)
+        for action in parser._actions:
+            metavars |= {action.dest.upper(), *re.findall(r"[A-Za-z]+", str(action.metavar or ""))}
+    known = {"HTTP", "REST", "JSON", "YAML", "GET", "POST", "FastAPI", "LATEST", "CI", "MovieLens-", "COMMAND", "SUBCOMMAND", "BENCHMARK", "METRICs"}
+    words = set(re.findall(r"\b[A-Z][A-Za-z]*[A-Z][A-Za-z-]*\b", "\n".join(texts))) | set(re.findall(r"\b(?:ndcg|hr|mrr)@", "\n".join(texts)))
+    unexplained = sorted(w for w in words - metavars - known if all(part not in GLOSSARY for part in (w, w.upper().rstrip("@"))) and not all(p in GLOSSARY for p in w.split("-")))
+    assert not unexplained, f"acronyms in --help texts missing from training/cli.py GLOSSARY: {unexplained}"

@@ -10,7 +10,7 @@ from training.commands.common import add_config_args, add_run_args, run_config
 def register(sub) -> None:
     p = sub.add_parser(
         "ensemble",
-        help="build a rank-aggregation ensemble of teachers; distil students from it (HetComp, RRD)",
+        help="build a rank-aggregation ensemble of teachers; distil students from it (HetComp, or RRD: Relaxed Ranking Distillation)",
         description="Ensembles of heterogeneous teachers and distillation from them with HetComp (heterogeneous model compression: easy-to-hard ranking targets built from the teachers' training trajectories). See docs/hetcomp.md.",
     )
     esub = p.add_subparsers(dest="ensemble_command", metavar="SUBCOMMAND", required=True)
