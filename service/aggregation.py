@@ -3,7 +3,7 @@
 Shared by training (``training.ensemble`` builds and evaluates the ensemble teacher; HetComp builds
 its targets with it) and serving (the ``ensemble`` bundle role merges its members' lists), so the
 two sides cannot disagree. Each member contributes, for the item at 0-based position ``p`` of its
-list, the importance ``w · exp(−p / T)`` (the rank transform of ConCF/HetComp, METHODS.md §6–7);
+list, the importance ``w · exp(−p / T)`` (the rank transform of ConCF/HetComp, docs/methods.md#rank-aggregation);
 items absent from a member's list get nothing from it. Items are ordered by summed importance,
 ties by smaller item index.
 """

@@ -6,6 +6,7 @@ accepts traffic; ``/readyz`` reports what loaded and what failed (and why).
 
 from __future__ import annotations
 
+import html
 import logging
 import threading
 from contextlib import asynccontextmanager
@@ -15,6 +16,7 @@ import faiss
 from fastapi import FastAPI
 from fastapi.concurrency import run_in_threadpool
 from fastapi.openapi.utils import get_openapi
+from fastapi.responses import HTMLResponse
 
 from service.error_handlers import ErrorResponse, install_error_handlers
 from service.metrics import MetricsMiddleware, ServiceMetrics
@@ -97,6 +99,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version=_version(),
         summary="Top-k recommendations from distilled students and their teachers (ONNX Runtime + FAISS).",
         lifespan=lifespan,
+        docs_url=None,  # FastAPI's Swagger UI and ReDoc load from a CDN (blank offline): /docs below is self-contained
+        redoc_url=None,
     )
     app.state.settings = settings
     app.state.metrics = metrics
@@ -107,9 +111,20 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     for module in (recommend, ops, models, benchmark, admin):  # hot paths first: routes are matched in order
         app.include_router(module.router)
-    # FastAPI registers /openapi.json and /docs first; matching costs a few µs per route on every
-    # request, so move them behind the API routes
-    docs = {app.openapi_url, app.docs_url, app.redoc_url, app.swagger_ui_oauth2_redirect_url}
+
+    @app.get("/docs", include_in_schema=False, response_class=HTMLResponse)
+    def api_docs() -> str:
+        """Every endpoint with its summary, rendered from the OpenAPI schema without any external asset."""
+        rows = "".join(
+            f"<tr><td>{method.upper()}</td><td><code>{html.escape(path)}</code></td><td>{html.escape(op.get('summary', ''))}</td></tr>"
+            for path, ops in app.openapi()["paths"].items() for method, op in ops.items()
+        )
+        return (f"<!doctype html><meta charset=utf-8><title>{app.title} API</title><h1>{app.title} {app.version} API</h1>"
+                f"<p>The full schema is <a href='/openapi.json'>/openapi.json</a> (open it in any OpenAPI viewer).</p><table>{rows}</table>")
+
+    # FastAPI registers /openapi.json first; matching costs a few µs per route on every request, so
+    # move the documentation routes behind the API routes
+    docs = {app.openapi_url, "/docs"}
     app.router.routes.sort(key=lambda route: getattr(route, "path", None) in docs)
 
     def openapi() -> dict:

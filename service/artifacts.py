@@ -2,7 +2,7 @@
 
 One definition, two users: this module needs neither torch nor FastAPI (numpy and pydantic only).
 
-A bundle version is a folder ``<models_dir>/<bundle>/<version>/`` holding (DESIGN.md §4):
+A bundle version is a folder ``<models_dir>/<bundle>/<version>/`` holding (docs/service.md#2-the-bundle-layout-the-contract):
 
 =====================  =============================================================================
 ``manifest.json``      :class:`Manifest` — written last; lists every other file with its sha256
@@ -133,7 +133,7 @@ class EnsembleSpec(_Strict):
 
 
 class Manifest(_Strict):
-    """Everything a server needs to know about a bundle version (DESIGN.md §4)."""
+    """Everything a server needs to know about a bundle version (docs/service.md#2-the-bundle-layout-the-contract)."""
 
     schema_version: Literal[1] = SCHEMA_VERSION
     bundle: str = Field(pattern=BUNDLE_NAME_RE.pattern)

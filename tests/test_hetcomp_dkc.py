@@ -63,7 +63,7 @@ def test_dkc_update_hand_case():
 
 def test_official_threshold_forces_every_pair_from_epoch_100():
     theta = [dkc_threshold(j, 1.05, 0.995, "official", 1.01) for j in range(12)]
-    assert theta[9] > 1 > theta[10]  # j = epoch // p = 10 ⇒ epoch 100 with p = 10 (METHODS.md §10, 13e)
+    assert theta[9] > 1 > theta[10]  # j = epoch // p = 10 ⇒ epoch 100 with p = 10 (docs/methods.md#pitfalls, item 11)
     v = np.zeros((3, 1), dtype=np.int64)
     dist = np.tile(np.array([0.5, 0.5, 0.5, 0.5])[None, :, None], (1, 1, 3))
     stored = np.full((3, 1), 0.5)  # δ = 1 exactly: nobody moved

@@ -1,6 +1,6 @@
 """Golden values of every KD loss on small hand-made tensors, computed independently with numpy.
 
-The expected values are written out from the formulas of METHODS.md (naive forms, float64); the
+The expected values are written out from the formulas of docs/methods.md (naive forms, float64); the
 implementation uses stable, vectorised forms. Randomly drawn samples (RRD/IR/RD/CD) are read back
 from the method and the loss is recomputed by hand from the student's embeddings.
 """

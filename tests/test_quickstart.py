@@ -32,6 +32,9 @@ def test_demo_runs_and_reuses_everything(tmp_path, capsys):
     assert run_demo(opts) == 0
     out = capsys.readouterr().out
     assert "[6/6]" in out and "/v1/recommend" in out
+    assert "$ curl -s 'http://127.0.0.1:" in out and "-s /v1" not in out, "URLs are quoted (zsh globs an unquoted '?')"
+    models_reply = next(line for line in out.splitlines() if line.startswith('{"default_model"'))
+    assert '"models": [{"name": ' in models_reply and '"failed": []' in models_reply, "the /v1/models example has the real reply's shape"
     assert "| ml100k-student | student |" in out and "| ml100k-teacher | teacher |" in out
     assert (tmp_path / "models" / "ml100k-student" / "LATEST").exists()
     t0 = time.monotonic()

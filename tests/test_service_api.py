@@ -200,7 +200,9 @@ def test_openapi_advertises_the_configured_limits(client):
     assert schema["paths"]["/v1/recommend"]["post"]["responses"]["422"]["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/ErrorResponse"}
     assert "HTTPValidationError" not in comps
     assert schema["components"]["securitySchemes"]["HTTPBearer"]["scheme"] == "bearer"
-    assert client.get("/docs").status_code == 200
+    page = client.get("/docs")
+    assert page.status_code == 200 and "/v1/recommend" in page.text and "/openapi.json" in page.text
+    assert "http" not in page.text.replace("/openapi.json", ""), "the docs page must work offline: no external assets"
 
 
 def test_default_model_resolution(tmp_path):

@@ -17,11 +17,31 @@ from training import __version__
 COMMANDS = ["data", "train", "distill", "experiment", "ensemble", "evaluate", "report", "export", "serve", "demo", "bench"]
 
 
+GLOSSARY = """terms:
+  KD              knowledge distillation: training a small student to imitate a large teacher
+  DE              Distillation Experts: latent knowledge through small per-group expert networks
+  PHR, FitNet     Personalized Hint Regression; FitNet-style hint regression (one projection)
+  FTD, HTD        Full / Hierarchical Topology Distillation (relations between users and items)
+  RRD, IR-RRD     Relaxed Ranking Distillation; RRD plus Item-side ranking Regularization
+  RD, CD          Ranking Distillation, Collaborative Distillation (baselines)
+  HetComp         distillation from an ensemble of heterogeneous teachers via their training trajectories
+  floor           the least work per epoch an expert method (DE, HTD) cannot skip, timed as a lower bound
+  BPR-MF, NeuMF   matrix factorisation trained with Bayesian Personalized Ranking; neural matrix factorisation
+  LightGCN, DAE   light graph convolution network; denoising autoencoder
+  NDCG@k, HR@k    normalised discounted cumulative gain and hit rate of the top k (MRR: mean reciprocal rank)
+  LOO             leave-one-out split: the last interaction per user is the test item, the one before validation
+  ONNX, FAISS     Open Neural Network Exchange (the exported model); Facebook AI Similarity Search (the item index)
+  IVF, HNSW       approximate indexes: inverted file lists; hierarchical navigable small-world graph
+  RSS, p50/p99    resident set size (memory); 50th / 99th latency percentile
+"""
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="distillrec",
         description="Distil large recommenders into small, fast students; export them as ONNX + FAISS; serve them next to their teachers.",
-        epilog="Run `distillrec COMMAND --help` for the options of a command.",
+        epilog=GLOSSARY + "\nRun `distillrec COMMAND --help` for the options of a command.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"distillrec {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)

@@ -127,6 +127,16 @@ def _start_service(opts: DemoOptions) -> LocalService:
     return service
 
 
+MODEL_FIELDS_SHOWN = ("name", "role", "family", "dimension", "parameters")
+
+
+def curl_command(method: str, url: str, body: dict | None = None) -> str:
+    """The ``curl`` line for a call, with the URL quoted (zsh would glob an unquoted ``?``)."""
+    if body is None:
+        return f"curl -s '{url}'"
+    return f"curl -s -X {method} '{url}' -H 'content-type: application/json' -d '{json.dumps(body)}'"
+
+
 def _examples(base: str) -> None:
     calls = [
         ("GET", "/v1/models", None),
@@ -135,11 +145,11 @@ def _examples(base: str) -> None:
         ("GET", "/v1/items/50/similar?k=5", None),
     ]
     for method, path, body in calls:
-        curl = f"curl -s {base}{path}" if body is None else f"curl -s -X POST {base}{path} -H 'content-type: application/json' -d '{json.dumps(body)}'"
-        print(f"\n$ {curl}")
+        print(f"\n$ {curl_command(method, base + path, body)}")
         reply = request_json(method, base + path, body)
-        if path == "/v1/models":
-            reply = [{k: m.get(k) for k in ("name", "role", "family", "dimension", "parameters")} for m in reply["models"]]
+        if path == "/v1/models":  # the reply's shape, each model cut to a few of its fields
+            print("# each model trimmed to name, role, family, dimension, parameters; the reply has every field")
+            reply = {**reply, "models": [{k: m.get(k) for k in MODEL_FIELDS_SHOWN} for m in reply["models"]]}
         text = json.dumps(reply)
         print(text if len(text) < 600 else text[:600] + " …")
 
@@ -160,7 +170,7 @@ def _table(base: str) -> str:
         f"\nAccuracy: MovieLens-100K, leave-one-out by time, {test['protocol']} ranking, seen items excluded. "
         f"Latency: measured by the service on the same sampled users, {bench['requests']} requests each, exact index. "
         "With only 1,682 items both answer in well under a millisecond; the student's advantage grows with the "
-        "catalogue (see `distillrec bench catalogue`: 1,000,000 items, README)."
+        "catalogue (1,000,000 items: docs/results/catalogue-scaling.md)."
     )
     return "\n".join(lines)
 

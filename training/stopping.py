@@ -2,7 +2,7 @@
 
 An evaluation is *bad* only when none of the watched metrics improved on its own best so far; training
 stops after ``patience`` bad evaluations in a row. Watching the selection metric alone is the usual
-rule; the DE-RRD papers' loop watches HR@5, HR@10 and HR@20 (METHODS.md §0.3).
+rule; the DE-RRD papers' loop watches HR@5, HR@10 and HR@20 (docs/methods.md#common-setup).
 """
 
 from __future__ import annotations

@@ -10,7 +10,7 @@ def register(sub) -> None:
         "distill",
         help="distil a student from a trained teacher",
         description=(
-            "Train the config's student with the KD methods of its `distill.methods` list, using the teacher run "
+            "Train the config's student with the knowledge-distillation (KD) methods of its `distill.methods` list, using the teacher run "
             "given by --teacher (or distill.teacher). Writes the same files as `train` (the KD terms of every epoch "
             "appear in OUT/metrics.jsonl as loss.<method>.<term>); OUT/result.json also records the teacher and the "
             "methods. Teacher lists and embeddings are cached in TEACHER/kd-cache/."

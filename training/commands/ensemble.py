@@ -11,8 +11,8 @@ from training.commands.experiment import add_experiment_args
 def register(sub) -> None:
     p = sub.add_parser(
         "ensemble",
-        help="build a rank-aggregation ensemble of teachers; distil students from it (HetComp, RRD)",
-        description="Ensembles of heterogeneous teachers and distillation from them (METHODS.md §7). See docs/hetcomp.md.",
+        help="build a rank-aggregation ensemble of teachers; distil students from it (HetComp, or RRD: Relaxed Ranking Distillation)",
+        description="Ensembles of heterogeneous teachers and distillation from them with HetComp (heterogeneous model compression: easy-to-hard ranking targets built from the teachers' training trajectories). See docs/hetcomp.md.",
     )
     esub = p.add_subparsers(dest="ensemble_command", metavar="SUBCOMMAND", required=True)
 

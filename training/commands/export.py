@@ -8,7 +8,7 @@ import json
 def register(sub) -> None:
     p = sub.add_parser(
         "export",
-        help="export a run as a servable bundle (ONNX + FAISS)",
+        help="export a run as a servable bundle (ONNX model + FAISS item index)",
         description=(
             "Export a finished run (or an ensemble folder holding ensemble.json) to MODELS_DIR/BUNDLE/<version>/ "
             "and point MODELS_DIR/BUNDLE/LATEST at it. Before publishing, the exporter checks itself and aborts "

@@ -13,14 +13,14 @@ def register(sub) -> None:
         description="Read RUN/result.json of each run folder and print one markdown row per run (test metrics at the best validation epoch).",
     )
     p.add_argument("runs", nargs="+", help="run folders")
-    p.add_argument("--metrics", default="ndcg@10,hr@10", help="comma-separated test metrics to show (default ndcg@10,hr@10)")
+    p.add_argument("--metrics", default="ndcg@10,hr@10", help="comma-separated test metrics to show (default ndcg@10,hr@10: normalised discounted cumulative gain and hit rate of the top 10)")
     p.add_argument(
         "--replay-stopping",
         metavar="PATIENCE:METRIC,METRIC,...",
         help="instead of the table, replay each run's logged validation curve (metrics.jsonl) under another early-stopping rule: "
         "stop after PATIENCE evaluations in which none of the METRICs improved on its own best. Prints, per run, the epoch the run "
         "stopped at, the epoch the rule would stop at, and the best epoch of the run's selection metric under each. "
-        "The DE-RRD papers' rule is 20:hr@5,hr@10,hr@20.",
+        "The rule of the DE-RRD papers (Distillation Experts, Relaxed Ranking Distillation) is 20:hr@5,hr@10,hr@20.",
     )
     p.set_defaults(handler=run)
 

@@ -2,7 +2,7 @@
 Gumbel selection with an annealed temperature and cosine similarities.
 
 Everything here is vectorised over users/items (no per-entity Python loops) and numerically stable
-(METHODS.md §10): log-sum-exp forms with max subtraction, no divisions by unguarded norms.
+(docs/methods.md#pitfalls, items 1–4): log-sum-exp forms with max subtraction, no divisions by unguarded norms.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ class _RelaxedRanking(torch.autograd.Function):
 
     evaluated with :func:`training.kernels.relaxed_ranking` in one pass per row (the loss and its
     gradient together; the backward only scales them), in float64 after shifting each row by its
-    largest valid score, so nothing overflows and no −∞, ∞ or NaN appears (METHODS.md §10, 1).
+    largest valid score, so nothing overflows and no −∞, ∞ or NaN appears (docs/methods.md#pitfalls, item 1).
     ``ranked`` r / ``mask`` m [b, K] (valid entries a prefix), ``rest`` q / ``rest_mask`` n [b, L],
     ``rest_lse`` ρ [b] (NEG_INF when absent). RRD, IR and HetComp evaluate it on every batch; on one
     CiteULike RRD batch (925 rows, K = L = 40) it took 0.7–0.8 ms against 1.0–1.2 ms for the same
@@ -63,7 +63,7 @@ def relaxed_ranking_loss(
         L = − Σ_k [ r_k − log( Σ_{i ≥ k} e^{r_i} + Σ_{j ∈ L} e^{r_j} ) ]
 
     evaluated by :class:`_RelaxedRanking` with each row shifted by its maximum (no raw score is ever
-    exponentiated, so it cannot overflow; METHODS.md §10, 1) and a closed-form backward.
+    exponentiated, so it cannot overflow; docs/methods.md#pitfalls, item 1) and a closed-form backward.
 
     Args:
         ranked: float [b, K], in the teacher's order.
@@ -85,13 +85,13 @@ def relaxed_ranking_loss(
 
 
 def cosine_matrix(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """cos(x_j, y_k) → [n, m] for x [n, d], y [m, d]; zero vectors give 0, never NaN (METHODS.md §10, 4)."""
+    """cos(x_j, y_k) → [n, m] for x [n, d], y [m, d]; zero vectors give 0, never NaN (docs/methods.md#pitfalls, item 4)."""
     return F.normalize(x, dim=-1) @ F.normalize(y, dim=-1).transpose(-1, -2)
 
 
 # ----------------------------------------------------------------------------- temperature
 def annealed_temperature(epoch: int, start: float, end: float, horizon: int) -> float:
-    """τ(e) = start · (end / start)^{e / horizon}, clipped below at ``end`` (DE, HTD; METHODS.md §1)."""
+    """τ(e) = start · (end / start)^{e / horizon}, clipped below at ``end`` (DE, HTD; docs/methods.md#de-distillation-experts)."""
     tau = start * (end / start) ** (epoch / max(1, horizon))
     return max(tau, end)
 
@@ -101,7 +101,7 @@ def gumbel_softmax_selection(logits: torch.Tensor, tau: float) -> torch.Tensor:
 
     ``logits`` [n, M] are the selection network's pre-softmax outputs. Returns s [n, M]. With a
     tiny τ the result is exactly one-hot and the gradient to the selection network vanishes, as in
-    the official code (METHODS.md §10, 3).
+    the official code (docs/methods.md#pitfalls, item 3).
     """
     alpha = torch.softmax(logits, dim=-1)
     u = torch.rand_like(alpha).clamp_(1e-20, 1.0)

@@ -1,5 +1,5 @@
 """A bank of M small experts with a Gumbel selection network: the engine of DE and of HTD's
-group-assignment term (METHODS.md §1, §3.2).
+group-assignment term (docs/methods.md#de-distillation-experts, #ftd-and-htd-topology-distillation).
 
 Expert E_m: d_s → h → d_t (Linear, ReLU, Linear). Selection: α_x = softmax(V e_t(x)) and
 s_x = softmax((log(α_x + 1e-10) + g) / τ), g ~ Gumbel(0, 1). The reconstruction loss of entity x is
@@ -106,7 +106,7 @@ class ExpertBank(nn.Module):
     Args:
         n_experts: M (1 means a single expert and s ≡ 1).
         d_s, d_t: student and teacher dimensions.
-        hidden: expert hidden width (METHODS.md: ⌊(d_s + d_t)/2⌋, or d_s/2 for self-distillation).
+        hidden: expert hidden width (docs/methods.md#de-distillation-experts: ⌊(d_s + d_t)/2⌋, or d_s/2 for self-distillation).
         mass, max_active: the sparse evaluation (see the module docstring).
         gated: build the selection network (False when the caller fixes the selection itself, as
             HTD's K-means groups do: then only :meth:`loss_for_selection` is used).
@@ -181,7 +181,7 @@ class ExpertBank(nn.Module):
 
 
 def expert_hidden(d_s: int, d_t: int, hidden: int | None) -> int:
-    """The expert hidden width: ⌊(d_s + d_t)/2⌋, or d_s/2 when d_s == d_t (METHODS.md §1)."""
+    """The expert hidden width: ⌊(d_s + d_t)/2⌋, or d_s/2 when d_s == d_t (docs/methods.md#de-distillation-experts)."""
     if hidden:
         return hidden
     return max(1, d_s // 2) if d_s == d_t else (d_s + d_t) // 2

@@ -1,6 +1,6 @@
 """HetComp: distillation from heterogeneous teachers via their trajectories (Kang et al., WWW 2023).
 
-METHODS.md §7. The teacher is an ensemble of heterogeneous models (:class:`training.ensemble.Ensemble`)
+docs/hetcomp.md. The teacher is an ensemble of heterogeneous models (:class:`training.ensemble.Ensemble`)
 whose members each kept a trajectory of V checkpoints (:mod:`training.ensemble.trajectory`).
 
 **Ensemble target at state v** (v ∈ {0…V−1}^{U×X}: each user's current checkpoint per teacher x).
@@ -15,19 +15,19 @@ vectorised over users (one numpy pass per teacher):
  The first call stores D_{u,x} = d(u, π_x^{v+1}). Later calls, for pairs with v < V−1: with
  δ = D_{u,x} / d(u, π_x^{v+1}), advance v_{u,x} when δ > θ_j or δ < 1, then store D = d(u, π_x^{v+2}).
  Threshold ``official``: θ_j = α · decay^j (below 1 from j = 10, so every pair then advances at every
- call — METHODS.md §10 item 13e). ``adaptive``: θ_j = max(α · decay^j, floor) with floor > 1, and a
+ call — docs/methods.md#pitfalls, item 11). ``adaptive``: θ_j = max(α · decay^j, floor) with floor > 1, and a
  pair is forced forward after ``max_calls_per_stage`` calls on one checkpoint.
 
 **Adaptive knowledge transfer (AKT)**. Scores r = the student's full rows for the batch's unique users,
 clamped to ±``clamp``; C(S) = logsumexp of r over unobserved items not in S — a *masked* logsumexp
-(never a difference of large sums, METHODS.md §10 item 2).
+(never a difference of large sums, docs/methods.md#pitfalls, item 2).
  Phase 1 (while the mean checkpoint index of some teacher, rounded to 2 decimals, is below its last):
    L = Σ_u Σ_{x ∈ P_u ∪ T_u} softplus(C(T_u) − r_x)   [= −log e^{r_x} / (e^{r_x} + Σ_{j∉T_u} e^{r_j})]
  Phase 2: L = rank_phase_scale · [ LM(P_u; C(T_u[:50])) + ½ (LM(T_u[:50]; C(T_u[:50])) + LM(T_u[:10]; C(T_u[:10]))) ]
    with the relaxed ListMLE LM(π; c) = −Σ_k [ r_{π_k} − logaddexp(logΣ_{l≥k} e^{r_{π_l}}, c) ].
  Both are sums over users (the official reduction); the method's ``weight`` (0.01) multiplies them and
  ``rank_phase_scale`` = 0.5 reproduces the official phase-2 weight 0.005. Train with
- ``train.base_loss_weight: 0`` (KD only, as the official code; METHODS.md §10 item 12).
+ ``train.base_loss_weight: 0`` (KD only, as the official code; docs/methods.md#pitfalls, item 10).
 """
 
 from __future__ import annotations
@@ -140,7 +140,7 @@ def complement_logsumexp(scores: torch.Tensor, rows: torch.Tensor, cols: torch.T
     """[b]: log Σ_{j ∉ S_r} exp(scores[r, j]) for each row r, where S = {(rows[k], cols[k])} is removed.
 
     A masked logsumexp: the removed entries are set to ``NEG_INF`` in a copy of ``scores`` (their
-    gradient is zero), so nothing is ever subtracted from a large sum (METHODS.md §10 item 2).
+    gradient is zero), so nothing is ever subtracted from a large sum (docs/methods.md#pitfalls, item 2).
     """
     masked = scores.index_put((rows, cols), torch.tensor(NEG_INF, dtype=scores.dtype))
     return torch.logsumexp(masked, dim=1)
@@ -162,7 +162,7 @@ def relaxed_listmle(ordered: torch.Tensor, valid: torch.Tensor, rest: torch.Tens
 
 # ------------------------------------------------------------------------------------- the method
 class HetCompParams(BaseModel):
-    """HetComp's knobs (official defaults, METHODS.md §7 and §11)."""
+    """HetComp's knobs (official defaults, docs/methods.md#official-hyper-parameters)."""
 
     model_config = ConfigDict(extra="forbid")
 

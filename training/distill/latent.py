@@ -1,8 +1,8 @@
-"""Latent-knowledge distillation: DE, PHR and FitNet-style hint regression (METHODS.md §1, §2).
+"""Latent-knowledge distillation: DE, PHR and FitNet-style hint regression (docs/methods.md#de-distillation-experts, #phr-personalized-hint-regression).
 
 All three regress the frozen teacher representation e_t(x) from the student's e_s(x) through a
 training-only bridge, on the entities of the batch. With U_b, P_b, N_b the unique users, positive
-items and negative items of the batch, the batch loss is (METHODS.md §1)
+items and negative items of the batch, the batch loss is (docs/methods.md#de-distillation-experts)
 
     L(batch) = Σ_{u ∈ U_b} ℓ(u) + ½ [ Σ_{i ∈ P_b} ℓ(i) + Σ_{j ∈ N_b} ℓ(j) ]
 
@@ -75,7 +75,7 @@ class DEParams(Params):
 
 @register
 class DE(TeacherTables[DEParams]):
-    """Distillation Experts (Kang et al., "DE-RRD", CIKM 2020; METHODS.md §1).
+    """Distillation Experts (Kang et al., "DE-RRD", CIKM 2020; docs/methods.md#de-distillation-experts).
 
     Per side (users, items), M experts E_m: d_s → ⌊(d_s+d_t)/2⌋ → d_t and a selection network
     α_x = softmax(V e_t(x)); the Gumbel-softmax s_x = softmax((log(α_x+1e-10) + g)/τ) routes each
@@ -138,7 +138,7 @@ def neighbour_mean(adj: sp.csr_matrix, table: np.ndarray, own: np.ndarray) -> np
 
 @register
 class PHR(TeacherTables[PHRParams]):
-    """Personalized Hint Regression (Kang et al., Knowledge-Based Systems 239, 2022; METHODS.md §2).
+    """Personalized Hint Regression (Kang et al., Knowledge-Based Systems 239, 2022; docs/methods.md#phr-personalized-hint-regression).
 
     A personalization network p maps the (enriched) teacher view v_x to a per-entity bridge
     Θ_x ∈ R^{d_t × d_s}; v_u = ½(e_t(u) + mean_{i ∈ N(u)} e_t(i)) and symmetrically for items:

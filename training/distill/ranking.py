@@ -1,4 +1,4 @@
-"""Ranking-knowledge distillation: RRD and IR (Kang et al.; METHODS.md §4, §5) and the baselines
+"""Ranking-knowledge distillation: RRD and IR (Kang et al.; docs/methods.md#rrd-relaxed-ranking-distillation, #ir-item-side-ranking-regularization-ir-rrd) and the baselines
 RD (Tang & Wang, KDD 2018) and CD (Lee et al., ICDM 2019).
 
 All samples are redrawn once per epoch for every user (or item) with vectorised numpy (Gumbel-top-k
@@ -46,7 +46,7 @@ class ListSampler:
     (the row's training interactions ∪ its top-N list), by rejection sampling.
 
     When a row has fewer than N + L columns left outside its training interactions, its list is
-    shortened so that L uninteresting columns always exist (METHODS.md §10, 9 — the guard the
+    shortened so that L uninteresting columns always exist (docs/methods.md#pitfalls, item 8 — the guard the
     original code meant to have).
     """
 
@@ -92,7 +92,7 @@ class RRDParams(Params):
 
 @register
 class RRD(KDMethod[RRDParams]):
-    """Relaxed Ranking Distillation (Kang et al., "DE-RRD", CIKM 2020; METHODS.md §4).
+    """Relaxed Ranking Distillation (Kang et al., "DE-RRD", CIKM 2020; docs/methods.md#rrd-relaxed-ranking-distillation).
 
     For each unique batch user u with K interesting items π_1..π_K (rank-sampled from the teacher's
     top-N unobserved items, in teacher order) and L uninteresting items (uniform, outside
@@ -136,7 +136,7 @@ class IRParams(Params):
 
 @register
 class IR(KDMethod[IRParams]):
-    """Item-side ranking Regularization, used as IR-RRD (Kang et al., Information Sciences 2021; §5).
+    """Item-side ranking Regularization, used as IR-RRD (Kang et al., Information Sciences 2021; docs/methods.md#ir-item-side-ranking-regularization-ir-rrd).
 
     For each item i the student should rank the teacher's top users ν_1..ν_{K_I} of i (rank-sampled
     from the item's top-N users, in teacher order) above L_I uninteresting users:

@@ -1,7 +1,7 @@
 """The registry of KD methods: ``@register`` a :class:`KDMethod` subclass; build methods from config.
 
 A method spec in a config is a mapping ``{name: de, weight: 0.01, <method params>…}``. Each method
-class declares a pydantic ``Params`` model (unknown keys are errors) with the defaults of METHODS.md,
+class declares a pydantic ``Params`` model (unknown keys are errors) with the defaults of docs/methods.md,
 and in ``requires`` the methods it builds on. :func:`build_methods` builds a run's list: each name at
 most once, every required method present (in any order).
 """

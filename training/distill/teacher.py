@@ -4,7 +4,7 @@
 every method receives as ``ctx.teacher`` (an ensemble teacher provides the same methods):
 
 * ``user_topn(n)`` → int64 [n_users, n]: each user's n best items, best first, **training items
-  excluded** (METHODS.md §10, 17), ``-1`` padding when a user has fewer than n unobserved items;
+  excluded** (docs/methods.md#pitfalls, item 13), ``-1`` padding when a user has fewer than n unobserved items;
 * ``item_topn(n)`` → int64 [n_items, n]: each item's n best users, training pairs excluded;
 * ``embeddings()`` → (user float32 [U, d_t], item float32 [I, d_t]): the teacher's representations;
 * ``score_candidates(users [b], items [b, c])`` → float32 [b, c]: teacher scores (CD's soft labels).

@@ -1,5 +1,5 @@
 """Topology distillation: FTD and HTD (Kang et al., "Topology Distillation for Recommender
-System", KDD 2021; METHODS.md §3).
+System", KDD 2021; docs/methods.md#ftd-and-htd-topology-distillation).
 
 Both work on the batch entity set B = uniq(batch users) ∪ uniq(batch positive ∪ negative items),
 stacked into E_t [b, d_t] (teacher, frozen) and E_s [b, d_s] (student), and on cosine relations
@@ -32,7 +32,7 @@ def batch_entity_set(batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
 # ---------------------------------------------------------------------------------------- FTD
 @register
 class FTD(TeacherTables[None]):
-    """Full Topology Distillation (Kang et al., "Topology Distillation for Recommender System", KDD 2021; METHODS.md §3.1).
+    """Full Topology Distillation (Kang et al., "Topology Distillation for Recommender System", KDD 2021; docs/methods.md#ftd-and-htd-topology-distillation).
 
         L_FTD = ‖ cos(E_t, E_t) − cos(E_s, E_s) ‖²_F
 
@@ -158,7 +158,7 @@ class HTDParams(Params):
 
 @register
 class HTD(TeacherTables[HTDParams]):
-    """Hierarchical Topology Distillation (Kang et al., "Topology Distillation for Recommender System", KDD 2021; METHODS.md §3.2).
+    """Hierarchical Topology Distillation (Kang et al., "Topology Distillation for Recommender System", KDD 2021; docs/methods.md#ftd-and-htd-topology-distillation).
 
     1. Group assignment per side: α_x = softmax(v(e_t(x))), hard group argmax α_x (item groups offset
        by K), soft z_x = Gumbel-softmax(α_x; τ) with τ annealed as in DE; L_GA is DE's loss with K

@@ -1,4 +1,4 @@
-"""Heterogeneous teachers, their rank-aggregation ensemble and its trajectories (HetComp, METHODS.md §7).
+"""Heterogeneous teachers, their rank-aggregation ensemble and its trajectories (HetComp, docs/hetcomp.md).
 
 * :mod:`training.ensemble.trajectory` — per-checkpoint top-N lists of a teacher run (``trajectory.npz``);
 * :mod:`training.ensemble.teacher` — :class:`Ensemble`, a scorer and a ranking teacher;

@@ -1,4 +1,4 @@
-"""The ensemble teacher: rank aggregation of heterogeneous recommenders (METHODS.md §6–7).
+"""The ensemble teacher: rank aggregation of heterogeneous recommenders (docs/methods.md#rank-aggregation, docs/hetcomp.md).
 
 For a user, every member ranks all items it has not seen in training and contributes its top
 ``list_length`` items with importance ``w_m · exp(−p / T)`` at 0-based position ``p``; the

@@ -1,4 +1,4 @@
-"""Teacher trajectories: compact per-checkpoint ranking knowledge for HetComp (METHODS.md §7).
+"""Teacher trajectories: compact per-checkpoint ranking knowledge for HetComp (docs/hetcomp.md).
 
 A teacher run trained with ``train.checkpoint_every`` keeps periodic checkpoints along training.
 :func:`export_trajectory` picks a few of them (the last one is the converged ``best.ckpt.npz``) and

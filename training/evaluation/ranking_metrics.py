@@ -69,7 +69,7 @@ def hits_from_sampled_ranks(ranks: np.ndarray, k_max: int) -> np.ndarray:
 
 
 def pessimistic_rank(target_score: np.ndarray, negative_scores: np.ndarray) -> np.ndarray:
-    """1 + #{negatives scoring >= the target}: ties count against the model (METHODS.md §10, 18).
+    """1 + #{negatives scoring >= the target}: ties count against the model (docs/methods.md#pitfalls, item 14).
 
     Args:
         target_score: float [q].

@@ -1,4 +1,4 @@
-"""Export a finished run (or an ensemble run folder) as a servable bundle (DESIGN.md §4).
+"""Export a finished run (or an ensemble run folder) as a servable bundle (docs/service.md#2-the-bundle-layout-the-contract).
 
 ``export_run(run, models_dir, bundle)`` writes ``models_dir/bundle/<version>/`` through a hidden
 staging folder, self-checks it (``onnx.checker``; ONNX Runtime vs torch on every user; recall of

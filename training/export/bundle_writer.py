@@ -1,4 +1,4 @@
-"""Writes a model bundle folder (DESIGN.md §4) from a finished run, and publishes folders atomically."""
+"""Writes a model bundle folder (docs/service.md#2-the-bundle-layout-the-contract) from a finished run, and publishes folders atomically."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""A denoising autoencoder recommender (CDAE / Mult-DAE family; the "AE" teacher of HetComp, METHODS.md §7).
+"""A denoising autoencoder recommender (CDAE / Mult-DAE family; the "AE" teacher of HetComp, docs/hetcomp.md).
 
 The user is represented by what they interacted with, not by a free embedding:
  h_u = tanh( drop(x̂_u) · W + b ),   score(u, i) = ⟨h_u, q_i⟩ + c_i,

@@ -9,7 +9,7 @@ from training.models.base import TrainableRecommender
 
 
 class MF(TrainableRecommender):
-    """score(u, i) = <e_u, e_i>; embeddings initialised N(0, init_std²) (METHODS.md §0.3)."""
+    """score(u, i) = <e_u, e_i>; embeddings initialised N(0, init_std²) (docs/methods.md#common-setup)."""
 
     family = "mf"
 
