@@ -50,7 +50,7 @@ def _limits_in_schema(schema: dict, settings: Settings) -> dict:
             js = model.model_json_schema(ref_template="#/components/schemas/{model}")
             comps.update(js.pop("$defs", {}))
             comps[model.__name__] = js
-    for name in ("RecommendRequest", "BatchRecommendRequest", "HistoryRequest", "BenchmarkRequest"):
+    for name in ("RecommendRequest", "BatchRecommendRequest", "HistoryRequest", "BenchmarkRequest", "CompareRequest"):
         props = comps.get(name, {}).get("properties", {})
         if "k" in props:
             props["k"]["maximum"] = settings.max_k
@@ -126,6 +126,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         if app.openapi_schema is None:
             schema = get_openapi(title=app.title, version=app.version, summary=app.summary, routes=app.routes)
             app.openapi_schema = _limits_in_schema(schema, settings)
+            compare.limits_in_schema(app.openapi_schema, settings)
         return app.openapi_schema
 
     app.openapi = openapi

@@ -23,9 +23,9 @@ class ModelsWithRemoteResponse(ModelsResponse):
 
 
 class CompareRequest(_Request):
-    targets: list[str] = Field(min_length=1, max_length=8, description="local bundle names and teacher endpoint names (DISTILLREC_TEACHER_ENDPOINTS)", examples=[["teacher", "ml100k-student"]])
+    targets: list[str] = Field(min_length=1, max_length=8, description="local bundle names and teacher endpoint names (DISTILLREC_TEACHER_ENDPOINTS), each once", examples=[["teacher", "ml100k-student"]], json_schema_extra={"uniqueItems": True})
     reference: str | None = Field(None, max_length=64, description="target the agreement is measured against (default: the first endpoint among the targets, else the first target)")
-    users: JsonInt = Field(200, ge=1, le=HARD_MAX_BENCHMARK_REQUESTS, description="users sampled from the local bundles; each target gets one request per user (users × targets ≤ DISTILLREC_COMPARE_MAX_REQUESTS)")
+    users: JsonInt = Field(200, ge=1, le=HARD_MAX_BENCHMARK_REQUESTS, description="users sampled from the local bundles; each target gets one request per user (at most DISTILLREC_COMPARE_MAX_USERS)")
     k: JsonInt = Field(10, ge=1, le=HARD_MAX_K)
     concurrency: JsonInt = Field(1, ge=1, le=256, description="users in flight at once (at most DISTILLREC_COMPARE_MAX_CONCURRENCY)")
     timeout_s: float | None = Field(None, gt=0, le=60, description="timeout of one request (default and maximum: DISTILLREC_REMOTE_TIMEOUT_S)")

@@ -44,7 +44,7 @@ class Target:
         return body
 
 
-async def run_comparison(targets: list[Target], users: list[str], k: int, concurrency: int, timeout: float, max_seconds: float, reference: int = 0) -> dict:
+async def run_comparison(targets: list[Target], users: list[str], k: int, concurrency: int, timeout: float, max_seconds: float, reference: int = 0, samples: bool = False) -> dict:
     """Asks every target for every user (see the module doc); the report of :func:`summarise`."""
     replies: list[list[Reply | None]] = [[None] * len(users) for _ in targets]
     next_user = 0
@@ -69,11 +69,13 @@ async def run_comparison(targets: list[Target], users: list[str], k: int, concur
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
     wall = time.perf_counter() - t0
-    return summarise(targets, users, replies, k, concurrency, timeout, wall, stopped_early=bool(pending), reference=reference)
+    return summarise(targets, users, replies, k, concurrency, timeout, wall, stopped_early=bool(pending), reference=reference, samples=samples)
 
 
-def summarise(targets: list[Target], users: list[str], replies: list[list[Reply | None]], k: int, concurrency: int, timeout: float, wall: float, stopped_early: bool, reference: int = 0) -> dict:
-    """Per-target latency, errors and agreement with ``targets[reference]`` over the users both answered."""
+def summarise(targets: list[Target], users: list[str], replies: list[list[Reply | None]], k: int, concurrency: int, timeout: float, wall: float, stopped_early: bool,
+              reference: int = 0, samples: bool = False) -> dict:
+    """Per-target latency, errors and agreement with ``targets[reference]`` over the users both answered
+    (with ``samples``, also every answered request's latency in ms, for plots)."""
     ref = replies[reference]
     done = [u for u in range(len(users)) if all(r[u] is not None for r in replies)]
     p50 = {}
@@ -92,6 +94,7 @@ def summarise(targets: list[Target], users: list[str], replies: list[list[Reply 
             **stats,
             "throughput_rps": len(ok) / wall if wall > 0 else 0.0,
             "agreement": mean_agreement(pairs, k),
+            **({"latencies_ms": [r.seconds * 1e3 for r in ok]} if samples else {}),
         })
     for j, row in enumerate(results):
         ref_p50, mine = p50[reference], p50[j]

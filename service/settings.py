@@ -42,7 +42,7 @@ class Settings(BaseSettings):
     teacher_endpoints: str = Field("", description="remote teachers, 'name=http://host:port[#model]', comma-separated; POST /v1/compare and shadow mode call them")
     remote_timeout_s: float = Field(2.0, gt=0, le=60, description="timeout in seconds of one call to a teacher endpoint (and the most /v1/compare may ask for)")
     self_url: str | None = Field(None, description="base URL /v1/compare calls local models through (default: the address the request arrived on)")
-    compare_max_requests: int = Field(5000, ge=1, le=HARD_MAX_BENCHMARK_REQUESTS, description="cap on users × targets per /v1/compare call")
+    compare_max_users: int = Field(1000, ge=1, le=HARD_MAX_BENCHMARK_REQUESTS, description="most users per /v1/compare call (each target gets one request per user)")
     compare_max_seconds: float = Field(60.0, gt=0, le=3600, description="wall-time cap of one /v1/compare call; it stops early and says so")
     compare_max_concurrency: int = Field(16, ge=1, le=256, description="most users in flight in one /v1/compare call")
     shadow_endpoint: str | None = Field(None, description="teacher endpoint that live /v1/recommend requests are mirrored to (shadow mode)")

@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import http.server
+import json
 import re
 import socket
+import subprocess
+import sys
 import threading
 import time
 
@@ -218,3 +221,32 @@ def test_shadow_mode_with_the_teacher_down_never_fails_the_student(cluster):
     assert dropped > 0 and sent > 0 and dropped + sent == total  # every mirror is either sent (and timed out) or dropped and counted
     assert _metric(text, "distillrec_shadow_requests_total", endpoint="hung", outcome="ok") == 0
     assert _metric(text, "distillrec_shadow_queue_depth", endpoint="hung") == 0
+
+
+CLIENT = r"""
+import json, sys
+from training.cli import main
+rc = main(sys.argv[1:])
+heavy = sorted(m for m in sys.modules if m.split(".")[0] in ("torch", "matplotlib"))
+print(json.dumps({"rc": rc, "heavy": heavy}))
+"""
+
+
+def test_compare_client_between_two_services(cluster, tmp_path):
+    student, teacher = cluster["student"], cluster["teacher"]
+    args = ["compare", "--student", student, "--teacher", f"same={teacher}#student", "--teacher", f"neumf={teacher}#neumf",
+            "--users", "1-60", "--requests", "16", "--concurrency", "1,4", "--k", "5", "--out", str(tmp_path)]
+    proc = subprocess.run([sys.executable, "-c", CLIENT, *args], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    status = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert status["rc"] == 0 and not any(m.startswith("torch") for m in status["heavy"])  # torch-free (matplotlib only for the PNG)
+    assert "| 4 | student |" in proc.stdout and "same (reference)" in proc.stdout
+    report = json.loads((tmp_path / "compare.json").read_text())
+    assert [r["concurrency"] for r in report["runs"]] == [1, 4]
+    for run in report["runs"]:
+        rows = {t["name"]: t for t in run["targets"]}
+        assert all(t["ok"] == 16 and len(t["latencies_ms"]) == 16 for t in rows.values())
+        assert rows["student"]["agreement"]["overlap_at_k"] == 1.0 and rows["neumf"]["agreement"]["overlap_at_k"] < 1.0
+    assert (tmp_path / "compare.png").stat().st_size > 10_000 and (tmp_path / "compare.md").read_text().startswith("| concurrency |")
+    bad = subprocess.run([sys.executable, "-m", "training.cli", "compare", "--student", "ftp://x", "--teacher", teacher, "--users", "1-3"], capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 2 and "not an http:// or https:// URL" in bad.stderr

@@ -11,7 +11,7 @@ from fastapi.responses import Response
 from service.benchmark import common_users
 from service.compare_schemas import CompareRequest, CompareResponse
 from service.comparison import Target, run_comparison
-from service.errors import Busy, InvalidRequest
+from service.errors import Busy, InvalidRequest, NotFound
 from service.routes.common import INVALID, NOT_FOUND, NOT_READY, capped_default, check_limit, error, json_body, parse_body, registry, settings
 
 router = APIRouter(prefix="/v1", tags=["benchmark"])
@@ -75,6 +75,18 @@ async def _unless_disconnected(request: Request, coro):
             await asyncio.gather(task, return_exceptions=True)
 
 
+def limits_in_schema(schema: dict, s) -> None:
+    """Writes the configured /v1/compare limits into the served OpenAPI schema."""
+    props = schema.get("components", {}).get("schemas", {}).get("CompareRequest", {}).get("properties", {})
+    for field, limit in (("users", s.compare_max_users), ("concurrency", s.compare_max_concurrency)):
+        if field in props:
+            props[field]["maximum"] = limit
+            props[field]["default"] = min(props[field]["default"], limit)
+    for option in props.get("timeout_s", {}).get("anyOf", []):
+        if option.get("type") == "number":
+            option["maximum"] = s.remote_timeout_s
+
+
 @router.post(
     "/compare",
     response_model=CompareResponse,
@@ -86,17 +98,17 @@ async def compare(request: Request):
     body = await parse_body(request, CompareRequest)
     s = settings(request)
     k = capped_default(body, "k", s.max_k)
-    users = capped_default(body, "users", s.compare_max_requests)
+    users = capped_default(body, "users", s.compare_max_users)
     check_limit("k", k, s.max_k, "DISTILLREC_MAX_K")
+    check_limit("users", users, s.compare_max_users, "DISTILLREC_COMPARE_MAX_USERS")
     check_limit("concurrency", body.concurrency, s.compare_max_concurrency, "DISTILLREC_COMPARE_MAX_CONCURRENCY")
-    check_limit("users × targets", users * len(body.targets), s.compare_max_requests, "DISTILLREC_COMPARE_MAX_REQUESTS")
     timeout = body.timeout_s or s.remote_timeout_s
     if timeout > s.remote_timeout_s:
         raise InvalidRequest(f"timeout_s is {timeout:g}, above the limit {s.remote_timeout_s:g} (DISTILLREC_REMOTE_TIMEOUT_S).")
     targets = resolve_targets(request, body.targets)
     names = [t.name for t in targets]
     if body.reference is not None and body.reference not in names:
-        raise InvalidRequest(f"reference {body.reference!r} is not among the targets {names}.")
+        raise NotFound(f"reference {body.reference!r} is not among the targets {names}; name one of them.", code="unknown_reference")
     reference = names.index(body.reference) if body.reference else next((j for j, t in enumerate(targets) if t.kind == "endpoint"), 0)
     sample = sample_users(request, targets, users, body.seed)
     state = request.app.state
