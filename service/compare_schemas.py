@@ -54,7 +54,7 @@ class CompareTargetResult(BaseModel):
     p95_ms: float | None
     p99_ms: float | None
     mean_ms: float | None
-    throughput_rps: float
+    throughput_rps: float = Field(description="concurrency / mean latency: requests per second this target sustains with `concurrency` in flight (Little's law)")
     speedup_p50_vs_reference: float | None = Field(description="p50 of the reference / p50 of this target")
     agreement: Agreement
 
@@ -68,6 +68,7 @@ class CompareResponse(BaseModel):
     users_done: int = Field(description="users every target was asked about before the run ended")
     distinct_users: int
     wall_s: float
+    requests_per_second: float = Field(description="requests to all targets together / wall time")
     stopped_early: bool = Field(description="the run hit DISTILLREC_COMPARE_MAX_SECONDS before every user was done")
     reference: str
     targets: list[CompareTargetResult]

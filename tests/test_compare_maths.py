@@ -56,7 +56,8 @@ def test_summarise_counts_errors_and_agreement_against_the_reference():
     assert out["users_done"] == 2 and out["reference"] == "teacher" and out["stopped_early"]
     assert (teacher["requests"], teacher["ok"], teacher["errors"], teacher["timeouts"]) == (2, 1, 1, 1)
     assert teacher["error_kinds"] == {"timeout": 1} and teacher["p50_ms"] == pytest.approx(10.0)
-    assert student["ok"] == 2 and student["throughput_rps"] == pytest.approx(2.0)
+    assert student["ok"] == 2 and student["throughput_rps"] == pytest.approx(500.0)  # 1 in flight / 2 ms
+    assert out["requests_per_second"] == pytest.approx(4.0)  # 2 users × 2 targets in 1 s
     assert student["agreement"]["users"] == 1 and student["agreement"]["overlap_at_k"] == 1.0  # only user 1: both answered
     assert student["speedup_p50_vs_reference"] == pytest.approx(5.0)
 
