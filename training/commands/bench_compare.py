@@ -11,7 +11,7 @@ def register(bsub) -> None:
             "Serves the student and every --teachers bundle, each in its own uvicorn process on 127.0.0.1. For each teacher and "
             "each --concurrency, sends the same sampled users to both (POST /v1/recommend, interleaved user by user) and reports "
             "end-to-end p50/p99 of both, their ratio, and the agreement of the student's top-k with the teacher's (overlap@k, "
-            "rank-biased overlap, Kendall tau, NDCG@k). Then loads student processes with shadow mode off and at each --fractions "
+            "rank-biased overlap, Kendall tau, normalised discounted cumulative gain NDCG@k). Then loads student processes with shadow mode off and at each --fractions "
             "(mirroring to --shadow-teacher) with wrk/hey at concurrency 16, in alternating rounds, and reports the student's "
             "p50/p99 and the mirrors answered, failed and dropped. Writes endpoints.json/.md/.png into --out; exits 1 when the "
             "p99 overhead at 10 %% is 10 %% or more."

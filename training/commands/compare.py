@@ -11,7 +11,7 @@ def register(sub) -> None:
             "Sends the same sampled users to every service's POST /v1/recommend (seen items excluded) and reports, per service, "
             "end-to-end latency percentiles (p50/p95/p99 and mean, network and serialisation included), throughput, errors and "
             "timeouts, and the agreement of its top-k lists with the first --teacher: overlap@k, rank-biased overlap (RBO), "
-            "Kendall tau of the shared items, and NDCG@k with the teacher's list as the relevant items. Users are interleaved: "
+            "Kendall tau of the shared items, and the normalised discounted cumulative gain (NDCG@k) with the teacher's list as the relevant items. Users are interleaved: "
             "each of CONCURRENCY workers takes the next user and asks every service in turn. Neither service is changed; "
             "this command needs no torch. Writes compare.json, compare.md and compare.png into --out."
         ),
