@@ -72,9 +72,9 @@ def cluster():
         endpoints = f"same={teacher.base}#student,remote-neumf={teacher.base}#neumf,down={down_url},slow={slow_url},broken={broken_url}"
         common = {"DISTILLREC_TEACHER_ENDPOINTS": endpoints, "DISTILLREC_REMOTE_TIMEOUT_S": str(TIMEOUT_S)}
         # the student mirrors every request to the same bundle (agreement 1.0) …
-        student = Server(models, "student", 1000, 1, env={**common, "DISTILLREC_SHADOW_ENDPOINT": "same", "DISTILLREC_SHADOW_FRACTION": "1"})
+        student = Server(models, "student", 1000, 1, extra_env={**common, "DISTILLREC_SHADOW_ENDPOINT": "same", "DISTILLREC_SHADOW_FRACTION": "1"})
         # … and a second one mirrors to a teacher that never answers, through a tiny queue
-        shadowed = Server(models, "student", 1000, 1, env={
+        shadowed = Server(models, "student", 1000, 1, extra_env={
             "DISTILLREC_TEACHER_ENDPOINTS": f"hung={hung_url}", "DISTILLREC_REMOTE_TIMEOUT_S": "0.5",
             "DISTILLREC_SHADOW_ENDPOINT": "hung", "DISTILLREC_SHADOW_FRACTION": "1", "DISTILLREC_SHADOW_CONCURRENCY": "2", "DISTILLREC_SHADOW_QUEUE": "4",
         })

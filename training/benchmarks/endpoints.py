@@ -75,7 +75,7 @@ def shadow_overhead(models_dir: Path, student: str, teacher: Server, users: list
             env = {"DISTILLREC_TEACHER_ENDPOINTS": f"{endpoint}={teacher.base}"}
             if f > 0:
                 env |= {"DISTILLREC_SHADOW_ENDPOINT": endpoint, "DISTILLREC_SHADOW_FRACTION": str(f)}
-            servers[f] = Server(models_dir, student, 1000, 1, env=env)
+            servers[f] = Server(models_dir, student, 1000, 1, extra_env=env)
         for server in servers.values():
             server.wait_ready()
         bodies = [json.dumps({"user_id": u, "k": 10}) for u in users]

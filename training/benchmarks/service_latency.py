@@ -149,7 +149,7 @@ def _free_port() -> int:
 class Server:
     """``uvicorn service.main:app`` with one worker on 127.0.0.1, started and stopped by this script."""
 
-    def __init__(self, models_dir: Path, default_model: str, max_requests: int, ort_threads: int, env: dict | None = None):
+    def __init__(self, models_dir: Path, default_model: str, max_requests: int, ort_threads: int, extra_env: dict | None = None):
         self.port = _free_port()
         self.base = f"http://{HOST}:{self.port}"
         env = {
@@ -160,7 +160,7 @@ class Server:
             "DISTILLREC_ORT_THREADS": str(ort_threads),
             "DISTILLREC_LOG_LEVEL": "warning",
             "OMP_NUM_THREADS": "1",
-            **(env or {}),
+            **(extra_env or {}),
         }
         self.cmd = [sys.executable, "-m", "uvicorn", "service.main:app", "--host", HOST, "--port", str(self.port), "--workers", "1", "--no-access-log", "--log-level", "warning"]
         self.proc = subprocess.Popen(self.cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
