@@ -250,3 +250,15 @@ def test_compare_client_between_two_services(cluster, tmp_path):
     assert (tmp_path / "compare.png").stat().st_size > 10_000 and (tmp_path / "compare.md").read_text().startswith("| concurrency |")
     bad = subprocess.run([sys.executable, "-m", "training.cli", "compare", "--student", "ftp://x", "--teacher", teacher, "--users", "1-3"], capture_output=True, text=True, timeout=60)
     assert bad.returncode == 2 and "not an http:// or https:// URL" in bad.stderr
+
+
+def test_comparison_stops_at_its_wall_time_limit():
+    from service.comparison import Target, run_comparison
+
+    slow, url = _stub(delay=0.2, status=200)
+    try:
+        out = asyncio.run(run_comparison([Target("slow", "url", url)], [str(u) for u in range(50)], 5, concurrency=2, timeout=1.0, max_seconds=0.5))
+    finally:
+        slow.shutdown()
+    assert out["stopped_early"] and 0 < out["users_done"] < 50 and out["wall_s"] < 2.0
+    assert out["targets"][0]["requests"] == out["users_done"]  # requests cut off mid-flight are not counted
