@@ -67,14 +67,9 @@ def kendall_tau_shared(candidate: Sequence[str], reference: Sequence[str]) -> fl
     n = len(ranks)
     if n < 2:
         return None
-    concordant = discordant = 0
-    for i in range(n):
-        for j in range(i + 1, n):
-            if ranks[i] < ranks[j]:
-                concordant += 1
-            else:
-                discordant += 1
-    return (concordant - discordant) / (n * (n - 1) / 2)
+    r = np.asarray(ranks)
+    signs = np.sign(r[None, :] - r[:, None])  # +1 where a later candidate item is also later in the reference
+    return float(np.triu(signs, 1).sum()) / (n * (n - 1) / 2)
 
 
 def ndcg_vs_reference(candidate: Sequence[str], reference: Sequence[str], k: int) -> float:

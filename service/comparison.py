@@ -70,7 +70,8 @@ async def run_comparison(targets: list[Target], users: list[str], k: int, concur
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
     wall = time.perf_counter() - t0
-    return summarise(targets, users, replies, k, concurrency, timeout, wall, stopped_early=bool(pending), reference=reference, samples=samples)
+    # off the event loop: with k in the hundreds and many users the agreement maths takes a while
+    return await asyncio.to_thread(summarise, targets, users, replies, k, concurrency, timeout, wall, bool(pending), reference, samples)
 
 
 def summarise(targets: list[Target], users: list[str], replies: list[list[Reply | None]], k: int, concurrency: int, timeout: float, wall: float, stopped_early: bool,
