@@ -15,13 +15,12 @@ import time
 from collections import Counter
 from dataclasses import dataclass
 
-import httpx
-
 from service.compare import latency_stats, mean_agreement
+from service.http1 import Http1Pool
 from service.remote import Reply, call_recommend
 
 METHOD = (
-    "POST /v1/recommend over HTTP for every target, end to end (connection pool, serialisation and network included), seen items excluded; "
+    "POST /v1/recommend over HTTP/1.1 keep-alive connections for every target, end to end (serialisation and network included), seen items excluded; "
     "users interleaved: each of `concurrency` workers takes the next user and asks every target in turn (order rotated per user); "
     "latency percentiles over answered requests; throughput per target = concurrency / mean latency (Little's law: what it sustains with "
     "`concurrency` requests in flight), as the targets take turns and share the run's wall time; "
@@ -49,26 +48,27 @@ async def run_comparison(targets: list[Target], users: list[str], k: int, concur
     """Asks every target for every user (see the module doc); the report of :func:`summarise`."""
     replies: list[list[Reply | None]] = [[None] * len(users) for _ in targets]
     next_user = 0
-    limits = httpx.Limits(max_connections=concurrency * len(targets), max_keepalive_connections=concurrency * len(targets))
+    pools = [Http1Pool(t.url, max_idle=concurrency) for t in targets]
 
-    async def worker(client: httpx.AsyncClient) -> None:
+    async def worker() -> None:
         nonlocal next_user
         while next_user < len(users):
             u = next_user
             next_user += 1
             for step in range(len(targets)):
                 j = (u + step) % len(targets)
-                replies[j][u] = await call_recommend(client, targets[j].url, targets[j].body(users[u], k), timeout)
+                replies[j][u] = await call_recommend(pools[j], targets[j].body(users[u], k), timeout)
 
     t0 = time.perf_counter()
-    async with httpx.AsyncClient(limits=limits, trust_env=False) as client:
-        tasks = [asyncio.create_task(worker(client)) for _ in range(min(concurrency, len(users)))]
-        try:
-            _, pending = await asyncio.wait(tasks, timeout=max_seconds)
-        finally:  # also when this coroutine is cancelled (the client went away)
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+    tasks = [asyncio.create_task(worker()) for _ in range(min(concurrency, len(users)))]
+    try:
+        _, pending = await asyncio.wait(tasks, timeout=max_seconds)
+    finally:  # also when this coroutine is cancelled (the client went away)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        for pool in pools:
+            pool.close()
     wall = time.perf_counter() - t0
     # off the event loop: with k in the hundreds and many users the agreement maths takes a while
     return await asyncio.to_thread(summarise, targets, users, replies, k, concurrency, timeout, wall, bool(pending), reference, samples)

@@ -10,12 +10,15 @@ a failing endpoint, it classifies the failure (``timeout``, ``unreachable``, ``h
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 import time
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 import httpx
+
+from service.http1 import Http1Pool
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 FORMAT = "name=http://host:port[#model], comma-separated, e.g. teacher=http://teacher:8000#ml100k-teacher"
@@ -85,20 +88,25 @@ class Reply:
     error: str | None = None  # timeout | unreachable | http_<status> | bad_reply
 
 
-async def call_recommend(client: httpx.AsyncClient, url: str, body: dict, timeout: float) -> Reply:
-    """``POST {url}/v1/recommend`` with ``body``; never raises for a failing endpoint (see :class:`Reply`)."""
+async def call_recommend(pool: Http1Pool, body: dict, timeout: float) -> Reply:
+    """``POST /v1/recommend`` with ``body`` through ``pool``; never raises for a failing endpoint (see :class:`Reply`).
+
+    The time runs from before the request is written until the reply's body has been read.
+    """
+    payload = json.dumps(body).encode()
     t0 = time.perf_counter()
     try:
-        resp = await client.post(f"{url}/v1/recommend", json=body, timeout=timeout)
+        async with asyncio.timeout(timeout):
+            status, raw = await pool.post("/v1/recommend", payload)
         seconds = time.perf_counter() - t0
-        if resp.status_code != 200:
-            return Reply(seconds, error=f"http_{resp.status_code}")
-        return Reply(seconds, items=[it["item_id"] for it in resp.json()["items"]])
-    except httpx.TimeoutException:
+        if status != 200:
+            return Reply(seconds, error=f"http_{status}")
+        return Reply(seconds, items=[it["item_id"] for it in json.loads(raw)["items"]])
+    except TimeoutError:  # before OSError: TimeoutError is one
         return Reply(time.perf_counter() - t0, error="timeout")
-    except httpx.TransportError:
+    except (OSError, asyncio.IncompleteReadError):
         return Reply(time.perf_counter() - t0, error="unreachable")
-    except (ValueError, KeyError, TypeError):  # not the JSON shape of a distillrec reply
+    except (ValueError, KeyError, TypeError):  # not HTTP, or not the JSON shape of a distillrec reply
         return Reply(time.perf_counter() - t0, error="bad_reply")
 
 

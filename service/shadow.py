@@ -14,11 +14,11 @@ import asyncio
 import logging
 import random
 
-import httpx
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from starlette.background import BackgroundTask
 
-from service.compare import agreement
+from service.compare import ndcg_vs_reference, overlap_at_k, rank_biased_overlap
+from service.http1 import Http1Pool
 from service.metrics import LATENCY_BUCKETS
 from service.remote import Endpoint, call_recommend
 
@@ -33,17 +33,17 @@ class Shadow:
         self.endpoint, self.fraction, self.concurrency, self.timeout = endpoint, fraction, concurrency, timeout
         self.queue: asyncio.Queue = asyncio.Queue(maxsize=queue_size)
         self.workers: list[asyncio.Task] = []
-        self.client: httpx.AsyncClient | None = None
+        self.pool = Http1Pool(endpoint.url, max_idle=concurrency)
         name = endpoint.name
         self.outcomes = Counter("distillrec_shadow_requests", "mirrored requests by outcome (ok, timeout, unreachable, http_<status>, bad_reply)", ["endpoint", "outcome"], registry=registry)
         self.dropped = Counter("distillrec_shadow_dropped", "mirrors dropped because the shadow queue was full", ["endpoint"], registry=registry).labels(name)
         self.queued = Gauge("distillrec_shadow_queue_depth", "mirrors waiting to be sent", ["endpoint"], registry=registry).labels(name)
         self.latency = Histogram("distillrec_shadow_teacher_duration_seconds", "end-to-end latency of the teacher endpoint on mirrored requests (answered ones)", ["endpoint"], buckets=LATENCY_BUCKETS, registry=registry).labels(name)
-        self.agreement = Histogram("distillrec_shadow_agreement", "agreement of the student's list with the teacher's on mirrored requests", ["endpoint", "measure"], buckets=AGREEMENT_BUCKETS, registry=registry)
+        agreement = Histogram("distillrec_shadow_agreement", "agreement of the student's list with the teacher's on mirrored requests", ["endpoint", "measure"], buckets=AGREEMENT_BUCKETS, registry=registry)
+        self.agreement = {m: agreement.labels(name, m) for m in ("overlap_at_k", "rbo", "ndcg_at_k")}
         self.queued.set_function(self.queue.qsize)
 
     async def start(self) -> None:
-        self.client = httpx.AsyncClient(limits=httpx.Limits(max_connections=self.concurrency, max_keepalive_connections=self.concurrency), trust_env=False)
         self.workers = [asyncio.create_task(self._work()) for _ in range(self.concurrency)]
         log.info("shadow mode: mirroring %.1f %% of /v1/recommend requests to %s (%s)", 100 * self.fraction, self.endpoint.name, self.endpoint.url)
 
@@ -51,8 +51,7 @@ class Shadow:
         for task in self.workers:
             task.cancel()
         await asyncio.gather(*self.workers, return_exceptions=True)
-        if self.client is not None:
-            await self.client.aclose()
+        self.pool.close()
 
     def sampled(self) -> bool:
         return self.fraction >= 1.0 or random.random() < self.fraction
@@ -68,13 +67,14 @@ class Shadow:
         while True:
             body, student_items = await self.queue.get()
             try:
-                reply = await call_recommend(self.client, self.endpoint.url, body, self.timeout)
+                reply = await call_recommend(self.pool, body, self.timeout)
                 self.outcomes.labels(self.endpoint.name, reply.error or "ok").inc()
                 if reply.items is not None:
                     self.latency.observe(reply.seconds)
-                    for measure, value in agreement(student_items, reply.items, body["k"]).items():
-                        if value is not None and measure != "kendall_tau":
-                            self.agreement.labels(self.endpoint.name, measure).observe(value)
+                    k = body["k"]
+                    for measure, value in (("overlap_at_k", overlap_at_k(student_items, reply.items)), ("rbo", rank_biased_overlap(student_items, reply.items)),
+                                           ("ndcg_at_k", ndcg_vs_reference(student_items, reply.items, k))):
+                        self.agreement[measure].observe(value)
             except Exception:  # a bug here must not kill the worker (and silently stop shadow mode)
                 log.exception("shadow mirror to %s failed", self.endpoint.name)
             finally:
