@@ -138,6 +138,8 @@ def shadow_overhead(models_dir: Path, student: str, teacher: Server, users: list
         row["p99_overhead"] = row["p99_ms"] / off["p99_ms"] - 1.0
         row["p50_overhead"] = row["p50_ms"] / off["p50_ms"] - 1.0
         row["cpu_overhead"] = row["server_cpu_ms"] / off["server_cpu_ms"] - 1.0
+        # the same round's runs are minutes apart at most: the median of per-round ratios cancels slow drifts of the background load
+        row["p99_overhead_paired"] = statistics.median(mine["p99_ms"] / base["p99_ms"] for mine, base in zip(row["runs"], off["runs"])) - 1.0
     return rows
 
 
@@ -175,7 +177,7 @@ def run(models_dir: Path, student: str, teachers: list[str], out: Path, requests
     }
     ten = next((row for row in shadow if abs(row["fraction"] - 0.1) < 1e-9), None)
     report["shadow_target"] = {"fraction": 0.1, "max_p99_overhead": SHADOW_TARGET_OVERHEAD, "p99_overhead": ten["p99_overhead"] if ten else None,
-                               "met": bool(ten and ten["p99_overhead"] < SHADOW_TARGET_OVERHEAD)}
+                               "cpu_overhead": ten["cpu_overhead"] if ten else None, "met": bool(ten and ten["p99_overhead"] < SHADOW_TARGET_OVERHEAD)}
     publish(out, "endpoints", report, markdown(report))
     if plot(report, Path(out) / "endpoints.png"):
         print(f"wrote {Path(out) / 'endpoints.png'}")
@@ -222,18 +224,19 @@ def markdown(report: dict) -> list[str]:
         f"### Shadow mode: the student's latency while mirroring to {sh['teacher']} ({load}, concurrency {sh['load_concurrency']}, "
         f"{sh['duration_s']} s per run, medians of {sh['rounds']} alternating rounds)",
         "",
-        "| mirrored | student p50 ms | student p99 ms | p99 vs off | req/s | server CPU ms per request | CPU vs off | requests | failed | mirrors answered | mirrors failed | mirrors dropped |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| mirrored | student p50 ms | student p99 ms | p99 vs off | p99 vs off, median of per-round ratios | req/s | server CPU ms per request | CPU vs off | requests | failed | mirrors answered | mirrors failed | mirrors dropped |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in sh["rows"]:
         label = "off" if r["fraction"] == 0 else f"{100 * r['fraction']:.0f} %"
         lines.append(
-            f"| {label} | {_f(r['p50_ms'])} | {_f(r['p99_ms'])} | {100 * r['p99_overhead']:+.1f} % | {_f(r['rps'], 0)} | {_f(r['server_cpu_ms'], 3)} | "
+            f"| {label} | {_f(r['p50_ms'])} | {_f(r['p99_ms'])} | {100 * r['p99_overhead']:+.1f} % | {100 * r['p99_overhead_paired']:+.1f} % | {_f(r['rps'], 0)} | {_f(r['server_cpu_ms'], 3)} | "
             f"{100 * r['cpu_overhead']:+.1f} % | {r['requests']} | {r['errors']} | {r['mirrors_ok']:.0f} | {r['mirrors_failed']:.0f} | {r['mirrors_dropped']:.0f} |"
         )
     t = report["shadow_target"]
     if t["p99_overhead"] is not None:
-        lines += ["", f"Shadow mode at 10 %: p99 {100 * t['p99_overhead']:+.1f} % against off (target: under {100 * t['max_p99_overhead']:.0f} %) — {'met' if t['met'] else 'missed'}."]
+        lines += ["", f"Shadow mode at 10 %: p99 {100 * t['p99_overhead']:+.1f} % against off (target: under {100 * t['max_p99_overhead']:.0f} %) — "
+                  f"{'met' if t['met'] else 'missed'}; the student's CPU time per request {100 * t['cpu_overhead']:+.1f} %."]
     conditions = conditions_line(report["environment"])
     return lines + (["", f"Run conditions: {conditions}."] if conditions else [])
 
