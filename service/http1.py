@@ -43,15 +43,17 @@ class Http1Pool:
             f"accept: application/json\r\ncontent-length: {len(payload)}\r\n\r\n"
         ).encode("latin-1") + payload
         for attempt in (0, 1):
-            reused = bool(self.idle)
-            reader, writer = self.idle.pop() if reused else await self._connect()
+            conn = self._idle_connection() if attempt == 0 else None
+            reused = conn is not None
+            reader, writer = conn or await self._connect()
             try:
                 writer.write(request)
                 status, body, keep = await read_response(reader)
             except (OSError, asyncio.IncompleteReadError):
                 writer.close()
-                if reused and attempt == 0:
-                    continue  # the server closed an idle keep-alive connection: once more, on a new one
+                if reused:
+                    self.close()  # the server closed an idle keep-alive connection; the other idle ones are as old
+                    continue  # once more, on a new connection
                 raise
             except BaseException:  # bad reply, timeout, cancellation: the connection's state is unknown
                 writer.close()
@@ -62,6 +64,15 @@ class Http1Pool:
                 writer.close()
             return status, body
         raise AssertionError("unreachable")  # pragma: no cover - the loop returns or raises
+
+    def _idle_connection(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter] | None:
+        """The most recently used idle connection the server has not closed (as far as is known yet)."""
+        while self.idle:
+            reader, writer = self.idle.pop()
+            if not reader.at_eof():
+                return reader, writer
+            writer.close()
+        return None
 
     def close(self) -> None:
         while self.idle:

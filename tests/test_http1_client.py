@@ -115,3 +115,26 @@ def test_failures_are_classified_not_raised():
     out = asyncio.run(scenario())
     assert {name: r.error for name, r in out.items()} == {"slow": "timeout", "error": "http_503", "garbage": "bad_reply", "not_json": "bad_reply", "down": "unreachable"}
     assert 0.15 < out["slow"].seconds < 0.9 and all(r.items is None for r in out.values())
+
+
+def test_idle_connections_the_server_closed_are_not_reused():
+    async def scenario():
+        async def handle(reader, writer):  # answers once, then closes the connection without saying so
+            head = await reader.readuntil(b"\r\n\r\n")
+            await reader.readexactly(int(head.lower().split(b"content-length:")[1].split(b"\r\n")[0]))
+            writer.write(_ok())
+            await writer.drain()
+            writer.close()
+
+        server = await asyncio.start_server(handle, "127.0.0.1", 0)
+        pool = Http1Pool(f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}")
+        first = await asyncio.gather(*(call_recommend(pool, {"user_id": str(i), "k": 2}, 2.0) for i in range(2)))  # two idle connections
+        await asyncio.sleep(0.1)  # the server's FINs arrive: both idle connections are at EOF
+        third = await call_recommend(pool, {"user_id": "3", "k": 2}, 2.0)
+        pool.close()
+        server.close()
+        return first, third, pool.opened
+
+    first, third, opened = asyncio.run(scenario())
+    assert all(r.items == ["7", "3"] for r in first) and third.items == ["7", "3"] and third.error is None
+    assert opened == 3  # two, then a fresh one: neither closed connection was reused

@@ -255,14 +255,14 @@ def plot(report: dict, path: Path) -> bool:
     ax_ratio.bar(x - 0.2, [r["p50_ratio"] or 0 for r in rows], 0.4, label="p50")
     ax_ratio.bar(x + 0.2, [r["p99_ratio"] or 0 for r in rows], 0.4, label="p99")
     ax_ratio.axhline(1.0, color="black", linewidth=0.8)
-    ax_ratio.set_xticks(x, labels, fontsize=7)
+    ax_ratio.set_xticks(x, labels, fontsize=7, rotation=30, ha="right")
     ax_ratio.set(ylabel="teacher latency / student latency", title=f"latency ratio over HTTP, each process alone ({report['load']['tool']})")
     ax_ratio.legend(fontsize=8)
     first = [r for r in report["compare"] if r["concurrency"] == report["concurrency"][0]]
     measures = [("overlap_at_k", "overlap@k"), ("rbo", "RBO"), ("ndcg_at_k", "NDCG@k")]
     for i, (key, label) in enumerate(measures):
         ax_agree.bar(np.arange(len(first)) + (i - 1) * 0.27, [r["agreement"][key] or 0 for r in first], 0.27, label=label)
-    ax_agree.set_xticks(np.arange(len(first)), [r["teacher"] for r in first], fontsize=8)
+    ax_agree.set_xticks(np.arange(len(first)), [r["teacher"] for r in first], fontsize=8, rotation=15)
     ax_agree.set(ylim=(0, 1.05), title=f"agreement of {report['student']} with each teacher")
     ax_agree.legend(fontsize=8, loc="lower right")
     sh = report["shadow"]["rows"]
