@@ -86,7 +86,7 @@ def test_a_connection_the_server_closed_is_retried_once():
 
 def test_failures_are_classified_not_raised():
     async def slow(n, head):
-        await asyncio.sleep(1.0)
+        await asyncio.sleep(3.0)
         return _ok()
 
     async def error(n, head):
@@ -103,18 +103,18 @@ def test_failures_are_classified_not_raised():
         for name, respond in (("slow", slow), ("error", error), ("garbage", garbage), ("not_json", not_json)):
             server, url, _ = await _server(respond)
             pool = Http1Pool(url)
-            out[name] = await call_recommend(pool, {"user_id": "1", "k": 2}, 0.2)
+            out[name] = await call_recommend(pool, {"user_id": "1", "k": 2}, 0.2 if name == "slow" else 5.0)  # generous unless timing out is the point
             pool.close()
             server.close()
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             closed_port = s.getsockname()[1]
-        out["down"] = await call_recommend(Http1Pool(f"http://127.0.0.1:{closed_port}"), {"user_id": "1", "k": 2}, 1.0)
+        out["down"] = await call_recommend(Http1Pool(f"http://127.0.0.1:{closed_port}"), {"user_id": "1", "k": 2}, 5.0)
         return out
 
     out = asyncio.run(scenario())
     assert {name: r.error for name, r in out.items()} == {"slow": "timeout", "error": "http_503", "garbage": "bad_reply", "not_json": "bad_reply", "down": "unreachable"}
-    assert 0.15 < out["slow"].seconds < 0.9 and all(r.items is None for r in out.values())
+    assert 0.15 < out["slow"].seconds < 2.5 and all(r.items is None for r in out.values())
 
 
 def test_idle_connections_the_server_closed_are_not_reused():
