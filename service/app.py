@@ -21,9 +21,10 @@ from fastapi.responses import HTMLResponse
 from service.error_handlers import ErrorResponse, install_error_handlers
 from service.metrics import MetricsMiddleware, ServiceMetrics
 from service.registry import Registry, load_registry
-from service.routes import admin, benchmark, models, ops, recommend
+from service.routes import admin, benchmark, compare, models, ops, recommend
 from service.routes.common import BODY_MODELS
 from service.settings import Settings
+from service.shadow import Shadow
 
 log = logging.getLogger("distillrec.service")
 
@@ -51,7 +52,7 @@ def _limits_in_schema(schema: dict, settings: Settings) -> dict:
             js = model.model_json_schema(ref_template="#/components/schemas/{model}")
             comps.update(js.pop("$defs", {}))
             comps[model.__name__] = js
-    for name in ("RecommendRequest", "BatchRecommendRequest", "HistoryRequest", "BenchmarkRequest"):
+    for name in ("RecommendRequest", "BatchRecommendRequest", "HistoryRequest", "BenchmarkRequest", "CompareRequest"):
         props = comps.get(name, {}).get("properties", {})
         if "k" in props:
             props["k"]["maximum"] = settings.max_k
@@ -92,7 +93,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.registry = registry
         metrics.set_bundles(registry)
         log.info("serving %d bundle(s) from %s: %s; default model: %s", len(registry.models), settings.models_dir, ", ".join(sorted(registry.models)) or "none", registry.default_name)
-        yield
+        if settings.shadow_fraction > 0:
+            endpoint = settings.endpoints()[settings.shadow_endpoint]
+            app.state.shadow = Shadow(endpoint, settings.shadow_fraction, settings.shadow_concurrency, settings.shadow_queue, settings.remote_timeout_s, metrics.registry)
+            await app.state.shadow.start()
+        try:
+            yield
+        finally:
+            if app.state.shadow is not None:
+                await app.state.shadow.close()
 
     app = FastAPI(
         title="distillrec",
@@ -107,9 +116,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.registry = Registry()
     app.state.reload_lock = threading.Lock()
     app.state.benchmark_lock = threading.Lock()
+    app.state.shadow = None  # service.shadow.Shadow when DISTILLREC_SHADOW_FRACTION > 0
     install_error_handlers(app)
     app.add_middleware(MetricsMiddleware, metrics=metrics)
-    for module in (recommend, ops, models, benchmark, admin):  # hot paths first: routes are matched in order
+    for module in (recommend, ops, models, benchmark, compare, admin):  # hot paths first: routes are matched in order
         app.include_router(module.router)
 
     @app.get("/docs", include_in_schema=False, response_class=HTMLResponse)
@@ -131,6 +141,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         if app.openapi_schema is None:
             schema = get_openapi(title=app.title, version=app.version, summary=app.summary, routes=app.routes)
             app.openapi_schema = _limits_in_schema(schema, settings)
+            compare.limits_in_schema(app.openapi_schema, settings)
         return app.openapi_schema
 
     app.openapi = openapi

@@ -14,7 +14,7 @@ import sys
 from training import __version__
 
 # Sub-command modules, in the order `--help` lists them. Each exposes register(subparsers).
-COMMANDS = ["data", "train", "distill", "experiment", "ensemble", "evaluate", "report", "export", "serve", "demo", "bench"]
+COMMANDS = ["data", "train", "distill", "experiment", "ensemble", "evaluate", "report", "export", "serve", "compare", "demo", "bench"]
 
 
 GLOSSARY = """terms:

@@ -23,6 +23,7 @@ from service.schemas import (
     SimilarItemsResponse,
 )
 from service.settings import HARD_MAX_K
+from service.shadow import offer_shadow
 
 router = APIRouter(prefix="/v1", tags=["recommend"])
 ERRORS = {**NOT_FOUND, **INVALID, **NOT_READY}
@@ -44,7 +45,9 @@ async def recommend(request: Request) -> Response:
     k = _k_checked(body, s)
     rec = resolve_model(request, body.model)
     out = rec.recommend(body.user_id, k, body.exclude_seen, body.exclude_items, body.fallback)
-    return json_response({"model": rec.name, "version": rec.version, "user_id": body.user_id, "items": scored(out), "fallback_used": out.fallback_used, "took_ms": ms_since(t0)})
+    response = json_response({"model": rec.name, "version": rec.version, "user_id": body.user_id, "items": scored(out), "fallback_used": out.fallback_used, "took_ms": ms_since(t0)})
+    offer_shadow(request, response, body, k, out)
+    return response
 
 
 @router.post("/recommend/batch", response_model=BatchRecommendResponse, responses=ERRORS, openapi_extra=json_body(BatchRecommendRequest), summary="top-k items for many known users in one call")

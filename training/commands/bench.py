@@ -57,6 +57,9 @@ def register(sub) -> None:
     sv.set_defaults(handler=run_service)
     register_catalogue(bsub)
     register_pareto(bsub)
+    from training.commands.bench_compare import register as register_compare
+
+    register_compare(bsub)
 
 
 def register_pareto(bsub) -> None:
