@@ -21,7 +21,7 @@ import httpx
 import pytest
 
 from svc_support import models_dir
-from training.benchmarks.service_latency import Server, _free_port
+from training.local_service import LocalService, free_port
 
 TIMEOUT_S = 2.0  # DISTILLREC_REMOTE_TIMEOUT_S of the students (generous: the machine running the tests may be busy)
 
@@ -64,23 +64,23 @@ def cluster():
     hung.bind(("127.0.0.1", 0))
     hung.listen(64)
     hung_url = f"http://127.0.0.1:{hung.getsockname()[1]}"
-    down_url = f"http://127.0.0.1:{_free_port()}"  # nothing listens there
-    teacher = Server(models, "neumf", 1000, 1)
+    down_url = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    teacher = LocalService(models, "neumf", quiet=True)
     servers = [teacher]
     try:
-        teacher.wait_ready()
+        teacher.start()
         endpoints = f"same={teacher.base}#student,remote-neumf={teacher.base}#neumf,down={down_url},slow={slow_url},broken={broken_url}"
         common = {"DISTILLREC_TEACHER_ENDPOINTS": endpoints, "DISTILLREC_REMOTE_TIMEOUT_S": str(TIMEOUT_S)}
         # the student mirrors every request to the same bundle (agreement 1.0) …
-        student = Server(models, "student", 1000, 1, extra_env={**common, "DISTILLREC_SHADOW_ENDPOINT": "same", "DISTILLREC_SHADOW_FRACTION": "1"})
+        student = LocalService(models, "student", quiet=True, extra_env={**common, "DISTILLREC_SHADOW_ENDPOINT": "same", "DISTILLREC_SHADOW_FRACTION": "1"})
         # … and a second one mirrors to a teacher that never answers, through a tiny queue
-        shadowed = Server(models, "student", 1000, 1, extra_env={
+        shadowed = LocalService(models, "student", quiet=True, extra_env={
             "DISTILLREC_TEACHER_ENDPOINTS": f"hung={hung_url}", "DISTILLREC_REMOTE_TIMEOUT_S": "0.5",
             "DISTILLREC_SHADOW_ENDPOINT": "hung", "DISTILLREC_SHADOW_FRACTION": "1", "DISTILLREC_SHADOW_CONCURRENCY": "2", "DISTILLREC_SHADOW_QUEUE": "4",
         })
         servers += [student, shadowed]
-        student.wait_ready()
-        shadowed.wait_ready()
+        student.start()
+        shadowed.start()
         yield {"teacher": teacher.base, "student": student.base, "shadowed": shadowed.base}
     finally:
         for s in servers:
