@@ -9,6 +9,7 @@ removed.
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 from pathlib import Path
 
@@ -59,7 +60,9 @@ def export_run(
     if not run.is_dir():
         raise ExportError(f"--run {run}: no such folder. Pass a run folder written by `distillrec train` (or an ensemble folder).")
     version = new_version()
+    new_bundle = not (models_dir / bundle).exists()
     staging = staging_folder(models_dir, bundle, version)
+    final = None
     try:
         if is_ensemble_run(run):
             if role not in (None, "ensemble"):
@@ -71,4 +74,7 @@ def export_run(
     finally:
         if staging.exists():
             shutil.rmtree(staging, ignore_errors=True)
+        if final is None and new_bundle:  # a failed first export leaves no empty bundle folder behind
+            with contextlib.suppress(OSError):
+                (models_dir / bundle).rmdir()  # only if empty: never removes another export's files
     return ExportResult(final, manifest)
