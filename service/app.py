@@ -16,7 +16,7 @@ from fastapi import FastAPI
 from fastapi.concurrency import run_in_threadpool
 from fastapi.openapi.utils import get_openapi
 
-from service import request_guard, scoring_gate
+from service import memory, request_guard, scoring_gate
 from service.error_handlers import ErrorResponse, install_error_handlers
 from service.metrics import MetricsMiddleware, ServiceMetrics
 from service.registry import Registry, load_registry
@@ -88,6 +88,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI):
         faiss.omp_set_num_threads(1)  # one request, one core: latency under concurrency, not throughput of one query
         scoring_gate.set_limit(settings.max_scoring_calls)
+        memory.return_large_buffers()
         registry, _ = await run_in_threadpool(load_registry, settings.models_dir, settings.ort_threads, settings.warmup_requests, settings.default_model)
         app.state.registry = registry
         metrics.set_bundles(registry)

@@ -39,8 +39,8 @@ from service.scoring_gate import scoring_slot
 
 EMPTY = np.zeros(0, dtype=np.int64)
 #: (user, item) pairs × dimension per ONNX scorer call: bounds the activations of one call (about
-#: ten tensors of that many floats for NeuMF) to tens of MB, whatever the batch size
-SCORER_BUDGET = 1 << 21
+#: ten tensors of that many floats for NeuMF) to about 20 MB, whatever the batch size
+SCORER_BUDGET = 1 << 19
 
 
 @dataclass(frozen=True)

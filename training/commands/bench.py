@@ -56,6 +56,9 @@ def register(sub) -> None:
     sv.set_defaults(handler=run_service)
     register_catalogue(bsub)
     register_pareto(bsub)
+    from training.benchmarks.reliability import register_cli as register_reliability
+
+    register_reliability(bsub)
 
 
 def register_pareto(bsub) -> None:
