@@ -45,7 +45,10 @@ def test_arrays_load_without_pickle_and_match_the_data():
     assert np.load(folder / "user_ids.npy", allow_pickle=False).tolist() == run.dataset.user_ids.tolist()
     assert np.load(folder / "item_ids.npy", allow_pickle=False).tolist() == run.dataset.item_ids.tolist()
     with np.load(folder / "seen.npz", allow_pickle=False) as seen:
-        assert np.array_equal(seen["indptr"], run.dataset.train.indptr) and np.array_equal(seen["indices"], run.dataset.train.indices)
+        full = (run.dataset.train + run.dataset.valid + run.dataset.test).tocsr()
+        full.sort_indices()
+        assert np.array_equal(seen["indptr"], full.indptr) and np.array_equal(seen["indices"], full.indices), "every known interaction, held-out ones too"
+        assert seen["indptr"][-1] == run.dataset.train.nnz + run.dataset.valid.nnz + run.dataset.test.nnz
     assert np.array_equal(np.load(folder / "popularity.npy", allow_pickle=False), run.dataset.item_popularity())
     with torch.no_grad():
         items = run.model.representations()[1].numpy()
