@@ -17,15 +17,22 @@ Then the service keeps running in the foreground until Ctrl-C (``--exit`` stops 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import secrets
 import shutil
+import signal
+import socket
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
+from training.errors import DistillrecError
 from training.http_client import request_json, wait_until_ready
 from training.run_folder import RunFolder
 
@@ -120,16 +127,78 @@ def _export(run: Path, models_dir: Path, bundle: str) -> None:
     print(f"    {bundle}: {result.path}")
 
 
+def _port_in_use_message(port: int) -> str:
+    return (f"port {port} on 127.0.0.1 is in use (another service, or an earlier demo still running). Stop that process, "
+            f"or pick another port: `distillrec demo --port {port + 1}` (with make: `make demo DEMO_ARGS='--port {port + 1}'`).")
+
+
+def _check_port_free(port: int) -> None:
+    """:class:`DistillrecError` naming ``--port`` when something already listens on 127.0.0.1:``port``."""
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            raise DistillrecError(_port_in_use_message(port)) from None
+
+
 def _start_service(opts: DemoOptions) -> subprocess.Popen:
+    """Starts ``distillrec serve`` on ``opts.port`` and checks that the server answering there is this one.
+
+    The port must be free first; the child gets a fresh admin token, and only a server that accepts
+    it (an authenticated reload of unchanged bundles, which changes nothing) is taken for the child.
+    """
+    _check_port_free(opts.port)
     cmd = [sys.executable, "-m", "training.cli", "serve", "--models-dir", str(opts.models_dir), "--port", str(opts.port),
            "--default-model", STUDENT_BUNDLE, "--log-level", "warning", "--no-access-log"]
-    proc = subprocess.Popen(cmd, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    token = secrets.token_hex(16)
+    proc = subprocess.Popen(cmd, env={**os.environ, "PYTHONUNBUFFERED": "1", "DISTILLREC_ADMIN_TOKEN": token})
+    base = f"http://127.0.0.1:{opts.port}"
     try:
-        wait_until_ready(f"http://127.0.0.1:{opts.port}", proc, timeout=120, poll_s=0.5)
-    except RuntimeError as exc:
-        proc.terminate()
-        raise RuntimeError(f"{exc}; is port {opts.port} free? (try --port)") from None
+        wait_until_ready(base, proc, timeout=120, poll_s=0.5)
+        _check_identity(base, token, proc, opts.port)
+    except (RuntimeError, DistillrecError) as exc:
+        _stop(proc)
+        raise DistillrecError(f"{exc}" if isinstance(exc, DistillrecError) else f"{exc}. {_port_in_use_message(opts.port)}") from None
     return proc
+
+
+def _check_identity(base: str, token: str, proc: subprocess.Popen, port: int) -> None:
+    req = urllib.request.Request(f"{base}/v1/admin/reload", method="POST", headers={"authorization": f"Bearer {token}"})
+    try:
+        with urllib.request.urlopen(req, timeout=30):
+            pass
+    except urllib.error.HTTPError as exc:
+        if exc.code != 409:  # 409: a bundle failed to reload; still our server (it accepted the token)
+            raise DistillrecError(f"the server answering on port {port} is not the one just started (it refused this demo's token, HTTP {exc.code}). {_port_in_use_message(port)}") from None
+    if proc.poll() is not None:
+        raise DistillrecError(f"the service exited with status {proc.returncode}. {_port_in_use_message(port)}")
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+@contextlib.contextmanager
+def stop_child_on_signals(proc: subprocess.Popen):
+    """Stops ``proc`` however this block ends: normally, on an error, on Ctrl-C, or on SIGTERM / SIGHUP
+    (turned into ``SystemExit(128 + signal)`` so that the block unwinds)."""
+
+    def _exit(signum, frame):
+        raise SystemExit(128 + signum)
+
+    previous = {sig: signal.signal(sig, _exit) for sig in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        yield proc
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        _stop(proc)
 
 
 def _examples(base: str) -> None:
@@ -189,19 +258,16 @@ def run_demo(opts: DemoOptions) -> int:
     _step(5, f"service on http://127.0.0.1:{opts.port}")
     proc = _start_service(opts)
     base = f"http://127.0.0.1:{opts.port}"
-    try:
-        _step(6, "example calls, then student vs teacher measured by the service")
-        _examples(base)
-        print("\n" + _table(base))
-        print(f"\nReady in {time.monotonic() - t0:.0f} s. API docs: {base}/docs")
-        if opts.exit_after:
+    with stop_child_on_signals(proc):
+        try:
+            _step(6, "example calls, then student vs teacher measured by the service")
+            _examples(base)
+            print("\n" + _table(base))
+            print(f"\nReady in {time.monotonic() - t0:.0f} s. API docs: {base}/docs")
+            if opts.exit_after:
+                return 0
+            print("The service keeps running; press Ctrl-C to stop it.", flush=True)
+            proc.wait()
+            return proc.returncode or 0
+        except KeyboardInterrupt:
             return 0
-        print("The service keeps running; press Ctrl-C to stop it.", flush=True)
-        proc.wait()
-        return proc.returncode or 0
-    except KeyboardInterrupt:
-        return 0
-    finally:
-        if proc.poll() is None:
-            proc.terminate()
-            proc.wait(timeout=30)

@@ -22,7 +22,7 @@ def _existing(path: Path, what: str) -> Path:
     return path
 
 
-#: what a timestamp column may hold (docs/data.md names the same)
+#: what a timestamp column may hold (named in the error for a bad value, and in the config reference)
 TIMESTAMP_FORMATS = (
     "numbers (seconds since 1970-01-01 UTC, or any increasing number), or ISO 8601 dates and date-times such as "
     "2024-05-01, 2024-05-01T13:45:00, 2024-05-01 13:45:00.250, 2024-05-01T13:45:00Z or 2024-05-01T13:45:00+02:00 "
