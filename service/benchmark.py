@@ -10,7 +10,7 @@ p50s) and overlap@k with the first model's lists.
 from __future__ import annotations
 
 import time
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 

@@ -10,8 +10,8 @@ and run on the event loop without waiting here.
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Iterator
 
 _gate = threading.BoundedSemaphore(2)
 

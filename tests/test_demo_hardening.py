@@ -52,9 +52,8 @@ def test_a_server_that_refuses_the_demo_token_is_not_taken_for_the_demo():
 def test_the_server_child_is_stopped_on_sigterm_and_sighup(sig):
     child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     before = signal.getsignal(sig)
-    with pytest.raises(SystemExit) as exited:
-        with stop_child_on_signals(child):
-            os.kill(os.getpid(), sig)
-            child.wait(timeout=5)  # the handler raises SystemExit before this returns
+    with pytest.raises(SystemExit) as exited, stop_child_on_signals(child):
+        os.kill(os.getpid(), sig)
+        child.wait(timeout=5)  # the handler raises SystemExit before this returns
     assert exited.value.code == 128 + sig and child.poll() is not None, "the child was stopped"
     assert signal.getsignal(sig) == before, "the previous handler is restored"

@@ -20,7 +20,13 @@ from svc_support import copy_models, service_settings
 
 from service import recommender as recommender_module
 from service.app import create_app
-from service.artifacts import BundleError, file_entries, read_latest, read_manifest, write_manifest
+from service.artifacts import (
+    BundleError,
+    file_entries,
+    read_latest,
+    read_manifest,
+    write_manifest,
+)
 from service.benchmark import BenchmarkStopped, run_benchmark
 from service.failures import PUBLIC_REASON_CHARS, public_reason
 from service.loading import load_recommender
@@ -94,6 +100,7 @@ def test_a_bundle_symlinked_from_outside_is_refused(tmp_path):
 
 def test_reload_reports_per_bundle(tmp_path):
     from svc_support import trained_run
+
     from training.export import export_run
 
     models = copy_models(tmp_path / "models", "student", "neumf")

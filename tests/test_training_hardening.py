@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime, timezone
 
 import numpy as np
 import pytest
@@ -24,13 +24,13 @@ def _write(path, text: str):
 def test_iso_timestamps_are_accepted(tmp_path):
     rows = ["1,a,1714571100", "1,b,2024-05-01", "2,a,2024-05-01T13:45:00", "2,b,2024-05-01 13:45:00.250", "3,a,2024-05-01T13:45:00Z", "3,b,2024-05-01T15:45:00+02:00"]
     data = read_table(_write(tmp_path / "x.csv", "user,item,ts\n" + "\n".join(rows) + "\n"), "user", "item", timestamp_col="ts")
-    at = datetime(2024, 5, 1, 13, 45, tzinfo=timezone.utc).timestamp()
-    np.testing.assert_allclose(data.timestamp, [1714571100, datetime(2024, 5, 1, tzinfo=timezone.utc).timestamp(), at, at + 0.25, at, at])
+    at = datetime(2024, 5, 1, 13, 45, tzinfo=UTC).timestamp()
+    np.testing.assert_allclose(data.timestamp, [1714571100, datetime(2024, 5, 1, tzinfo=UTC).timestamp(), at, at + 0.25, at, at])
 
 
 def test_a_column_the_reader_parses_as_date_times_gives_seconds(tmp_path):
     data = read_table(_write(tmp_path / "x.csv", "user,item,ts\n1,a,2024-05-01T13:45:00Z\n1,b,2024-05-02T13:45:00Z\n"), "user", "item", timestamp_col="ts")
-    assert data.timestamp[1] - data.timestamp[0] == 86400 and data.timestamp[0] == datetime(2024, 5, 1, 13, 45, tzinfo=timezone.utc).timestamp()
+    assert data.timestamp[1] - data.timestamp[0] == 86400 and data.timestamp[0] == datetime(2024, 5, 1, 13, 45, tzinfo=UTC).timestamp()
 
 
 def test_a_bad_timestamp_says_which_formats_are_accepted(tmp_path):

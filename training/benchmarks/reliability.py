@@ -231,7 +231,12 @@ def case_swapped_graph(h: Harness, case: Case) -> None:
     import onnx
     from onnx import numpy_helper
 
-    from service.artifacts import file_entries, read_latest, read_manifest, write_manifest
+    from service.artifacts import (
+        file_entries,
+        read_latest,
+        read_manifest,
+        write_manifest,
+    )
 
     folder = read_latest(h.copy_bundle(h.student, "swapped"))
     model, n_users = onnx.load(str(folder / "model.onnx")), read_manifest(folder).data.n_users
@@ -241,7 +246,7 @@ def case_swapped_graph(h: Harness, case: Case) -> None:
             init.CopyFrom(numpy_helper.from_array(np.ascontiguousarray(arr[:5]), init.name))
     onnx.save(model, str(folder / "model.onnx"))
     write_manifest(folder, read_manifest(folder).model_copy(update={"files": file_entries(folder)}))
-    status, body = h.client.admin("/v1/admin/reload", ok=(409,))
+    _status, body = h.client.admin("/v1/admin/reload", ok=(409,))
     case.check(b"swapped" in body and b"model.onnx" in body, "the reload does not name the swapped bundle's graph")
     for user in h.user_ids(h.student)[-20:]:
         h.client.call("POST", "/v1/recommend", {"user_id": user, "model": "swapped"}, ok=(404,))
@@ -277,7 +282,7 @@ def case_request_limits(h: Harness, case: Case) -> None:
     case.requests += 1
     case.check(reply.startswith(b"HTTP/1.1 413"), f"a 100 MB body got {reply[:12]!r}")
     long_ids = {"user_ids": ["u" * 5000] * 100, "k": 10}
-    status, body = h.client.call("POST", "/v1/recommend/batch", long_ids, ok=(422,))
+    _status, body = h.client.call("POST", "/v1/recommend/batch", long_ids, ok=(422,))
     case.check(len(body) < 8192, f"a long-id batch was answered with {len(body)} bytes")
     for headers in ({"content-type": "text/plain"}, {}):
         h.client.call("POST", "/v1/benchmark", ok=(415,), headers=headers, raw=json.dumps({"models": [h.student]}).encode())
@@ -320,7 +325,7 @@ def case_not_ready(h: Harness, case: Case) -> None:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline and client.call("GET", "/healthz", ok=(200, 0))[0] != 200:
             time.sleep(0.2)
-        status, body = client.call("GET", "/readyz", ok=(503,))
+        _status, body = client.call("GET", "/readyz", ok=(503,))
         reason = json.loads(body or b"{}").get("reason") or ""
         case.check("DISTILLREC_MODELS_DIR" in reason and str(empty) not in reason, f"/readyz reason is {reason!r}")
         client.call("POST", "/v1/recommend", {"user_id": "1"}, ok=(503,))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime, timezone
 from pathlib import Path
 
 import numpy as np
@@ -49,7 +49,7 @@ def _numeric(values: np.ndarray, path: Path, column: str, field: str) -> np.ndar
 def _iso_seconds(value: str) -> float:
     stamp = datetime.fromisoformat(value.strip())
     if stamp.tzinfo is None:
-        stamp = stamp.replace(tzinfo=timezone.utc)
+        stamp = stamp.replace(tzinfo=UTC)
     return stamp.timestamp()
 
 
