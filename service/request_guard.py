@@ -30,6 +30,10 @@ class UnsupportedMediaType(ServiceError):
     status, code = 415, "unsupported_media_type"
 
 
+def _too_large(limit: int) -> PayloadTooLarge:
+    return PayloadTooLarge(f"the body is larger than {limit} bytes (DISTILLREC_MAX_BODY_BYTES).", details={"limit_bytes": limit})
+
+
 def _is_json(content_type: str) -> bool:
     media = content_type.split(";", 1)[0].strip().lower()
     return media == "application/json" or (media.startswith("application/") and media.endswith("+json"))
@@ -37,19 +41,22 @@ def _is_json(content_type: str) -> bool:
 
 async def read_json_body(request: Request, limit: int) -> bytes:
     """The raw body of a JSON request, refused early when its type is not JSON or it exceeds ``limit`` bytes."""
-    content_type = request.headers.get("content-type", "")
-    if not _is_json(content_type):
-        shown = content_type[:64] or "none"
+    content_type = declared = b""
+    for key, value in request.scope["headers"]:  # ASGI names are lower-case; one pass, no Headers object on the hot path
+        if key == b"content-type":
+            content_type = value
+        elif key == b"content-length":
+            declared = value
+    if not _is_json(content_type.decode("latin-1")):
+        shown = content_type.decode("latin-1")[:64] or "none"
         raise UnsupportedMediaType(f"the body must be JSON sent with 'Content-Type: application/json' (got {shown!r}).", details={"content_type": shown})
-    too_large = PayloadTooLarge(f"the body is larger than {limit} bytes (DISTILLREC_MAX_BODY_BYTES).", details={"limit_bytes": limit})
-    declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > limit:
-        raise too_large
+        raise _too_large(limit)
     chunks, size = [], 0
     async for chunk in request.stream():
         size += len(chunk)
         if size > limit:
-            raise too_large
+            raise _too_large(limit)
         chunks.append(chunk)
     return b"".join(chunks)
 
