@@ -77,7 +77,7 @@ def test_teacher_on_other_data_is_refused(teacher):
     from conftest import clustered_interactions
 
     other = leave_one_out(clustered_interactions(seed=5), "other", seed=0)
-    with pytest.raises(DistillrecError, match="different data"):
+    with pytest.raises(DistillrecError, match="the teacher was trained on different data than the student.s config describes.*data:"):
         TeacherArtifacts(teacher.path, other)
 
 
