@@ -55,6 +55,15 @@ import numpy as np
 from training.benchmarks.service_latency import HOST, Server, run_load
 
 MB = 1 << 20
+DESCRIPTION = (
+    "Copies the --student and --scorer bundles into a scratch models dir, starts `uvicorn service.main:app` (one worker) on "
+    "127.0.0.1 and tries what an attacker or a careless operator would: 4 concurrent 256-user k=100 batch calls to the learned "
+    "scorer (the server's resident set size, RSS, must stay within --memory-limit-mb of idle), broken LATEST pointers, a swapped "
+    "ONNX graph, dropped and overlong /v1/benchmark calls, oversized and mistyped bodies, metric-label growth, clients leaving "
+    "mid-body, an empty models dir, then a soak of mixed traffic with reloads at concurrency 8 (--soak-seconds). Prints a table "
+    "(requests, expected and unexpected non-2xx answers, 5xx, crashes, RSS before/after), writes reliability.json/.md into --out "
+    "and exits 1 if a case fails. With --speed-rounds it also measures the recommend / healthz throughput ratio with wrk."
+)
 
 
 # ------------------------------------------------------------------------------------ accounting
@@ -474,13 +483,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def register_cli(bsub) -> None:
     """``distillrec bench reliability``."""
     p = bsub.add_parser("reliability", help="hostile requests, broken bundle files, scorer memory and a soak against the service on 127.0.0.1",
-                        description=__doc__.split("\n\n")[1].replace("\n", " "))
+                        description=DESCRIPTION)
     add_arguments(p)
     p.set_defaults(handler=lambda args: run(Path(args.models_dir), args.student, args.scorer, Path(args.out), args.soak_seconds, args.speed_rounds, args.only, args.memory_limit_mb))
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m training.benchmarks.reliability", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="python -m training.benchmarks.reliability", description=DESCRIPTION)
     add_arguments(p)
     args = p.parse_args(argv)
     return run(Path(args.models_dir), args.student, args.scorer, Path(args.out), args.soak_seconds, args.speed_rounds, args.only, args.memory_limit_mb)
