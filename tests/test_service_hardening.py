@@ -283,3 +283,12 @@ def test_teacher_reference_is_an_object_without_paths():
     ref = json.dumps({"path": "/home/me/runs/t1", "name": "t1", "best_epoch": 3, "data_fingerprint": "abc"})
     assert teacher_info(ref) == {"name": "t1", "best_epoch": 3, "data_fingerprint": "abc"}
     assert teacher_info("/home/me/runs/t1") == {"name": "t1"} and teacher_info(None) is None
+
+
+def test_large_freed_buffers_go_back_to_the_system():
+    import ctypes.util
+
+    from service.memory import return_large_buffers
+
+    glibc = hasattr(ctypes.CDLL(ctypes.util.find_library("c")), "gnu_get_libc_version")
+    assert return_large_buffers() is glibc
