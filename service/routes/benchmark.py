@@ -9,6 +9,7 @@ import time
 
 from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
+from starlette.requests import ClientDisconnect
 
 from service.benchmark import run_benchmark, unique_models
 from service.errors import Busy
@@ -66,12 +67,16 @@ async def run_until_disconnect(request: Request, max_seconds: float, fn, *args):
         return None
 
     task = asyncio.ensure_future(run_in_threadpool(functools.partial(fn, *args, stop=stop)))
+    left = False
     try:
         while not task.done():
             await asyncio.wait({task}, timeout=DISCONNECT_POLL_S)
             if not task.done() and await request.is_disconnected():
+                left = True
                 gone.set()
     finally:
         gone.set()
         await asyncio.shield(asyncio.wait({task}))  # never leave the worker running unaccounted
+    if left:  # nobody to answer: recorded as a client that left (499), not as a server error
+        raise ClientDisconnect()
     return task.result()

@@ -277,6 +277,9 @@ def case_dropped_benchmark(h: Harness, case: Case) -> None:
     freed = time.monotonic() - t0
     case.notes["freed_after_s"] = round(freed, 2)
     case.check(freed < 3.0, f"the dropped benchmark held the lock for {freed:.1f} s after its client left")
+    metrics = h.client.call("GET", "/metrics")[1].decode()
+    dropped = [line for line in metrics.splitlines() if line.startswith("distillrec_http_requests_total{") and "/v1/benchmark" in line and 'status="5' in line]
+    case.check(not dropped, f"the dropped benchmark was counted as a server error: {dropped}")
     t0 = time.monotonic()
     h.client.call("POST", "/v1/benchmark", {"models": [h.scorer, h.student], "requests": 100000, "warmup": 0}, ok=(503,))
     case.notes["time_limited_after_s"] = round(time.monotonic() - t0, 2)
