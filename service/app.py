@@ -18,6 +18,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import HTMLResponse
 
+from service import memory, request_guard, scoring_gate
 from service.error_handlers import ErrorResponse, install_error_handlers
 from service.metrics import MetricsMiddleware, ServiceMetrics
 from service.registry import Registry, load_registry
@@ -89,6 +90,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         faiss.omp_set_num_threads(1)  # one request, one core: latency under concurrency, not throughput of one query
+        scoring_gate.set_limit(settings.max_scoring_calls)
+        memory.return_large_buffers()
         registry, _ = await run_in_threadpool(load_registry, settings.models_dir, settings.ort_threads, settings.warmup_requests, settings.default_model)
         app.state.registry = registry
         metrics.set_bundles(registry)
@@ -118,6 +121,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.benchmark_lock = threading.Lock()
     app.state.shadow = None  # service.shadow.Shadow when DISTILLREC_SHADOW_FRACTION > 0
     install_error_handlers(app)
+    request_guard.install(app)
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     for module in (recommend, ops, models, benchmark, compare, admin):  # hot paths first: routes are matched in order
         app.include_router(module.router)

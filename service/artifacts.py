@@ -30,6 +30,7 @@ import json
 import os
 import re
 import secrets
+import stat
 import time
 from pathlib import Path
 from typing import Literal
@@ -335,18 +336,53 @@ def write_latest(bundle_dir: str | Path, version: str) -> None:
     os.replace(tmp, bundle_dir / LATEST)
 
 
-def read_latest(bundle_dir: str | Path) -> Path:
-    """The version folder ``bundle_dir/LATEST`` names; :class:`BundleError` if absent or dangling."""
+#: a LATEST pointer holds one version name; anything longer is not a pointer
+LATEST_MAX_BYTES = 256
+
+
+def _inside(path: Path, root: Path, what: str) -> None:
+    """:class:`BundleError` when ``path`` resolves (through symlinks) outside ``root``."""
+    try:
+        resolved = path.resolve()
+    except (OSError, RuntimeError) as exc:  # a symlink loop
+        raise BundleError(f"{path}: cannot be resolved ({type(exc).__name__}). Remove the symlink and re-export the bundle.") from None
+    if not resolved.is_relative_to(root.resolve()):
+        raise BundleError(f"{path}: the {what} is a symlink that leaves the models dir; it is refused. Copy the bundle into the models dir instead.")
+
+
+def read_latest(bundle_dir: str | Path, models_dir: str | Path | None = None) -> Path:
+    """The version folder ``bundle_dir/LATEST`` names; :class:`BundleError` if absent, dangling or unreadable.
+
+    The bundle folder, ``LATEST`` and the version folder must stay inside ``models_dir`` (default: the
+    bundle folder's parent) after symlinks are followed; ``LATEST`` must be a small regular UTF-8 file.
+    Messages never quote its content.
+    """
     bundle_dir = Path(bundle_dir)
+    root = Path(models_dir) if models_dir is not None else bundle_dir.parent
     pointer = bundle_dir / LATEST
-    if not pointer.is_file():
+    _inside(bundle_dir, root, "bundle folder")
+    if not pointer.exists() and not pointer.is_symlink():
         raise BundleError(f"{pointer}: missing, so no version of bundle '{bundle_dir.name}' is published. Export one with `distillrec export --bundle {bundle_dir.name}`.")
-    version = pointer.read_text().strip()
-    if not VERSION_RE.match(version):
-        raise BundleError(f"{pointer}: {version!r} is not a version name. Re-export the bundle (LATEST is written by `distillrec export`).")
+    _inside(pointer, root, "LATEST pointer")
+    try:
+        info = pointer.stat()
+        if not stat.S_ISREG(info.st_mode):
+            raise BundleError(f"{pointer}: not a regular file. LATEST is a small text file written by `distillrec export`; re-export the bundle.")
+        if info.st_size > LATEST_MAX_BYTES:
+            raise BundleError(f"{pointer}: {info.st_size} bytes, a version name has at most {LATEST_MAX_BYTES}. Re-export the bundle (LATEST is written by `distillrec export`).")
+        with open(pointer, "rb") as fh:
+            raw = fh.read(LATEST_MAX_BYTES + 1)
+        version = raw.decode("utf-8").strip()
+    except UnicodeDecodeError:
+        raise BundleError(f"{pointer}: not UTF-8 text. Re-export the bundle (LATEST is written by `distillrec export`).") from None
+    except OSError as exc:
+        raise BundleError(f"{pointer}: cannot be read ({type(exc).__name__}: {exc.strerror or 'error'}). Check its permissions or re-export the bundle.") from None
+    if len(raw) > LATEST_MAX_BYTES or not VERSION_RE.match(version):
+        raise BundleError(f"{pointer}: does not hold a version name (letters, digits, '.', '_', '-'; at most 128). Re-export the bundle (LATEST is written by `distillrec export`).")
     folder = bundle_dir / version
     if not folder.is_dir():
         raise BundleError(f"{pointer}: names version '{version}' but {folder} does not exist. Re-export the bundle.")
+    _inside(folder, root, "version folder")
     return folder
 
 
@@ -355,4 +391,12 @@ def bundle_names(models_dir: str | Path) -> list[str]:
     models_dir = Path(models_dir)
     if not models_dir.is_dir():
         return []
-    return sorted(p.name for p in models_dir.iterdir() if p.is_dir() and not p.name.startswith("."))
+    return sorted(p.name for p in models_dir.iterdir() if p.is_dir() and not p.name.startswith(".") and not _only_staging(p))
+
+
+def _only_staging(folder: Path) -> bool:
+    """True for a bundle folder that holds nothing but hidden entries (an export in progress, or one that failed)."""
+    try:
+        return all(p.name.startswith(".") for p in folder.iterdir())
+    except OSError:
+        return False

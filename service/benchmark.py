@@ -10,10 +10,11 @@ p50s) and overlap@k with the first model's lists.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 import numpy as np
 
-from service.errors import InvalidRequest
+from service.errors import InvalidRequest, ServiceError
 from service.recommender import Recommender
 
 METHOD = (
@@ -22,12 +23,34 @@ METHOD = (
 )
 
 
+class BenchmarkStopped(ServiceError):
+    """The benchmark stopped before it finished (its client left, or it ran past its time limit)."""
+
+    status, code = 503, "benchmark_stopped"
+
+
+def _never() -> str | None:
+    return None
+
+
+def unique_models(models: list[Recommender]) -> list[Recommender]:
+    """``models`` without repeats, first occurrence kept (a model listed twice is timed once)."""
+    seen: set[str] = set()
+    return [m for m in models if not (m.name in seen or seen.add(m.name))]
+
+
 def latency_summary(seconds: np.ndarray) -> dict:
     """p50 / p95 / p99 / mean in milliseconds and requests per second of per-request wall times (seconds)."""
     ms = np.asarray(seconds) * 1e3
     p50, p95, p99 = (float(v) for v in np.percentile(ms, (50, 95, 99)))
     return {"p50_ms": p50, "p95_ms": p95, "p99_ms": p99, "mean_ms": float(ms.mean()),
             "requests_per_second": float(len(ms) / max(float(np.sum(seconds)), 1e-12))}
+
+
+def _check(stop: Callable[[], str | None]) -> None:
+    reason = stop()
+    if reason:
+        raise BenchmarkStopped(f"the benchmark stopped early: {reason}.")
 
 
 def common_users(models: list[Recommender]) -> list[str]:
@@ -41,8 +64,12 @@ def common_users(models: list[Recommender]) -> list[str]:
     return [u for u in first.data.user_ids.tolist() if u in shared]
 
 
-def run_benchmark(models: list[Recommender], requests: int, k: int, warmup: int, seed: int = 0) -> dict:
-    """Times ``requests`` recommendations per model (after ``warmup`` untimed ones); see the module doc."""
+def run_benchmark(models: list[Recommender], requests: int, k: int, warmup: int, seed: int = 0, stop: Callable[[], str | None] = _never) -> dict:
+    """Times ``requests`` recommendations per model (after ``warmup`` untimed ones); see the module doc.
+
+    ``stop()`` is asked before every user; when it returns a reason the run ends with
+    :class:`BenchmarkStopped` (the route passes client disconnects and the wall-time limit).
+    """
     users_all = common_users(models)
     if not users_all:
         raise InvalidRequest(f"models {[m.name for m in models]} share no user ids, so they cannot be compared on the same users.")
@@ -50,11 +77,13 @@ def run_benchmark(models: list[Recommender], requests: int, k: int, warmup: int,
     users = [users_all[i] for i in rng.integers(0, len(users_all), size=requests)]
     for m in models:
         for i in range(warmup):
+            _check(stop)
             m.recommend(users[i % len(users)], k)
     latencies = [np.empty(requests) for _ in models]
     lists: list[list[list[str]]] = [[] for _ in models]
     clock = time.perf_counter
     for r, user in enumerate(users):
+        _check(stop)
         for j, m in enumerate(models):
             t0 = clock()
             rec = m.recommend(user, k)

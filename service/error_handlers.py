@@ -32,9 +32,13 @@ def error_response(status: int, code: str, message: str, details: Any = None, he
     return JSONResponse({"error": {"code": code, "message": message, "details": details}}, status_code=status, headers=headers)
 
 
+#: validation errors listed in a 422's details (a 10,000-id batch must not give 10,000 entries)
+MAX_ERROR_DETAILS = 10
+
+
 def _validation_details(exc: RequestValidationError) -> list[dict]:
     out = []
-    for e in exc.errors():
+    for e in exc.errors()[:MAX_ERROR_DETAILS]:
         out.append({"loc": [str(p) for p in e.get("loc", ())], "msg": str(e.get("msg", "")), "type": str(e.get("type", ""))})
     return out
 
@@ -59,7 +63,7 @@ def install_error_handlers(app: FastAPI) -> None:
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
         message = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
         if exc.status_code == 404:
-            message = f"no route {request.method} {request.url.path}; see /docs for the API"
+            message = f"no route {request.method[:16]} {request.url.path[:200]}; see /docs for the API"
         return error_response(exc.status_code, code, message, None, getattr(exc, "headers", None))
 
     @app.exception_handler(Exception)

@@ -30,9 +30,14 @@ from service.item_index import load_item_index
 from service.recommender import BundleData, EnsembleRecommender, FactorisedRecommender, Recommender, ScorerRecommender
 
 
-def onnx_session(path: Path, threads: int) -> ort.InferenceSession:
-    """A CPU session tuned for small requests: ``threads`` intra-op threads, sequential, no spinning."""
+def onnx_session(path: Path, threads: int, arena: bool = True) -> ort.InferenceSession:
+    """A CPU session tuned for small requests: ``threads`` intra-op threads, sequential, no spinning.
+
+    ``arena=False`` for learned scorers: their activations are [users × items × width], and the CPU
+    memory arena would keep the largest one ever seen for the life of the process.
+    """
     opts = ort.SessionOptions()
+    opts.enable_cpu_mem_arena = arena
     opts.intra_op_num_threads = threads
     opts.inter_op_num_threads = 1
     opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
@@ -52,6 +57,32 @@ def _check_signature(path: Path, session: ort.InferenceSession, manifest: Manife
     want_out = [t.name for t in manifest.onnx.outputs]
     if got_in != want_in or got_out != want_out:
         raise BundleError(f"{path}: graph signature {got_in} → {got_out} differs from the manifest's {want_in} → {want_out}. Re-export the bundle.")
+
+
+def _probe(path: Path, session: ort.InferenceSession, manifest: Manifest) -> None:
+    """Runs the graph on the first and last user (and item) of the manifest and checks the output shape.
+
+    A graph exported for other data (fewer users or items, another dimension) fails here, at load
+    time, instead of answering 500 for some users later.
+    """
+    nu, ni, dim = manifest.data.n_users, manifest.data.n_items, manifest.dim
+    users = np.array([0, nu - 1], dtype=np.int64)
+    names = [i.name for i in session.get_inputs()]
+    feeds = {names[0]: users}
+    want: tuple[int, ...] = (2, dim)
+    if manifest.onnx.kind == "scorer":
+        feeds[names[1]] = np.array([[0, ni - 1]] * 2, dtype=np.int64)
+        want = (2, 2)
+    what = f"the manifest's {nu} users × {ni} items" + (f", dimension {dim}" if manifest.onnx.kind == "user_tower" else "")
+    try:
+        out = session.run(None, feeds)[0]
+    except Exception as exc:  # onnxruntime raises its own exception types
+        first = str(exc).splitlines()[0] if str(exc) else ""
+        raise BundleError(f"{path}: the graph fails on the last user/item index of {what} ({type(exc).__name__}: {first[:200]}); it was exported for other data. Re-export the bundle.") from None
+    if tuple(out.shape) != want:
+        raise BundleError(f"{path}: the graph answers shape {list(out.shape)} for 2 users, expected {list(want)} from {what}; it was exported for another model. Re-export the bundle.")
+    if not np.all(np.isfinite(out)):
+        raise BundleError(f"{path}: the graph answers non-finite values for the first/last user. Re-export the bundle.")
 
 
 def read_bundle_data(folder: Path, manifest: Manifest) -> BundleData:
@@ -77,14 +108,18 @@ def load_recommender(name: str, folder: Path, ort_threads: int = 1, verify: bool
     if manifest.role == "ensemble":
         members = []
         for i, m in enumerate(manifest.ensemble.members):
-            member = load_recommender(f"{name}/members/{i}", folder / m.path, ort_threads, verify=False)
+            member_dir = folder / m.path
+            if not member_dir.resolve().is_relative_to(folder.resolve()):
+                raise BundleError(f"{folder / 'manifest.json'}: member {i} path '{m.path}' leaves the bundle folder. Re-export the ensemble.")
+            member = load_recommender(f"{name}/members/{i}", member_dir, ort_threads, verify=False)
             if member.manifest.data.fingerprint != manifest.data.fingerprint:
                 raise BundleError(f"{folder / m.path / 'manifest.json'}: member {i} was trained on different data than the ensemble. Re-export the ensemble.")
             members.append(member)
         return EnsembleRecommender(name, manifest, data, members)
     vectors = read_array(folder / ITEM_VECTORS, "f", (manifest.data.n_items, manifest.dim)).astype(np.float32)
-    session = onnx_session(folder / manifest.onnx.file, ort_threads)
+    session = onnx_session(folder / manifest.onnx.file, ort_threads, arena=manifest.score_function == "inner_product")
     _check_signature(folder / manifest.onnx.file, session, manifest)
+    _probe(folder / manifest.onnx.file, session, manifest)
     if manifest.score_function == "inner_product":
         index = load_item_index(folder / manifest.index.file, manifest.index, manifest.data.n_items, manifest.dim)
         return FactorisedRecommender(name, manifest, data, session, index, vectors)

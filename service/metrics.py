@@ -14,6 +14,8 @@ disable_created_metrics()  # no *_created series: they double the exposition for
 
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0)
 UNMATCHED = "<unmatched>"
+#: methods recorded by name; any other (clients may send any token) is recorded as "other"
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
 
 class ServiceMetrics:
@@ -81,4 +83,5 @@ class MetricsMiddleware:
         finally:
             route = scope.get("route")
             path = getattr(route, "path", None) or UNMATCHED
-            self.metrics.observe(path, scope["method"], scope.get("distillrec.model", ""), status, time.perf_counter() - start)
+            method = scope["method"] if scope["method"] in METHODS else "other"
+            self.metrics.observe(path, method, scope.get("distillrec.model", ""), status, time.perf_counter() - start)

@@ -34,10 +34,13 @@ import numpy as np
 from service.aggregation import aggregate_lists
 from service.artifacts import Manifest
 from service.errors import InvalidRequest, UnknownItem, UnknownUser
+from service.provenance import teacher_info
+from service.scoring_gate import scoring_slot
 
 EMPTY = np.zeros(0, dtype=np.int64)
-#: ints per ONNX scorer call (users × all items), to bound memory for large catalogues
-SCORER_BUDGET = 1 << 22
+#: (user, item) pairs × dimension per ONNX scorer call: bounds the activations of one call (about
+#: ten tensors of that many floats for NeuMF) to about 20 MB, whatever the batch size
+SCORER_BUDGET = 1 << 19
 
 
 @dataclass(frozen=True)
@@ -246,7 +249,7 @@ class Recommender:
             "metrics": m.metrics,
             "select": m.select,
             "data": m.data.model_dump(),
-            "teacher": m.teacher,
+            "teacher": teacher_info(m.teacher),
             "kd": m.kd,
             "created_at": m.created_at,
         }
@@ -333,13 +336,16 @@ class ScorerRecommender(_VectorRecommender):
     def scores(self, users: np.ndarray) -> np.ndarray:
         """float32 [b, n_items]: every item scored for user indices ``users`` [b]."""
         users = np.ascontiguousarray(users, dtype=np.int64)
-        step = max(1, SCORER_BUDGET // self.n_items)
-        chunks = []
+        if len(users) == 1:  # one small call: runs inline, never waits for a scoring slot
+            return self.session.run(self._output, {self._inputs[0]: users, self._inputs[1]: self._all_items})[0]
+        step = max(1, SCORER_BUDGET // (self.n_items * max(1, self.manifest.dim or 1)))
+        out = np.empty((len(users), self.n_items), dtype=np.float32)
         for s in range(0, len(users), step):
             u = users[s : s + step]
-            items = self._all_items if len(u) == 1 else np.repeat(self._all_items, len(u), axis=0)
-            chunks.append(self.session.run(self._output, {self._inputs[0]: u, self._inputs[1]: items})[0])
-        return chunks[0] if len(chunks) == 1 else np.concatenate(chunks)
+            items = np.repeat(self._all_items, len(u), axis=0)
+            with scoring_slot():
+                out[s : s + len(u)] = self.session.run(self._output, {self._inputs[0]: u, self._inputs[1]: items})[0]
+        return out
 
     def rank_users(self, users: np.ndarray, k: int, excluded: Sequence[np.ndarray]) -> list[Ranked]:
         out = []

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from service.artifacts import BUNDLE_NAME_RE, BundleError, bundle_names, read_latest
 from service.errors import InvalidRequest, NotReady, UnknownModel
+from service.failures import LOG_DETAIL_CHARS, bounded, public_reason, unexpected_reason
 from service.loading import load_recommender
 from service.recommender import Recommender
 
@@ -41,6 +42,7 @@ class Registry:
     failures: dict[str, LoadFailure] = field(default_factory=dict)
     default_name: str | None = None
     default_problem: str | None = None  # why there is no usable default, when there is none
+    problem: str | None = None  # why the models dir gives nothing to serve (missing, empty)
 
     def get(self, name: str | None) -> Recommender:
         """The recommender for ``name`` (or the default); :class:`UnknownModel` names what is served."""
@@ -48,7 +50,7 @@ class Registry:
             if self.default_name is not None:
                 return self.models[self.default_name]
             if not self.models:
-                raise NotReady("no bundle is loaded; see /readyz for the reasons.")
+                raise NotReady(f"no bundle is loaded: {self.problem or 'see /readyz for the reasons.'}")
             raise InvalidRequest(self.default_problem or "no default model; pass 'model'.")
         rec = self.models.get(name)
         if rec is None:
@@ -78,43 +80,67 @@ def choose_default(models: dict[str, Recommender], configured: str | None, failu
 
 
 def _load_one(name: str, models_dir: Path, ort_threads: int, warmup: int) -> tuple[Recommender | None, LoadFailure | None, str | None]:
-    """(recommender, failure, version) for the LATEST version of bundle ``name``."""
+    """(recommender, failure, version) for the LATEST version of bundle ``name``; never raises.
+
+    The failure's reason is the public one (:func:`service.failures.public_reason`); the full
+    message is logged by the caller.
+    """
     version = None
     try:
         if not BUNDLE_NAME_RE.match(name):
-            raise BundleError(f"{models_dir / name}: '{name}' is not a valid bundle name (letters, digits, '.', '_', '-').")
-        folder = read_latest(models_dir / name)
+            raise BundleError(f"{models_dir / name}: the folder name is not a valid bundle name (letters, digits, '.', '_', '-'; at most 64).")
+        folder = read_latest(models_dir / name, models_dir)
         version = folder.name
         rec = load_recommender(name, folder, ort_threads)
         rec.warm_up(warmup)
         return rec, None, version
     except BundleError as exc:
-        return None, LoadFailure(name, version, str(exc)), version
+        detail, reason = str(exc), public_reason(str(exc), models_dir)
     except Exception as exc:  # a bundle must never take the service down
-        return None, LoadFailure(name, version, f"{type(exc).__name__}: {exc}"), version
+        detail, reason = f"{type(exc).__name__}: {exc}", unexpected_reason(exc)
+    log.error("refused bundle %s%s: %s", name, f" version {version}" if version else "", bounded(detail, LOG_DETAIL_CHARS))
+    return None, LoadFailure(name, version, reason), version
+
+
+def _latest_name(models_dir: Path, name: str) -> str | None:
+    try:
+        return read_latest(models_dir / name, models_dir).name
+    except Exception:  # any problem is reported by _load_one
+        return None
+
+
+def _models_dir_problem(models_dir: Path, names: list[str]) -> str | None:
+    """Why nothing can be served from ``models_dir`` (no server path in it), or None."""
+    if not models_dir.is_dir():
+        log.error("models dir %s does not exist; no bundle is served. Set DISTILLREC_MODELS_DIR or export a bundle with `distillrec export`.", models_dir)
+        return "the models dir (DISTILLREC_MODELS_DIR) does not exist; set it or export a bundle with `distillrec export`."
+    if not names:
+        log.error("models dir %s holds no bundle folder; export one with `distillrec export --models-dir %s`.", models_dir, models_dir)
+        return "the models dir (DISTILLREC_MODELS_DIR) holds no bundle; export one with `distillrec export`."
+    return None
 
 
 def load_registry(models_dir: Path, ort_threads: int = 1, warmup: int = 32, default_model: str | None = None, previous: Registry | None = None) -> tuple[Registry, dict]:
     """Loads every bundle under ``models_dir``; returns the new snapshot and a report of what changed.
 
     With ``previous``, bundles whose LATEST version is already loaded are reused as they are, and a
-    bundle whose new version fails keeps serving its previous version.
+    bundle whose new version fails keeps serving its previous version. The report's ``failed``
+    lists new failures; ``still_failed`` those that failed the same way at the previous load.
     """
     models_dir = Path(models_dir)
     previous = previous or Registry()
     models: dict[str, Recommender] = {}
     failures: dict[str, LoadFailure] = {}
-    report: dict = {"changed": [], "unchanged": [], "removed": [], "failed": []}
-    names = bundle_names(models_dir)
-    if not models_dir.is_dir():
-        log.error("models dir %s does not exist; no bundle is served. Set DISTILLREC_MODELS_DIR or export a bundle with `distillrec export`.", models_dir)
+    report: dict = {"changed": [], "unchanged": [], "removed": [], "failed": [], "still_failed": []}
+    try:
+        names = bundle_names(models_dir)
+        problem = _models_dir_problem(models_dir, names)
+    except OSError as exc:
+        log.error("models dir %s cannot be listed: %s", models_dir, exc)
+        names, problem = [], f"the models dir (DISTILLREC_MODELS_DIR) cannot be listed ({type(exc).__name__}); check its permissions."
     for name in names:
         old = previous.models.get(name)
-        try:
-            latest = read_latest(models_dir / name).name
-        except BundleError:
-            latest = None
-        if old is not None and latest == old.version:
+        if old is not None and _latest_name(models_dir, name) == old.version:
             models[name] = old
             report["unchanged"].append(name)
             continue
@@ -127,9 +153,11 @@ def load_registry(models_dir: Path, ort_threads: int = 1, warmup: int = 32, defa
         if old is not None:
             models[name] = old
             failure = LoadFailure(failure.bundle, failure.version, failure.reason, serving_version=old.version)
+            log.error("bundle %s keeps serving version %s", name, old.version)
         failures[name] = failure
-        report["failed"].append(failure.to_dict())
-        log.error("refused bundle %s%s: %s%s", name, f" version {version}" if version else "", failure.reason, f" (still serving version {old.version})" if old else "")
+        before = previous.failures.get(name)
+        same = before is not None and (before.version, before.reason) == (failure.version, failure.reason)
+        report["still_failed" if same else "failed"].append(failure.to_dict())
     report["removed"] = sorted(set(previous.models) - set(names))
-    default, problem = choose_default(models, default_model, failures)
-    return Registry(models, failures, default, problem), report
+    default, default_problem = choose_default(models, default_model, failures)
+    return Registry(models, failures, default, default_problem, problem), report

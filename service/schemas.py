@@ -10,7 +10,12 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
-from service.settings import HARD_MAX_BATCH, HARD_MAX_BENCHMARK_REQUESTS, HARD_MAX_HISTORY, HARD_MAX_K
+from service.settings import HARD_MAX_BATCH, HARD_MAX_BENCHMARK_REQUESTS, HARD_MAX_HISTORY, HARD_MAX_K, MAX_ID_CHARS
+
+#: one external id in a request (bounded: ids are echoed in error messages)
+Id = Annotated[str, Field(max_length=MAX_ID_CHARS)]
+#: one bundle name in a request
+ModelName = Annotated[str, Field(max_length=64)]
 
 def _integral(value: Any) -> Any:
     """JSON Schema counts 10.0 as an integer; strict pydantic does not. Accept integral floats only."""
@@ -34,11 +39,11 @@ class ScoredItem(BaseModel):
 
 # ----------------------------------------------------------------------------------- recommend
 class RecommendRequest(_Request):
-    user_id: str = Field(min_length=1, max_length=256, description="external user id", examples=["196"])
+    user_id: str = Field(min_length=1, max_length=MAX_ID_CHARS, description="external user id", examples=["196"])
     k: JsonInt = Field(10, ge=1, le=HARD_MAX_K, description="number of items (at most DISTILLREC_MAX_K)")
     model: str | None = Field(None, max_length=64, description="bundle name; default: DISTILLREC_DEFAULT_MODEL, else the best student, else the only bundle")
     exclude_seen: bool = Field(True, description="leave out the user's training items")
-    exclude_items: list[str] = Field(default_factory=list, max_length=HARD_MAX_HISTORY, description="item ids never to return (ids unknown to the model are ignored)")
+    exclude_items: list[Id] = Field(default_factory=list, max_length=HARD_MAX_HISTORY, description="item ids never to return (ids unknown to the model are ignored)")
     fallback: Literal["none", "popular"] = Field("none", description="'popular': an unknown user gets the most popular items (fallback_used=true) instead of a 404")
 
 
@@ -52,11 +57,11 @@ class RecommendResponse(BaseModel):
 
 
 class BatchRecommendRequest(_Request):
-    user_ids: list[str] = Field(min_length=1, max_length=HARD_MAX_BATCH, description="external user ids (at most DISTILLREC_MAX_BATCH)")
+    user_ids: list[Id] = Field(min_length=1, max_length=HARD_MAX_BATCH, description="external user ids (at most DISTILLREC_MAX_BATCH)")
     k: JsonInt = Field(10, ge=1, le=HARD_MAX_K)
     model: str | None = Field(None, max_length=64)
     exclude_seen: bool = True
-    exclude_items: list[str] = Field(default_factory=list, max_length=HARD_MAX_HISTORY, description="applies to every user")
+    exclude_items: list[Id] = Field(default_factory=list, max_length=HARD_MAX_HISTORY, description="applies to every user")
     fallback: Literal["none", "popular"] = "none"
 
 
@@ -74,10 +79,10 @@ class BatchRecommendResponse(BaseModel):
 
 
 class HistoryRequest(_Request):
-    item_ids: list[str] = Field(min_length=1, max_length=HARD_MAX_HISTORY, description="items the (unknown) user interacted with; they are not recommended back")
+    item_ids: list[Id] = Field(min_length=1, max_length=HARD_MAX_HISTORY, description="items the (unknown) user interacted with; they are not recommended back")
     k: JsonInt = Field(10, ge=1, le=HARD_MAX_K)
     model: str | None = Field(None, max_length=64)
-    exclude_items: list[str] = Field(default_factory=list, max_length=HARD_MAX_HISTORY)
+    exclude_items: list[Id] = Field(default_factory=list, max_length=HARD_MAX_HISTORY)
 
 
 class ItemListResponse(BaseModel):
@@ -116,7 +121,7 @@ class ModelInfo(BaseModel):
     metrics: dict[str, Any] = Field(description="offline metrics: {'valid': {...}, 'test': {...}}, each with its protocol")
     select: str | None
     data: dict[str, Any]
-    teacher: str | None
+    teacher: dict[str, Any] | None = Field(description="students: the teacher run they were distilled from (name, model, metrics, data fingerprint; no paths)")
     kd: list[dict[str, Any]]
     created_at: str
     default: bool
@@ -145,11 +150,12 @@ class ReadyResponse(BaseModel):
     loaded: list[LoadedBundle]
     failed: list[BundleFailure]
     default_model: str | None
+    reason: str | None = Field(None, description="when not ready: why (models dir missing or empty, every bundle failed)")
 
 
 # ---------------------------------------------------------------------------------- benchmark
 class BenchmarkRequest(_Request):
-    models: list[str] = Field(min_length=1, max_length=8, description="bundle names; overlap@k is measured against the first")
+    models: list[ModelName] = Field(min_length=1, max_length=8, description="bundle names; overlap@k is measured against the first")
     requests: JsonInt = Field(200, ge=1, le=HARD_MAX_BENCHMARK_REQUESTS, description="timed recommendations per model (at most DISTILLREC_BENCHMARK_MAX_REQUESTS)")
     k: JsonInt = Field(10, ge=1, le=HARD_MAX_K)
     warmup: JsonInt = Field(20, ge=0, le=HARD_MAX_BENCHMARK_REQUESTS, description="untimed recommendations per model first (same cap)")
@@ -193,5 +199,6 @@ class ReloadResponse(BaseModel):
     changed: list[BundleChange]
     unchanged: list[str]
     removed: list[str]
-    failed: list[BundleFailure]
+    failed: list[BundleFailure] = Field(description="bundles that failed at this reload (the reply is 409 when there are any)")
+    still_failed: list[BundleFailure] = Field(description="bundles that failed the same way at the previous load too (reported, not a 409)")
     serving: list[LoadedBundle]

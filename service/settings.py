@@ -15,6 +15,8 @@ HARD_MAX_K = 1000
 HARD_MAX_BATCH = 10000
 HARD_MAX_HISTORY = 10000
 HARD_MAX_BENCHMARK_REQUESTS = 100000
+#: longest user or item id a request may carry (ids are echoed in errors, so they are bounded)
+MAX_ID_CHARS = 256
 
 
 class Settings(BaseSettings):
@@ -35,6 +37,9 @@ class Settings(BaseSettings):
     admin_token: SecretStr | None = Field(None, description="bearer token for /v1/admin/*; admin endpoints are disabled without it")
     ort_threads: int = Field(1, ge=1, le=256, description="ONNX Runtime intra-op threads per session (1 is best for latency under concurrency)")
     benchmark_max_requests: int = Field(5000, ge=1, le=HARD_MAX_BENCHMARK_REQUESTS, description="cap on requests (and warm-up) per /v1/benchmark call")
+    benchmark_max_seconds: float = Field(30.0, gt=0, le=3600, description="wall-time limit of one /v1/benchmark call; it stops when its client disconnects too")
+    max_body_bytes: int = Field(1 << 20, ge=1024, le=1 << 30, description="largest request body accepted (413 above it)")
+    max_scoring_calls: int = Field(2, ge=1, le=256, description="learned-scorer (NeuMF) batch chunks scored at once, over all requests; the others wait")
     warmup_requests: int = Field(32, ge=0, le=10000, description="recommendations computed per bundle at load, before it is reported ready")
     log_level: Literal["critical", "error", "warning", "info", "debug"] = Field("info", description="log level of the distillrec.service logger (and of uvicorn under `distillrec serve`)")
 

@@ -59,7 +59,7 @@ def test_missing_column_names_it_and_lists_the_columns(tmp_path):
 
 def test_non_numeric_rating_names_row_and_value(tmp_path):
     f = _write(tmp_path / "x.csv", "user,item,rating\na,1,5\nb,2,great\n")
-    with pytest.raises(DataError, match=r"column 'rating' must be numeric, but data row 2 holds 'great'"):
+    with pytest.raises(DataError, match=r"column 'rating' \(data.rating_col\) must be numeric, but data row 2 holds 'great'"):
         read_table(f, "user", "item", rating_col="rating")
 
 

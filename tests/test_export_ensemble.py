@@ -51,4 +51,4 @@ def test_member_paths_relative_or_absolute_and_bad_spec_errors(tmp_path):
         export_run(bad, tmp_path / "models", "bad")
     with pytest.raises(ExportError, match="ensemble folder"):
         export_run(ensemble_run(), tmp_path / "models", "e", role="student")
-    assert not any((tmp_path / "models" / "bad").iterdir()), "failed exports leave nothing behind"
+    assert not (tmp_path / "models" / "bad").exists(), "failed exports leave nothing behind, not even the bundle folder"

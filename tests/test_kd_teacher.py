@@ -58,7 +58,7 @@ def test_lists_and_embeddings_are_cached_on_disk(teacher, tiny_dataset, monkeypa
     teacher.user_topn(150)  # wider than any list computed before: computed and cached
     teacher.embeddings()
     files = {f.name for f in (teacher.path / "kd-cache").iterdir()}
-    fp = tiny_dataset.fingerprint()[:16]
+    fp = teacher.cache_key[:16]
     assert f"user_topn-n150-{fp}.npz" in files and f"embeddings-{fp}.npz" in files
     fresh = TeacherArtifacts(teacher.path, tiny_dataset)
 
@@ -77,7 +77,7 @@ def test_teacher_on_other_data_is_refused(teacher):
     from conftest import clustered_interactions
 
     other = leave_one_out(clustered_interactions(seed=5), "other", seed=0)
-    with pytest.raises(DistillrecError, match="different data"):
+    with pytest.raises(DistillrecError, match="the teacher was trained on different data than the student.s config describes.*data:"):
         TeacherArtifacts(teacher.path, other)
 
 

@@ -106,3 +106,28 @@ def test_kernels_compile_without_a_writable_cache(monkeypatch):
     out = np.zeros((1, 2), dtype=np.float32)
     kernels.gather_dot_forward(np.ones((1, 3), np.float32), np.arange(6, dtype=np.float32).reshape(2, 3), np.array([[1, 0]]), out)
     assert out.tolist() == [[12.0, 3.0]]
+
+
+def test_kernels_never_use_a_cache_others_can_write(monkeypatch, tmp_path):
+    """numba's cache files are pickles: a folder writable by others is ignored (compiled without a cache)."""
+    import importlib.util
+
+    import numpy as np
+
+    import training.kernels
+
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o777)
+    monkeypatch.setenv("NUMBA_CACHE_DIR", str(shared))
+    spec = importlib.util.spec_from_file_location("kernels_shared_cache", training.kernels.__file__)
+    kernels = importlib.util.module_from_spec(spec)
+    with pytest.warns(UserWarning, match="not private"):
+        spec.loader.exec_module(kernels)
+    assert kernels._CACHE_DIR is None and type(kernels.gather_dot_forward._cache).__name__ == "NullCache"
+    out = np.zeros((1, 2), dtype=np.float32)
+    kernels.gather_dot_forward(np.ones((1, 3), np.float32), np.arange(6, dtype=np.float32).reshape(2, 3), np.array([[1, 0]]), out)
+    assert out.tolist() == [[12.0, 3.0]] and not any(shared.iterdir()), "nothing written to or read from the shared folder"
+    private = tmp_path / "private"
+    monkeypatch.setenv("NUMBA_CACHE_DIR", str(private))
+    assert kernels.private_cache_dir() == str(private) and private.stat().st_mode & 0o777 == 0o700

@@ -58,7 +58,7 @@ def test_latest_pointer(tmp_path):
     assert read_latest(tmp_path) == tmp_path / version
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["LATEST", version]), "no temporary file left"
     (tmp_path / "LATEST").write_text("../../etc\n")
-    with pytest.raises(BundleError, match="is not a version name"):
+    with pytest.raises(BundleError, match="does not hold a version name"):
         read_latest(tmp_path)
     with pytest.raises(ValueError):
         write_latest(tmp_path, "../escape")

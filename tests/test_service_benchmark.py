@@ -26,13 +26,13 @@ def test_benchmark_reports_latency_speedup_and_agreement(client):
     assert (body["requests"], body["k"], body["warmup"], body["seed"], body["reference_model"]) == (60, 10, 5, 3, "student")
     assert 1 <= body["users"] <= 60 and "Recommender.recommend" in body["method"]
     rows = body["results"]
-    assert [row["model"] for row in rows] == ["student", "neumf", "ensemble", "student"]
+    assert [row["model"] for row in rows] == ["student", "neumf", "ensemble"], "a model listed twice is timed once"
     for row in rows:
         assert 0 < row["p50_ms"] <= row["p95_ms"] <= row["p99_ms"]
         assert row["mean_ms"] > 0 and row["requests_per_second"] > 0
         assert row["speedup_vs_slowest"] >= 1.0 - 1e-9
         assert 0.0 <= row["overlap_at_k"] <= 1.0
-    assert rows[0]["overlap_at_k"] == 1.0 and rows[3]["overlap_at_k"] == 1.0, "a model agrees with itself"
+    assert rows[0]["overlap_at_k"] == 1.0, "a model agrees with itself"
     slowest = max(rows, key=lambda row: row["p50_ms"])
     assert slowest["speedup_vs_slowest"] == pytest.approx(1.0)
     assert (rows[0]["role"], rows[1]["family"], rows[2]["role"]) == ("student", "neumf", "ensemble")

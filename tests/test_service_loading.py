@@ -72,7 +72,9 @@ def test_bad_bundle_is_refused_and_the_good_one_serves(tmp_path, caplog, damage,
 def test_no_bundle_means_not_ready(tmp_path):
     with TestClient(create_app(service_settings(tmp_path / "empty"))) as c:
         r = c.get("/readyz")
-        assert r.status_code == 503 and r.json() == {"ready": False, "loaded": [], "failed": [], "default_model": None}
+        body = r.json()
+        assert r.status_code == 503 and {k: body[k] for k in ("ready", "loaded", "failed", "default_model")} == {"ready": False, "loaded": [], "failed": [], "default_model": None}
+        assert "does not exist" in body["reason"] and str(tmp_path) not in body["reason"]
         assert c.get("/healthz").status_code == 200
         r = c.post("/v1/recommend", json={"user_id": "1"})
         assert r.status_code == 503 and r.json()["error"]["code"] == "not_ready"

@@ -11,6 +11,7 @@ from svc_support import ensemble_run, models_dir, service_settings, trained_run
 from service.aggregation import aggregate_lists
 from service.app import create_app
 from training.evaluation import TorchScorer, top_k_excluding
+from training.export.bundle_writer import all_interactions
 from training.runs import load_run
 
 K = 10
@@ -38,7 +39,7 @@ def assert_same_lists(service: list[list[str]], reference: np.ndarray, scores: n
     mismatches = []
     for u, (got_ids, want) in enumerate(zip(service, reference)):
         got = np.array([index[i] for i in got_ids])
-        assert not np.isin(got, dataset.seen_items(u)).any(), f"{what}: a seen item was returned for user {u}"
+        assert not np.isin(got, all_interactions(dataset)[u].indices).any(), f"{what}: a seen item was returned for user {u}"
         if len(got) != len(want) or not np.array_equal(got, want):
             if len(got) != len(want) or not np.allclose(scores[u, got], scores[u, want], atol=TIE):
                 mismatches.append(u)
@@ -50,7 +51,7 @@ def test_every_user_top10_equals_torch(client, bundle, kind):
     run = load_run(trained_run(kind))
     users = np.arange(run.dataset.n_users)
     scorer = TorchScorer(run.model)
-    reference = top_k_excluding(scorer, users, run.dataset.train, K)
+    reference = top_k_excluding(scorer, users, all_interactions(run.dataset), K)  # bundles exclude every known interaction
     scores = scorer.score_all(users)
     got = service_top_k(client, bundle, run.dataset.user_ids.tolist())
     assert len(got) == run.dataset.n_users and all(len(g) == K for g in got)
@@ -64,7 +65,7 @@ def test_every_user_ensemble_top10_equals_rank_aggregation_of_torch_members(clie
     runs = [load_run(trained_run("mf-student")), load_run(trained_run("neumf-teacher"))]
     dataset = runs[0].dataset
     users = np.arange(dataset.n_users)
-    lists = [top_k_excluding(TorchScorer(r.model), users, dataset.train, spec["list_length"]) for r in runs]
+    lists = [top_k_excluding(TorchScorer(r.model), users, all_interactions(dataset), spec["list_length"]) for r in runs]
     reference, agg = aggregate_lists(lists, K, [m["weight"] for m in spec["members"]], spec["temperature"])
     # aggregated importance as a dense score matrix, for the tie tolerance
     scores = np.full((dataset.n_users, dataset.n_items), -1.0)

@@ -27,7 +27,8 @@ class DataConfig(Strict):
     user_col: str = "user"
     item_col: str = "item"
     rating_col: str | None = None
-    timestamp_col: str | None = None
+    timestamp_col: str | None = Field(None, description="optional column of times: numbers (e.g. Unix seconds) or ISO 8601 dates / date-times "
+                                      "(2024-05-01, 2024-05-01T13:45:00, with fractional seconds, 'Z' or an offset such as +02:00; no offset means UTC)")
     sep: str | None = None
     header: bool = True
     min_rating: float | None = Field(None, description="keep ratings >= this (implicit feedback from explicit ratings)")

@@ -1,9 +1,13 @@
 """Numba kernels for the CPU hot paths of training (one thread each, compiled on first use).
 
 Imported lazily (numba takes ~0.25 s to import) by :mod:`training.models.gather_dot` and
-:mod:`training.distill.common`; compiled code is cached on disk (``NUMBA_CACHE_DIR``, else
-``__pycache__`` or the user's cache folder), so only the first process pays the ~1–2 s
-compilation. Where none of those is writable, every process compiles instead.
+:mod:`training.distill.common`. Compiled code is cached on disk, so only the first process pays the
+~1–2 s compilation, but only in a **private** folder: ``NUMBA_CACHE_DIR`` if set, else
+``~/.cache/distillrec/numba`` (``$XDG_CACHE_HOME`` honoured), created with mode 0700, and used only
+when it belongs to the current user and nobody else can write to it. numba's cache files are
+pickles, loaded when a kernel is first called, so a cache others can write to would let them run
+code in training; such a folder (e.g. a shared ``/tmp/numba`` created by someone else) is ignored
+with a warning and every process compiles instead, as it does when no folder is writable.
 
 - :func:`gather_dot_forward` / :func:`gather_dot_backward`: ``<anchor[b], table[cand[b, c]]>`` and
   its gradients, without materialising the b·c gathered rows or sorting for the scatter.
@@ -14,6 +18,10 @@ compilation. Where none of those is writable, every process compiles instead.
 from __future__ import annotations
 
 import math
+import os
+import stat
+import warnings
+from pathlib import Path
 
 import numba
 import numpy as np
@@ -23,15 +31,38 @@ _FLAGS = {"reassoc", "contract"}
 _TINY = np.finfo(np.float64).tiny
 
 
+def private_cache_dir() -> str | None:
+    """The folder for numba's cache when it is private to this user (see the module doc), else None."""
+    root = os.environ.get("NUMBA_CACHE_DIR") or os.path.join(os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "distillrec", "numba")
+    path = Path(root)
+    try:
+        path.mkdir(mode=0o700, parents=True, exist_ok=True)
+        info = path.lstat()
+    except OSError:
+        return None
+    if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.getuid() or info.st_mode & 0o022:
+        warnings.warn(f"numba cache folder {path} is not private (a symlink, another owner, or writable by others); "
+                      "kernels are compiled without a cache. Set NUMBA_CACHE_DIR to a folder only you can write to.", stacklevel=2)
+        return None
+    return str(path)
+
+
+_CACHE_DIR = private_cache_dir()
+if _CACHE_DIR is not None:
+    numba.config.CACHE_DIR = _CACHE_DIR  # read when a cached function is decorated
+
+
 def _jit(**options):
-    """``numba.njit(cache=True, nogil=True, **options)``, without the cache when numba finds no
-    writable place for it (it raises RuntimeError at decoration then)."""
+    """``numba.njit(cache=True, nogil=True, **options)`` with the private cache folder; without the
+    cache when there is none, or when numba finds it unusable (it raises RuntimeError then)."""
 
     def compile_(fn):
-        try:
-            return numba.njit(cache=True, nogil=True, **options)(fn)
-        except RuntimeError:
-            return numba.njit(nogil=True, **options)(fn)
+        if _CACHE_DIR is not None:
+            try:
+                return numba.njit(cache=True, nogil=True, **options)(fn)
+            except RuntimeError:
+                pass
+        return numba.njit(nogil=True, **options)(fn)
 
     return compile_
 

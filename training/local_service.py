@@ -56,11 +56,14 @@ class LocalService:
         self.quiet = quiet
         self.proc: subprocess.Popen | None = None
 
-    def start(self, timeout: float = 120, poll_s: float = 0.2) -> dict:
-        """Starts the server and waits until ``/readyz`` answers 200; returns its body (loaded bundles)."""
+    def start(self, timeout: float = 120, poll_s: float = 0.2, wait_ready: bool = True) -> dict:
+        """Starts the server and waits until ``/readyz`` answers 200; returns its body (loaded bundles).
+        With ``wait_ready=False`` it returns ``{}`` at once (a server that is meant never to be ready)."""
         out = subprocess.DEVNULL if self.quiet else None
         err = subprocess.PIPE if self.quiet else None
         self.proc = subprocess.Popen(self.cmd, env=self.env, stdout=out, stderr=err, text=True, start_new_session=True)
+        if not wait_ready:
+            return {}
         try:
             return wait_until_ready(self.base, self.proc, timeout, poll_s)
         except BaseException:

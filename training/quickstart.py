@@ -17,12 +17,19 @@ Then the service keeps running in the foreground until Ctrl-C (``--exit`` stops 
 
 from __future__ import annotations
 
+import contextlib
 import json
+import secrets
 import shutil
+import signal
+import socket
 import time
+import urllib.error
+import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
+from training.errors import DistillrecError
 from training.http_client import request_json
 from training.local_service import LocalService
 from training.run_folder import RunFolder
@@ -118,12 +125,35 @@ def _export(run: Path, models_dir: Path, bundle: str) -> None:
     print(f"    {bundle}: {result.path}")
 
 
+def _port_in_use_message(port: int) -> str:
+    return (f"port {port} on 127.0.0.1 is in use (another service, or an earlier demo still running). Stop that process, "
+            f"or pick another port: `distillrec demo --port {port + 1}` (with make: `make demo DEMO_ARGS='--port {port + 1}'`).")
+
+
+def _check_port_free(port: int) -> None:
+    """:class:`DistillrecError` naming ``--port`` when something already listens on 127.0.0.1:``port``."""
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            raise DistillrecError(_port_in_use_message(port)) from None
+
+
 def _start_service(opts: DemoOptions) -> LocalService:
-    service = LocalService(opts.models_dir, default_model=STUDENT_BUNDLE, port=opts.port)
+    """Starts the service on ``opts.port`` and checks that the server answering there is this one.
+
+    The port must be free first; the child gets a fresh admin token, and only a server that accepts
+    it (an authenticated reload of unchanged bundles, which changes nothing) is taken for the child.
+    """
+    _check_port_free(opts.port)
+    token = secrets.token_hex(16)
+    service = LocalService(opts.models_dir, default_model=STUDENT_BUNDLE, port=opts.port, settings={"ADMIN_TOKEN": token})
     try:
         service.start(timeout=120, poll_s=0.5)
-    except RuntimeError as exc:
-        raise RuntimeError(f"{exc}; is port {opts.port} free? (try --port)") from None
+        _check_identity(service, token)
+    except (RuntimeError, DistillrecError) as exc:
+        service.stop()
+        raise DistillrecError(f"{exc}" if isinstance(exc, DistillrecError) else f"{exc}. {_port_in_use_message(opts.port)}") from None
     return service
 
 
@@ -135,6 +165,36 @@ def curl_command(method: str, url: str, body: dict | None = None) -> str:
     if body is None:
         return f"curl -s '{url}'"
     return f"curl -s -X {method} '{url}' -H 'content-type: application/json' -d '{json.dumps(body)}'"
+
+
+def _check_identity(service: LocalService, token: str) -> None:
+    port, proc = service.port, service.proc
+    req = urllib.request.Request(f"{service.base}/v1/admin/reload", method="POST", headers={"authorization": f"Bearer {token}"})
+    try:
+        with urllib.request.urlopen(req, timeout=30):
+            pass
+    except urllib.error.HTTPError as exc:
+        if exc.code != 409:  # 409: a bundle failed to reload; still our server (it accepted the token)
+            raise DistillrecError(f"the server answering on port {port} is not the one just started (it refused this demo's token, HTTP {exc.code}). {_port_in_use_message(port)}") from None
+    if proc.poll() is not None:
+        raise DistillrecError(f"the service exited with status {proc.returncode}. {_port_in_use_message(port)}")
+
+
+@contextlib.contextmanager
+def stop_on_signals(service: LocalService):
+    """Stops ``service`` however this block ends: normally, on an error, on Ctrl-C, or on SIGTERM / SIGHUP
+    (turned into ``SystemExit(128 + signal)`` so that the block unwinds)."""
+
+    def _exit(signum, frame):
+        raise SystemExit(128 + signum)
+
+    previous = {sig: signal.signal(sig, _exit) for sig in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        yield service
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        service.stop(grace_s=30)
 
 
 def _examples(base: str) -> None:
@@ -194,16 +254,15 @@ def run_demo(opts: DemoOptions) -> int:
     _step(5, f"service on http://127.0.0.1:{opts.port}")
     service = _start_service(opts)
     base = service.base
-    try:
-        _step(6, "example calls, then student vs teacher measured by the service")
-        _examples(base)
-        print("\n" + _table(base))
-        print(f"\nReady in {time.monotonic() - t0:.0f} s. API docs: {base}/docs")
-        if opts.exit_after:
+    with stop_on_signals(service):
+        try:
+            _step(6, "example calls, then student vs teacher measured by the service")
+            _examples(base)
+            print("\n" + _table(base))
+            print(f"\nReady in {time.monotonic() - t0:.0f} s. API docs: {base}/docs")
+            if opts.exit_after:
+                return 0
+            print("The service keeps running; press Ctrl-C to stop it.", flush=True)
+            return service.wait() or 0
+        except KeyboardInterrupt:
             return 0
-        print("The service keeps running; press Ctrl-C to stop it.", flush=True)
-        return service.wait() or 0
-    except KeyboardInterrupt:
-        return 0
-    finally:
-        service.stop(grace_s=30)

@@ -44,7 +44,7 @@ def _reload(request: Request) -> dict:
     responses={
         401: error("missing or wrong bearer token"),
         403: error("admin endpoints are disabled (no DISTILLREC_ADMIN_TOKEN)"),
-        409: error("some bundle's new version failed to load; it keeps serving its previous version; details hold the full report"),
+        409: error("a bundle failed at this reload (not one that failed the same way before); it keeps serving its previous version, if any; details hold the full report"),
     },
     summary="load each bundle's LATEST version, validate it, and swap it in; a failing bundle keeps its old version",
 )

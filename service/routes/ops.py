@@ -16,6 +16,11 @@ async def healthz() -> dict:
     return {"status": "ok"}
 
 
+@router.head("/healthz", include_in_schema=False)  # load balancers probe with HEAD
+async def healthz_head() -> Response:
+    return Response(status_code=200)
+
+
 def readiness(request: Request) -> dict:
     reg = registry(request)
     return {
@@ -23,6 +28,7 @@ def readiness(request: Request) -> dict:
         "loaded": [{"name": n, "version": m.version, "role": m.role, "family": m.family} for n, m in sorted(reg.models.items())],
         "failed": [f.to_dict() for _, f in sorted(reg.failures.items())],
         "default_model": reg.default_name,
+        "reason": None if reg.models else (reg.problem or "no bundle could be loaded; 'failed' says why."),
     }
 
 

@@ -22,7 +22,7 @@ from service.schemas import (
     RecommendResponse,
     SimilarItemsResponse,
 )
-from service.settings import HARD_MAX_K
+from service.settings import HARD_MAX_K, MAX_ID_CHARS
 from service.shadow import offer_shadow
 
 router = APIRouter(prefix="/v1", tags=["recommend"])
@@ -33,7 +33,7 @@ def _k_checked(body, s) -> int:
     """The request's k (defaulted, capped) after checking k and exclude_items against the settings."""
     k = capped_default(body, "k", s.max_k)
     check_limit("k", k, s.max_k, "DISTILLREC_MAX_K")
-    check_limit("the number of exclude_items", len(body.exclude_items), s.max_history, "DISTILLREC_MAX_HISTORY")
+    check_limit("the number of exclude_items", len(body.exclude_items), s.max_history, "DISTILLREC_MAX_HISTORY", "exclude_items")
     return k
 
 
@@ -56,7 +56,7 @@ async def recommend_batch(request: Request) -> Response:
     body = await parse_body(request, BatchRecommendRequest)
     s = settings(request)
     k = _k_checked(body, s)
-    check_limit("the number of user_ids", len(body.user_ids), s.max_batch, "DISTILLREC_MAX_BATCH")
+    check_limit("the number of user_ids", len(body.user_ids), s.max_batch, "DISTILLREC_MAX_BATCH", "user_ids")
     rec = resolve_model(request, body.model)
     outs = await run_in_threadpool(rec.recommend_many, body.user_ids, k, body.exclude_seen, body.exclude_items, body.fallback)
     results = [{"user_id": o.user_id, "items": scored(o), "fallback_used": o.fallback_used} for o in outs]
@@ -69,7 +69,7 @@ async def recommend_history(request: Request) -> Response:
     body = await parse_body(request, HistoryRequest)
     s = settings(request)
     k = _k_checked(body, s)
-    check_limit("the number of item_ids", len(body.item_ids), s.max_history, "DISTILLREC_MAX_HISTORY")
+    check_limit("the number of item_ids", len(body.item_ids), s.max_history, "DISTILLREC_MAX_HISTORY", "item_ids")
     rec = resolve_model(request, body.model)
     out = rec.recommend_for_history(body.item_ids, k, body.exclude_items)
     return json_response({"model": rec.name, "version": rec.version, "items": scored(out), "took_ms": ms_since(t0)})
@@ -78,7 +78,7 @@ async def recommend_history(request: Request) -> Response:
 @router.get("/items/{item_id}/similar", response_model=SimilarItemsResponse, responses=ERRORS, summary="the k items most similar to an item (cosine of item vectors)")
 async def similar_items(
     request: Request,
-    item_id: str = Path(description="external item id"),
+    item_id: str = Path(max_length=MAX_ID_CHARS, description="external item id"),
     k: int = Query(10, ge=1, le=HARD_MAX_K, description="number of items (at most DISTILLREC_MAX_K)"),
     model: str | None = Query(None, max_length=64, description="bundle name (default model if omitted)"),
 ) -> Response:

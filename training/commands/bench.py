@@ -61,6 +61,10 @@ def register(sub) -> None:
 
     register_compare(bsub)
 
+    from training.benchmarks.reliability import register_cli as register_reliability
+
+    register_reliability(bsub)
+
 
 def register_pareto(bsub) -> None:
     """``distillrec bench pareto``: offline accuracy vs parameters vs in-process latency of every bundle."""

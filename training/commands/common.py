@@ -21,7 +21,30 @@ def add_run_args(p: argparse.ArgumentParser, example: str) -> None:
     """--out, --resume and --no-progress of the commands that write a run folder."""
     p.add_argument("--out", required=True, help=f"run folder to write, e.g. {example}")
     p.add_argument("--resume", action="store_true", help="continue from OUT/last.ckpt.npz if it exists")
+    p.add_argument("--overwrite", action="store_true", help="replace a finished run in OUT (without it, a finished run is refused)")
     add_progress_arg(p)
+
+
+def refuse_finished_run(args) -> None:
+    """Stops a run command that would silently replace a finished run in ``--out`` (unless ``--overwrite``
+    or ``--resume``); with ``--overwrite`` the old result and the teacher caches are removed first."""
+    import shutil
+    import sys
+
+    from training.errors import DistillrecError
+    from training.run_folder import RunFolder
+
+    folder = RunFolder(args.out)
+    if args.resume or not folder.finished:
+        return
+    if not args.overwrite:
+        raise DistillrecError(
+            f"--out {folder.root}: holds a finished run ({folder.result.name}); training into it would replace that run "
+            "(and students distilled from it would silently get another teacher). Choose another --out, or pass --overwrite to replace it."
+        )
+    print(f"--overwrite: replacing the finished run in {folder.root}", file=sys.stderr)
+    folder.result.unlink(missing_ok=True)  # first: an interrupted replacement is never taken for a finished run
+    shutil.rmtree(folder.root / "kd-cache", ignore_errors=True)
 
 
 def run_config(args):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from training.commands.common import add_config_args, add_run_args, print_run_summary, run_config
+from training.commands.common import add_config_args, add_run_args, print_run_summary, refuse_finished_run, run_config
 
 
 def register(sub) -> None:
@@ -25,5 +25,6 @@ def register(sub) -> None:
 def run(args) -> int:
     from training.distill.train_student import distill_run
 
+    refuse_finished_run(args)
     print_run_summary(args.out, distill_run(run_config(args), args.out, teacher=args.teacher, resume=args.resume))
     return 0

@@ -27,6 +27,8 @@ def register(sub) -> None:
     p.add_argument("--hnsw-m", type=int, default=32, help="hnsw: graph degree M (default 32)")
     p.add_argument("--ef-search", type=int, default=None, help="hnsw: pin efSearch instead of tuning it")
     p.add_argument("--opset", type=int, default=18, help="ONNX opset (default 18)")
+    p.add_argument("--refit-all", action="store_true", help="first retrain the run's config on every interaction (training, validation, test) for its selected "
+                   "epoch count, and export that model; the manifest keeps the selected run's offline metrics (runs of `distillrec train` only)")
     p.set_defaults(handler=run)
 
 
@@ -38,6 +40,6 @@ def run(args) -> int:
 
         raise ExportError(f"--min-recall {args.min_recall}: must be in (0, 1].")
     opts = IndexOptions(kind=args.index, nlist=args.nlist, nprobe=args.nprobe, hnsw_m=args.hnsw_m, ef_search=args.ef_search, min_recall=args.min_recall)
-    result = export_run(args.run, args.models_dir, args.bundle, opts, args.role, args.opset)
+    result = export_run(args.run, args.models_dir, args.bundle, opts, args.role, args.opset, refit_all=args.refit_all)
     print(json.dumps(result.summary(), indent=2))
     return 0

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from training.commands.common import add_config_args, add_run_args, print_run_summary, run_config
+from training.commands.common import add_config_args, add_run_args, print_run_summary, refuse_finished_run, run_config
 
 
 def register(sub) -> None:
@@ -23,5 +23,6 @@ def register(sub) -> None:
 def run(args) -> int:
     from training.runs import train_run
 
+    refuse_finished_run(args)
     print_run_summary(args.out, train_run(run_config(args), args.out, resume=args.resume))
     return 0

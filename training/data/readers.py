@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timezone
 from pathlib import Path
 
 import numpy as np
@@ -21,8 +22,16 @@ def _existing(path: Path, what: str) -> Path:
     return path
 
 
-def _numeric(values: np.ndarray, path: Path, column: str) -> np.ndarray:
-    """Converts a string column to float64, naming the first bad value and its row on failure."""
+#: what a timestamp column may hold (named in the error for a bad value, and in the config reference)
+TIMESTAMP_FORMATS = (
+    "numbers (seconds since 1970-01-01 UTC, or any increasing number), or ISO 8601 dates and date-times such as "
+    "2024-05-01, 2024-05-01T13:45:00, 2024-05-01 13:45:00.250, 2024-05-01T13:45:00Z or 2024-05-01T13:45:00+02:00 "
+    "(without an offset: UTC)"
+)
+
+
+def _numeric(values: np.ndarray, path: Path, column: str, field: str) -> np.ndarray:
+    """Converts a string column to float64, naming the first bad value, its row and the config field on failure."""
     try:
         return values.astype(np.float64)
     except ValueError:
@@ -31,10 +40,38 @@ def _numeric(values: np.ndarray, path: Path, column: str) -> np.ndarray:
                 float(v)
             except ValueError:
                 raise DataError(
-                    f"{path}: column '{column}' must be numeric, but data row {row + 1} holds {str(v)!r}. "
-                    f"Fix the file or point data.{'rating_col' if 'rat' in column.lower() else 'timestamp_col'} at another column."
+                    f"{path}: column '{column}' (data.{field}) must be numeric, but data row {row + 1} holds {str(v)[:64]!r}. "
+                    f"Fix the file or point data.{field} at another column."
                 ) from None
         raise
+
+
+def _iso_seconds(value: str) -> float:
+    stamp = datetime.fromisoformat(value.strip())
+    if stamp.tzinfo is None:
+        stamp = stamp.replace(tzinfo=UTC)
+    return stamp.timestamp()
+
+
+def _timestamps(values: np.ndarray, path: Path, column: str) -> np.ndarray:
+    """Seconds (float64) from numbers or ISO 8601 strings (see :data:`TIMESTAMP_FORMATS`), naming the first bad value."""
+    try:
+        return values.astype(np.float64)
+    except ValueError:
+        pass
+    out = np.empty(len(values), dtype=np.float64)
+    for row, v in enumerate(values):
+        try:
+            out[row] = float(v)
+        except ValueError:
+            try:
+                out[row] = _iso_seconds(v)
+            except ValueError:
+                raise DataError(
+                    f"{path}: column '{column}' (data.timestamp_col) holds {str(v)[:64]!r} in data row {row + 1}, which is not a timestamp. "
+                    f"Timestamps are {TIMESTAMP_FORMATS}. Fix the file or point data.timestamp_col at another column."
+                ) from None
+    return out
 
 
 def read_table(
@@ -51,7 +88,8 @@ def read_table(
     Args:
         path: the file. ``.parquet``/``.pq`` is read as Parquet, anything else as delimited text.
         user_col, item_col: column names (or 0-based positions as strings when ``header`` is False).
-        rating_col, timestamp_col: optional columns; ratings and timestamps must be numeric.
+        rating_col, timestamp_col: optional columns; ratings must be numeric, timestamps numeric or ISO 8601
+            (:data:`TIMESTAMP_FORMATS`).
         sep: the delimiter; default tab for ``.tsv``/``.inter``/``.dat``/``.txt``, comma otherwise.
         header: whether the first line of a text file names the columns.
     """
@@ -100,26 +138,33 @@ def read_table(
         return column
 
     def strings(col: str) -> np.ndarray:
-        values = pc.cast(checked(col), pa.string()).to_numpy(zero_copy_only=False).astype(str)
+        column = pc.cast(checked(col), pa.string())
+        nul = pc.match_substring(column, "\x00").to_numpy(zero_copy_only=False)
+        if nul.any():  # numpy's fixed-width strings drop trailing NULs: 'u1\0' would silently become 'u1'
+            raise DataError(f"{path}: column '{col}' holds a NUL character in data row {int(np.flatnonzero(nul)[0]) + 1}; ids must be text. Remove it from the file.")
+        values = column.to_numpy(zero_copy_only=False).astype(str)
         blank = np.flatnonzero(np.char.str_len(np.char.strip(values)) == 0)
         if len(blank):
             raise DataError(f"{path}: column '{col}' is empty in data row {blank[0] + 1}. Remove or fill that row.")
         return values
 
-    def numbers(col: str | None) -> np.ndarray | None:
+    def numbers(col: str | None, field: str) -> np.ndarray | None:
         if col is None:
             return None
         column = checked(col)
+        if field == "timestamp_col" and (pa.types.is_timestamp(column.type) or pa.types.is_date(column.type)):
+            return pc.cast(pc.cast(column, pa.timestamp("us")), pa.int64()).to_numpy(zero_copy_only=False) / 1e6  # the reader parsed them
         try:
             return pc.cast(column, pa.float64()).to_numpy(zero_copy_only=False)
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-            return _numeric(pc.cast(column, pa.string()).to_numpy(zero_copy_only=False).astype(str), path, col)
+            texts = pc.cast(column, pa.string()).to_numpy(zero_copy_only=False).astype(str)
+            return _timestamps(texts, path, col) if field == "timestamp_col" else _numeric(texts, path, col, field)
 
     data = Interactions(
         user=strings(user_col),
         item=strings(item_col),
-        rating=numbers(rating_col),
-        timestamp=numbers(timestamp_col),
+        rating=numbers(rating_col, "rating_col"),
+        timestamp=numbers(timestamp_col, "timestamp_col"),
         origin=str(path),
     )
     if len(data) == 0:

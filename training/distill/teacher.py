@@ -10,12 +10,15 @@ every method receives as ``ctx.teacher`` (an ensemble teacher provides the same 
 * ``score_candidates(users [b], items [b, c])`` → float32 [b, c]: teacher scores (CD's soft labels).
 
 Lists and embeddings are cached as ``.npz`` files (no pickles) in ``<teacher run>/kd-cache/``,
-keyed by the kind, n and the data fingerprint, so they are computed once per teacher run and
-reused by every student, epoch and experiment. A cached list of a larger n serves smaller requests.
+keyed by the kind, n, the data fingerprint and the sha256 of the teacher's checkpoint
+(``best.ckpt.npz``), so they are computed once per trained teacher and reused by every student,
+epoch and experiment; a teacher retrained into the same folder never serves its predecessor's
+lists. A cached list of a larger n serves smaller requests.
 """
 
 from __future__ import annotations
 
+import hashlib
 import re
 from pathlib import Path
 
@@ -23,8 +26,10 @@ import numpy as np
 import torch
 
 from training.atomic import savez_atomic
+from training.checkpoint import load_checkpoint
 from training.data.dataset import Dataset
 from training.errors import DistillrecError
+from training.run_folder import RunFolder
 
 CACHE_DIR = "kd-cache"
 _USER_CHUNK_SCORES = 1 << 23  # scores per chunk (32 MB of float32)
@@ -48,14 +53,23 @@ class TeacherArtifacts:
         from training.runs import load_run
 
         self.path = Path(run_path)
+        best = RunFolder(self.path).best
+        if dataset is not None and best.exists():  # before load_run, whose own check would blame the teacher's config
+            trained_on = load_checkpoint(best)[1].get("data_fingerprint")
+            if trained_on != dataset.fingerprint():
+                raise DistillrecError(
+                    f"{self.path}: the teacher was trained on different data than the student's config describes "
+                    f"(data fingerprint {str(trained_on)[:12]}… vs {dataset.fingerprint()[:12]}…). Distil from a teacher trained "
+                    "on the student's data and split: compare the `data:` sections of both configs."
+                )
         self._run = load_run(self.path, dataset=dataset)
-        if dataset is not None and self._run.dataset.fingerprint() != dataset.fingerprint():
-            raise DistillrecError(f"{self.path}: the teacher was trained on different data than the student's config describes.")
         self.dataset = self._run.dataset
         self.model = self._run.model.to(device)
         self.model.eval()
         self.device = device
         self.cache = self.path / CACHE_DIR
+        checkpoint = hashlib.sha256(RunFolder(self.path).best.read_bytes()).hexdigest()
+        self.cache_key = hashlib.sha256(f"{self.fingerprint}:{checkpoint}".encode()).hexdigest()
         self._memo: dict[tuple, object] = {}
         self._reps: tuple[torch.Tensor, torch.Tensor] | None = None
 
@@ -79,18 +93,18 @@ class TeacherArtifacts:
     # ---------------------------------------------------------------------------------- cache
     def _cache_file(self, kind: str, n: int | None = None) -> Path:
         tag = f"-n{n}" if n is not None else ""
-        return self.cache / f"{kind}{tag}-{self.fingerprint[:16]}.npz"
+        return self.cache / f"{kind}{tag}-{self.cache_key[:16]}.npz"
 
     def _cached_list(self, kind: str, n: int) -> np.ndarray | None:
         """A cached list of width ≥ n for this data, sliced to n (None when there is none)."""
         if not self.cache.is_dir():
             return None
-        pattern = re.compile(rf"^{kind}-n(\d+)-{self.fingerprint[:16]}\.npz$")
+        pattern = re.compile(rf"^{kind}-n(\d+)-{self.cache_key[:16]}\.npz$")
         widths = sorted(int(m.group(1)) for f in self.cache.iterdir() if (m := pattern.match(f.name)))
         for width in widths:
             if width >= n:
                 data = _load_npz(self._cache_file(kind, width))
-                if str(data["fingerprint"]) != self.fingerprint:
+                if str(data.get("key")) != self.cache_key:
                     continue
                 return np.ascontiguousarray(data["lists"][:, :n])
         return None
@@ -103,7 +117,7 @@ class TeacherArtifacts:
             lists = self._cached_list(kind, n)
             if lists is None:
                 lists = compute(n)
-                savez_atomic(self._cache_file(kind, n), lists=lists, fingerprint=np.array(self.fingerprint))
+                savez_atomic(self._cache_file(kind, n), lists=lists, key=np.array(self.cache_key))
             self._memo[key] = lists
         return self._memo[key]
 
@@ -119,12 +133,12 @@ class TeacherArtifacts:
         """(user [U, d_t], item [I, d_t]) float32: the teacher's representations (cached on disk)."""
         if "emb" not in self._memo:
             path = self._cache_file("embeddings")
-            if path.exists() and str(_load_npz(path)["fingerprint"]) == self.fingerprint:
+            if path.exists() and str(_load_npz(path).get("key")) == self.cache_key:
                 data = _load_npz(path)
             else:
                 u, i = self._representations()
                 data = {"user": u.cpu().numpy().astype(np.float32), "item": i.cpu().numpy().astype(np.float32)}
-                savez_atomic(path, **data, fingerprint=np.array(self.fingerprint))
+                savez_atomic(path, **data, key=np.array(self.cache_key))
             self._memo["emb"] = (data["user"], data["item"])
         return self._memo["emb"]
 

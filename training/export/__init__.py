@@ -9,7 +9,9 @@ removed.
 
 from __future__ import annotations
 
+import contextlib
 import shutil
+import tempfile
 from pathlib import Path
 
 from service.artifacts import Manifest, new_version
@@ -49,8 +51,13 @@ def export_run(
     index: IndexOptions | None = None,
     role: str | None = None,
     opset: int = DEFAULT_OPSET,
+    refit_all: bool = False,
 ) -> ExportResult:
-    """Exports ``run`` (a run folder, or an ensemble folder with ``ensemble.json``) as a new version of ``bundle``."""
+    """Exports ``run`` (a run folder, or an ensemble folder with ``ensemble.json``) as a new version of ``bundle``.
+
+    With ``refit_all`` the run is first refitted on every interaction for its selected epoch count
+    (:mod:`training.export.refit`) and the refitted model is exported.
+    """
     from training.runs import load_run
 
     run, models_dir = Path(run), Path(models_dir)
@@ -59,16 +66,29 @@ def export_run(
     if not run.is_dir():
         raise ExportError(f"--run {run}: no such folder. Pass a run folder written by `distillrec train` (or an ensemble folder).")
     version = new_version()
+    new_bundle = not (models_dir / bundle).exists()
     staging = staging_folder(models_dir, bundle, version)
+    final = None
     try:
         if is_ensemble_run(run):
             if role not in (None, "ensemble"):
                 raise ExportError(f"--role {role}: {run} is an ensemble folder; its bundle role is 'ensemble'.")
+            if refit_all:
+                raise ExportError(f"--refit-all: {run} is an ensemble folder; refit its members and build the ensemble from them instead.")
             manifest = write_ensemble_bundle(run, staging, bundle, version, index, opset)
+        elif refit_all:
+            from training.export.refit import refit_all as refit
+
+            with tempfile.TemporaryDirectory(prefix="distillrec-refit-") as tmp:
+                loaded = refit(run, Path(tmp) / "refit")
+            manifest = write_model_bundle(loaded, staging, bundle, version, role, index, opset)
         else:
             manifest = write_model_bundle(load_run(run), staging, bundle, version, role, index, opset)
         final = publish(staging, models_dir, bundle, version)
     finally:
         if staging.exists():
             shutil.rmtree(staging, ignore_errors=True)
+        if final is None and new_bundle:  # a failed first export leaves no empty bundle folder behind
+            with contextlib.suppress(OSError):
+                (models_dir / bundle).rmdir()  # only if empty: never removes another export's files
     return ExportResult(final, manifest)

@@ -61,13 +61,23 @@ def data_spec(dataset: Dataset) -> DataSpec:
     return DataSpec(name=dataset.name, fingerprint=dataset.fingerprint(), split=dataset.split, n_users=dataset.n_users, n_items=dataset.n_items)
 
 
+def all_interactions(dataset: Dataset):
+    """Every known interaction of the dataset (training, validation and test), binary CSR, sorted indices.
+
+    A served bundle never recommends an item the user already has, so its seen set is all of them,
+    not only the training part: the held-out interactions are real history in production.
+    """
+    seen = ((dataset.train + dataset.valid + dataset.test) > 0).astype("int8").tocsr()
+    seen.sort_indices()
+    return seen
+
+
 def write_data_files(folder: Path, dataset: Dataset) -> None:
-    """ids, seen items (CSR) and popularity of ``dataset`` into ``folder``."""
+    """ids, seen items (CSR, every interaction) and popularity of ``dataset`` into ``folder``."""
     write_ids(folder / USER_IDS, dataset.user_ids)
     write_ids(folder / ITEM_IDS, dataset.item_ids)
-    train = dataset.train.tocsr()
-    train.sort_indices()
-    write_seen(folder / SEEN, train.indptr, train.indices)
+    seen = all_interactions(dataset)
+    write_seen(folder / SEEN, seen.indptr, seen.indices)
     np.save(folder / POPULARITY, dataset.item_popularity().astype(np.int64), allow_pickle=False)
 
 
@@ -114,7 +124,7 @@ def write_model_bundle(run: LoadedRun, folder: Path, bundle: str, version: str, 
         onnx=spec,
         index=index_spec,
         data=data_spec(dataset),
-        metrics={part: run.result[part] for part in ("valid", "test") if part in run.result},
+        metrics={part: run.result[part] for part in ("valid", "test", "refit") if part in run.result},
         select=run.result.get("select") or run.config.eval.select,
         teacher=_teacher_ref(run) if role == "student" else None,
         kd=list(run.result.get("kd") or []),
