@@ -62,6 +62,7 @@ rm -f docker/certs/extra-ca.crt
 cleanup() {
     rm -f docker/certs/extra-ca.crt
     if [ -n "${index_pid:-}" ]; then kill "$index_pid" 2>/dev/null || true; fi
+    if [ -n "${index_root:-}" ]; then rm -rf "$index_root"; fi
 }
 trap cleanup EXIT
 if [ -n "$ca_bundle" ]; then
@@ -74,9 +75,10 @@ fi
 # ---- where torch comes from (training image only) ------------------------------------------------
 # A PEP 503 index over a folder of wheels: simple/<project>/index.html, served on 127.0.0.1.
 serve_wheelhouse() {
-    local dir=$1 root project wheel port
+    local dir=$1 project wheel port
     ls "$dir"/torch-"$torch_version"*.whl >/dev/null 2>&1 || die "wheelhouse $dir holds no torch-$torch_version wheel; fill it with: pip download torch==$torch_version --index-url $cpu_index -d $dir"
-    root=$(mktemp -d /tmp/distillrec-index.XXXXXX)
+    index_root=$(mktemp -d /tmp/distillrec-index.XXXXXX)
+    local root=$index_root
     for wheel in "$dir"/*.whl; do
         project=$(basename "$wheel" | cut -d- -f1 | tr 'A-Z_.' 'a-z--')
         mkdir -p "$root/simple/$project"

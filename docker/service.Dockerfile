@@ -10,6 +10,8 @@ ARG PYTHON_IMAGE=python:3.11-slim-bookworm
 
 # ---- build stage: a virtualenv with the package and the serve extra ---------------------------
 FROM ${PYTHON_IMAGE} AS build
+# lets docker/build-images.sh remove this stage once the runtime image is built
+LABEL org.distillrec.image=build-stage
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PIP_NO_CACHE_DIR=1 \
     PIP_CERT=/etc/ssl/certs/ca-certificates.crt \
