@@ -42,18 +42,6 @@ while (($#)); do
 done
 ((${#images[@]})) || images=(training service lb)
 
-ensure_docker
-
-# ---- the base image ------------------------------------------------------------------------------
-if docker image inspect "$python_image" >/dev/null 2>&1; then
-    say "base image $python_image: present$(docker image inspect -f '{{with index .Config.Labels "org.distillrec.stand-in"}} (stand-in: {{.}}){{end}}' "$python_image")"
-elif timeout 120 docker pull -q "$python_image" >/dev/null 2>&1; then
-    say "base image $python_image: pulled"
-else
-    say "base image $python_image cannot be pulled: building a stand-in from Debian packages"
-    docker/base-image.sh "$python_image"
-fi
-
 # ---- extra certificate authorities ---------------------------------------------------------------
 if [ -z "$ca_bundle" ]; then
     ca_bundle=${PIP_CERT:-$(python3 -m pip config get global.cert 2>/dev/null || true)}
@@ -65,11 +53,24 @@ cleanup() {
     if [ -n "${index_root:-}" ]; then rm -rf "$index_root"; fi
 }
 trap cleanup EXIT
+[ -z "$wheelhouse" ] || [ -d "$wheelhouse" ] || die "--wheelhouse $wheelhouse: no such folder; fill one with: pip download torch==$torch_version --index-url $cpu_index -d $wheelhouse"
 if [ -n "$ca_bundle" ]; then
     [ -s "$ca_bundle" ] || die "--ca-bundle $ca_bundle: no such file (or empty); give a PEM file of certificate authorities"
     grep -q 'BEGIN CERTIFICATE' "$ca_bundle" || die "--ca-bundle $ca_bundle: holds no PEM certificate (-----BEGIN CERTIFICATE-----)"
     cp "$ca_bundle" docker/certs/extra-ca.crt
     say "the images trust the extra certificate authorities in $ca_bundle"
+fi
+
+ensure_docker
+
+# ---- the base image ------------------------------------------------------------------------------
+if docker image inspect "$python_image" >/dev/null 2>&1; then
+    say "base image $python_image: present$(docker image inspect -f '{{with index .Config.Labels "org.distillrec.stand-in"}} (stand-in: {{.}}){{end}}' "$python_image")"
+elif timeout 120 docker pull -q "$python_image" >/dev/null 2>&1; then
+    say "base image $python_image: pulled"
+else
+    say "base image $python_image cannot be pulled: building a stand-in from Debian packages"
+    docker/base-image.sh "$python_image"
 fi
 
 # ---- where torch comes from (training image only) ------------------------------------------------
@@ -85,7 +86,13 @@ serve_wheelhouse() {
         ln -sf "$(cd "$(dirname "$wheel")" && pwd)/$(basename "$wheel")" "$root/simple/$project/"
         printf '<a href="%s">%s</a><br>\n' "$(basename "$wheel")" "$(basename "$wheel")" >>"$root/simple/$project/index.html"
     done
-    port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+    # a fixed port keeps TORCH_INDEX_URL, and so Docker's layer cache of the torch install, unchanged
+    # between builds; a random one when it is taken
+    port=$(python3 -c 'import socket, sys
+s = socket.socket()
+try: s.bind(("127.0.0.1", int(sys.argv[1])))
+except OSError: s.bind(("127.0.0.1", 0))
+print(s.getsockname()[1])' "${WHEELHOUSE_PORT:-38917}")
     python3 -m http.server --bind 127.0.0.1 --directory "$root" "$port" >/dev/null 2>&1 &
     index_pid=$!
     for _ in $(seq 20); do python3 -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:$port/simple/torch/', timeout=1)" 2>/dev/null && break; sleep 0.5; done
@@ -108,8 +115,8 @@ if [[ " ${images[*]} " == *" training "* ]]; then
         say "$cpu_index does not answer: filling $wheelhouse with this machine's pip (pip download torch==$torch_version)"
         mkdir -p "$wheelhouse"
         python3 -m pip download --quiet --disable-pip-version-check --only-binary=:all: --python-version 3.11 \
-            "torch==$torch_version" -d "$wheelhouse" \
-            || die "pip download torch==$torch_version failed; give --wheelhouse DIR or TORCH_INDEX_URL (see --help)"
+            "torch==$torch_version" -d "$wheelhouse" >"$wheelhouse.log" 2>&1 \
+            || { tail -n 5 "$wheelhouse.log" >&2; die "pip download torch==$torch_version failed; give --wheelhouse DIR or TORCH_INDEX_URL (see --help)"; }
         ls "$wheelhouse"/torch-"$torch_version"+cpu-*.whl >/dev/null 2>&1 \
             || die "this machine's pip resolved torch==$torch_version to $(ls "$wheelhouse"/torch-* | head -n1), not a CPU build (+cpu, no CUDA libraries); give --wheelhouse DIR or TORCH_INDEX_URL (see --help)"
         serve_wheelhouse "$wheelhouse"
