@@ -16,8 +16,7 @@ suite=bookworm
 command -v debootstrap >/dev/null || die "debootstrap is missing (Debian: apt-get install debootstrap)"
 [ "$(id -u)" = 0 ] || die "debootstrap needs root: run this as root (or pull $image from a registry)"
 
-mirror=${DEBIAN_MIRROR:-$(cat /etc/apt/sources.list /etc/apt/sources.list.d/*.list /etc/apt/sources.list.d/*.sources 2>/dev/null \
-    | sed -nE 's/^deb +(\[[^]]*\] +)?(https?:[^ ]+).*/\2/p; s/^URIs: *(https?:[^ ]+).*/\1/p' | grep -v security | head -n1)}
+mirror=${DEBIAN_MIRROR:-$(debian_mirror /etc/apt/sources.list /etc/apt/sources.list.d/*.list /etc/apt/sources.list.d/*.sources)}
 [ -n "$mirror" ] || die "no Debian mirror found in /etc/apt/sources.list*; set DEBIAN_MIRROR (e.g. http://deb.debian.org/debian)"
 
 rootfs=$(mktemp -d /tmp/distillrec-rootfs.XXXXXX)

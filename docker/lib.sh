@@ -1,5 +1,6 @@
 # Shared by docker/build-images.sh and docker/test-deploy.sh (sourced, not run).
-# say, die, ensure_docker (starts dockerd when no engine answers), compose (either spelling).
+# say, die, ensure_docker (starts dockerd when no engine answers), compose (either spelling),
+# debian_mirror (the mirror apt uses).
 
 say() { printf '[%s %s] %s\n' "${0##*/}" "$(date -u +%H:%M:%S)" "$*" >&2; }
 die() { say "error: $*"; exit 1; }
@@ -25,4 +26,13 @@ compose() {
     elif command -v docker-compose >/dev/null; then docker-compose "$@"
     else die "neither 'docker compose' nor 'docker-compose' is installed (Debian: apt-get install docker-compose)"
     fi
+}
+
+# The first non-security Debian mirror in the given apt source files (one-line `deb URL ...` or
+# deb822 `URIs: URL`); files that do not exist are skipped. Prints nothing when there is none.
+debian_mirror() {
+    local f
+    for f in "$@"; do [ -f "$f" ] && cat "$f"; done \
+        | sed -nE 's/^deb +(\[[^]]*\] +)?(https?:[^ ]+).*/\2/p; s/^URIs: *(https?:[^ ]+).*/\1/p' \
+        | grep -v security | head -n1 || true
 }

@@ -102,3 +102,38 @@ def test_install_takes_torch_from_the_cpu_index_only_when_it_answers_quickly(tmp
     assert probe and int(probe.group(2)) <= 10, "the reachability probe must give up within seconds"
     assert f"--index-url {probe.group(1)} " in demo and demo.index("--index-url") > demo.index("urlopen")
     assert "--quiet" not in demo, "the install shows pip's progress"
+
+
+def _lib(snippet: str, path: str, tmp_path: Path) -> subprocess.CompletedProcess:
+    script = f". {REPO / 'docker' / 'lib.sh'}; {snippet}"
+    return subprocess.run(["bash", "-c", script], cwd=tmp_path, capture_output=True, text=True, timeout=30, env={"PATH": path})
+
+
+def test_the_stand_in_base_image_uses_the_mirror_apt_already_uses(tmp_path):
+    one_line = tmp_path / "sources.list"
+    one_line.write_text("# a comment\ndeb [signed-by=/k.gpg] http://security.debian.org/debian-security bookworm-security main\n"
+                        "deb [arch=amd64 signed-by=/k.gpg] http://mirror.example/debian bookworm main\n")
+    deb822 = tmp_path / "debian.sources"
+    deb822.write_text("Types: deb\nURIs: https://deb822.example/debian\nSuites: bookworm\n")
+    found = _lib(f"debian_mirror {tmp_path}/missing.list {one_line} {deb822}", "/usr/bin:/bin", tmp_path)
+    assert found.returncode == 0 and found.stdout.strip() == "http://mirror.example/debian"
+    found = _lib(f"debian_mirror {tmp_path}/missing.list {deb822}", "/usr/bin:/bin", tmp_path)
+    assert found.stdout.strip() == "https://deb822.example/debian"
+    none = _lib(f"set -euo pipefail; m=$(debian_mirror {tmp_path}/missing.list); echo \"[$m]\"", "/usr/bin:/bin", tmp_path)
+    assert none.returncode == 0 and none.stdout.strip() == "[]", "no mirror must not abort a `set -e` script silently"
+
+
+@pytest.mark.parametrize("plugin", [True, False])
+def test_compose_runs_whichever_spelling_is_installed(tmp_path, plugin):
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    fakes = {
+        "docker": f'if [ "$1 $2" = "compose version" ]; then exit {0 if plugin else 1}; fi; echo "docker $*"',
+        "docker-compose": 'echo "docker-compose $*"',
+    }
+    for name, body in fakes.items():
+        (bin_dir / name).write_text(f"#!/bin/sh\n{body}\n")
+        (bin_dir / name).chmod(0o755)
+    out = _lib("compose --profile lb up -d", f"{bin_dir}:/usr/bin:/bin", tmp_path)
+    assert out.returncode == 0
+    assert out.stdout.strip() == ("docker compose --profile lb up -d" if plugin else "docker-compose --profile lb up -d")
