@@ -24,6 +24,16 @@ student_run="$runs_dir/$student_bundle"
 
 say() { printf '[build-bundles %s] %s\n' "$(date -u +%H:%M:%S)" "$*"; }
 
+# Compose starts the trainer as root with RUN_AS_MODELS_OWNER=1: switch at once to the owner of the
+# models folder (the host's ./models), so that the bundles belong to whoever owns it — any UID.
+if [ "${RUN_AS_MODELS_OWNER:-0}" = 1 ] && [ "$(id -u)" = 0 ] && [ -d "$models_dir" ]; then
+    owner=$(stat -c %u:%g "$models_dir")
+    if [ "$owner" != 0:0 ]; then
+        say "running as $owner, the owner of $models_dir"
+        exec setpriv --reuid="${owner%:*}" --regid="${owner#*:}" --clear-groups env RUN_AS_MODELS_OWNER=0 sh "$0" "$@"
+    fi
+fi
+
 # train/distil only when the run has no result.json yet (or FORCE=1); $1 = run folder, rest = command
 fit() {
     run=$1; shift

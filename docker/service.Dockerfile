@@ -1,8 +1,7 @@
-# syntax=docker/dockerfile:1
 # The distillrec REST service: FastAPI + ONNX Runtime + FAISS, installed from the `serve` extra only —
 # no torch (tests/test_docker_images.py fails if torch becomes reachable from this image).
 #
-#   docker build -f docker/service.Dockerfile -t distillrec-service .
+#   docker/build-images.sh service      # or: DOCKER_BUILDKIT=0 docker build -f docker/service.Dockerfile -t distillrec-service .
 #   docker run --rm -p 127.0.0.1:8000:8000 -v "$PWD/models:/models:ro" distillrec-service
 #
 # Bundles are read from /models (DISTILLREC_MODELS_DIR), mounted read-only; the service never writes.
@@ -11,12 +10,19 @@ ARG PYTHON_IMAGE=python:3.11-slim-bookworm
 
 # ---- build stage: a virtualenv with the package and the serve extra ---------------------------
 FROM ${PYTHON_IMAGE} AS build
+# lets docker/build-images.sh remove this stage once the runtime image is built
+LABEL org.distillrec.image=build-stage
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PIP_NO_CACHE_DIR=1 \
+    PIP_CERT=/etc/ssl/certs/ca-certificates.crt \
     PATH=/opt/venv/bin:$PATH
-RUN python -m venv /opt/venv
+# extra certificate authorities for pip (docker/certs/*.crt; see docker/certs/README.md)
+COPY docker/certs/ /usr/local/share/ca-certificates/distillrec/
+RUN update-ca-certificates >/dev/null && python -m venv /opt/venv
 WORKDIR /src
 COPY pyproject.toml README.md ./
+# the sources: the service runs from service/ alone; training/ is copied only while the package still
+# ships it (the service never imports it) — the one line to drop when it no longer does
 COPY service ./service
 COPY training ./training
 RUN pip install --no-cache-dir ".[serve]"

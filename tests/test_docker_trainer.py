@@ -126,3 +126,37 @@ def test_a_failing_step_fails_the_trainer_so_the_apis_do_not_start(trainer):
     assert proc.returncode != 0
     assert [c[0] for c in calls] == ["train", "export", "distill"]
     assert not (paths["models"] / "ml100k-student").exists()
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("setpriv"), reason="needs root and setpriv (util-linux), as in the trainer container")
+def test_started_as_root_it_writes_the_bundles_as_the_owner_of_the_models_folder(tmp_path):
+    """Compose starts the trainer as root with RUN_AS_MODELS_OWNER=1: it must switch to the owner of ./models."""
+    import tempfile
+
+    root = Path(tempfile.mkdtemp(prefix="distillrec-owner-"))
+    try:
+        root.chmod(0o755)
+        bin_dir, models, runs, calls = root / "bin", root / "models", root / "runs", root / "calls.jsonl"
+        for folder in (bin_dir, models, runs):
+            folder.mkdir()
+        fake = bin_dir / "distillrec"
+        # the system interpreter: the fake uses the standard library only, and the switched user may not reach a virtualenv
+        fake.write_text(FAKE_DISTILLREC.replace("PYTHON", shutil.which("python3", path="/usr/bin:/bin") or sys.executable, 1))
+        fake.chmod(0o755)
+        calls.write_text("")
+        calls.chmod(0o666)
+        runs.chmod(0o777)
+        os.chown(models, 12345, 12346)
+        env = {"PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}", "CALLS": str(calls), "RUN_AS_MODELS_OWNER": "1",
+               "DISTILLREC_MODELS_DIR": str(models), "RUNS_DIR": str(runs), "HOME": str(root)}
+        proc = subprocess.run(["sh", str(SCRIPT)], cwd=REPO, env=env, capture_output=True, text=True, timeout=30)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        assert "running as 12345:12346" in proc.stdout
+        latest = models / "ml100k-student" / "LATEST"
+        assert (latest.stat().st_uid, latest.stat().st_gid) == (12345, 12346)
+        # without the switch (a plain root run outside compose) nothing changes hands
+        shutil.rmtree(models / "ml100k-student")
+        proc = subprocess.run(["sh", str(SCRIPT)], cwd=REPO, env={**env, "RUN_AS_MODELS_OWNER": "0"}, capture_output=True, text=True, timeout=30)
+        assert proc.returncode == 0 and latest.stat().st_uid == 0
+    finally:
+        shutil.rmtree(root)
