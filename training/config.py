@@ -68,7 +68,7 @@ class TrainConfig(Strict):
     negatives: int = Field(1, ge=1, description="uniform negatives per positive, redrawn every epoch")
     seed: int = 0
     checkpoint_every: int = Field(0, ge=0, description="also keep a checkpoint every N epochs (0: only the best)")
-    threads: int | None = Field(None, ge=1, description="torch intra-op threads (default: all cores)")
+    threads: int | None = Field(None, ge=1, description="torch intra-op threads (default: the CPUs available to the process, from its CPU affinity and cgroup quota)")
     progress: bool = True
 
 

@@ -32,6 +32,7 @@ from training.models.base import Recommender
 from training.run_folder import RunFolder
 from training.sampling import excluded_keys, sample_excluding
 from training.stopping import improves
+from training.threads import available_cpus
 
 LAST_SAVE_INTERVAL_S = 30.0
 
@@ -90,8 +91,8 @@ class Trainer:
         self.loss_kind = config.base_loss()
         self.dist = DistContext.from_env()  # data-parallel under torchrun, else a no-op
         tc = config.train
-        if tc.threads:
-            torch.set_num_threads(tc.threads)
+        self.threads = tc.threads or available_cpus()
+        torch.set_num_threads(self.threads)
         torch.manual_seed(tc.seed)
         self.rng = np.random.default_rng(tc.seed)
         ctx = KDContext(dataset=dataset, student=model, teacher=teacher, rng=self.rng, max_epochs=tc.epochs)
@@ -232,6 +233,7 @@ class Trainer:
             if not resumed:
                 self.folder.metrics.write_text("")
             self.folder.config.write_text(dump_config(self.config))
+            print(f"{self.config.name or 'train'}: {self.threads} torch thread(s) (CPUs available to this process: {available_cpus()}; set train.threads to change)", file=sys.stderr)
         tc, ec = self.config.train, self.config.eval
         bar = None
         if tc.progress and self.dist.is_main:
@@ -308,6 +310,7 @@ class Trainer:
             "stopped_early": self.state.stopped_early,
             "train_seconds": round(self.state.train_seconds, 3),
             "seconds_per_epoch": round(self.state.train_seconds / max(1, n_epochs), 4),
+            "threads": self.threads,
             "kd": [{"name": m.name, "weight": m.weight, "training_only_parameters": sum(p.numel() for p in m.parameters())} for m in self.methods],
             "valid": valid.to_dict(),
             "test": test.to_dict(),
