@@ -70,6 +70,12 @@ class TrainConfig(Strict):
     checkpoint_every: int = Field(0, ge=0, description="also keep a checkpoint every N epochs (0: only the best)")
     threads: int | None = Field(None, ge=1, description="torch intra-op threads (default: the CPUs available to the process, from its CPU affinity and cgroup quota)")
     progress: bool = True
+    engine: Literal["auto", "torch", "fused"] = Field(
+        "auto",
+        description="training loop: 'fused' runs sampling, scoring and the Adam update of plain BPR matrix factorisation in one "
+        "compiled loop (same algorithm, several times faster); 'torch' uses autograd (every model and distillation method); "
+        "'auto' picks fused where it applies (family mf, loss bpr, no distillation methods, one process), else torch",
+    )
 
 
 class EvalConfig(Strict):

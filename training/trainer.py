@@ -106,6 +106,21 @@ class Trainer:
         self.train_keys = excluded_keys(dataset.train)
         self.state = TrainState()
         self._best_state: dict | None = None  # in-memory copy of the best weights
+        self.fused = self._fused_engine()
+
+    def _fused_engine(self):
+        """The fused BPR-MF loop when ``train.engine`` asks for it (or 'auto' and it applies), else None."""
+        engine = self.config.train.engine
+        if engine == "torch":
+            return None
+        from training import fused_bpr
+
+        reason = fused_bpr.eligible(self.model, self.methods, self.config, self.dist)
+        if reason is None:
+            return fused_bpr.FusedBPR(self.model, self.optimizer, self.dataset, self.users, self.items, self.config)
+        if engine == "fused":
+            raise TrainingError(f"train.engine is 'fused' but {reason}; set train.engine to 'auto' or 'torch'.")
+        return None
 
     # ----------------------------------------------------------------------------------- state
     def _full_state(self) -> tuple[dict, dict]:
@@ -193,6 +208,9 @@ class Trainer:
     def _train_epoch(self, epoch: int) -> dict[str, float]:
         tc = self.config.train
         self.model.train()
+        if self.fused is not None:
+            with torch.no_grad():
+                return self.fused.epoch(self.rng)
         for m in self.methods:
             m.on_epoch_start(epoch, self.model)
         neg = sample_excluding(self.rng, self.users, self.train_keys, tc.negatives, unique=False, n_items=self.dataset.n_items)
@@ -311,6 +329,7 @@ class Trainer:
             "train_seconds": round(self.state.train_seconds, 3),
             "seconds_per_epoch": round(self.state.train_seconds / max(1, n_epochs), 4),
             "threads": self.threads,
+            "engine": "torch" if self.fused is None else "fused",
             "kd": [{"name": m.name, "weight": m.weight, "training_only_parameters": sum(p.numel() for p in m.parameters())} for m in self.methods],
             "valid": valid.to_dict(),
             "test": test.to_dict(),
