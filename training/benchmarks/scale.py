@@ -281,6 +281,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _ints(text: str) -> list[int]:
+    """Comma-separated counts (``1e6`` allowed) as ints."""
     return [int(float(x)) for x in text.split(",") if x.strip()]
 
 

@@ -58,6 +58,41 @@ def register(sub) -> None:
     sv.set_defaults(handler=run_service)
     register_catalogue(bsub)
     register_pareto(bsub)
+    register_scale(bsub)
+
+
+def register_scale(bsub) -> None:
+    """``distillrec bench scale``: every stage's time and peak memory against the data size."""
+    from training.benchmarks.scale import STAGES
+
+    sc = bsub.add_parser(
+        "scale",
+        help="time and peak memory of every stage (data, training, distillation, evaluation, export, serving) on synthetic logs of growing size",
+        description=(
+            "Writes seeded synthetic interaction logs shaped like MovieLens (power-law item popularity and user activity, "
+            "timestamps) as Parquet, and runs every stage on each in a fresh process: reading + splitting, an epoch of the BPR-MF "
+            "teacher (dim 200) and student (dim 20), an epoch of RRD (relaxed ranking distillation) and DE (distillation experts), "
+            "the teacher's cached distillation inputs, full-ranking evaluation, export (ONNX, exact and HNSW index), service "
+            "start-up and in-process recommend latency. Fits each stage's growth exponent against interactions; writes "
+            "scale.json, scale.md and scale.png into --out."
+        ),
+    )
+    sc.add_argument("--sizes", default="100000,300000,1000000", help="comma-separated interaction counts of the MovieLens-shaped logs (default 100000,300000,1000000; MovieLens-20M is 20000000)")
+    sc.add_argument("--wide", default="", help="comma-separated interaction counts of wide-catalogue logs (1,000,000 items); default none")
+    sc.add_argument("--stages", default=",".join(STAGES), help=f"comma-separated stages to run (default all: {','.join(STAGES)})")
+    sc.add_argument("--timeout", type=float, default=3600, help="seconds one stage may run before it is reported as failed (default 3600)")
+    sc.add_argument("--requests", type=int, default=1000, help="in-process recommendations timed per bundle (default 1000)")
+    sc.add_argument("--out", default="results/bench-scale", help="folder for scale.json / .md / .png and the generated logs (under work/)")
+    sc.set_defaults(handler=run_scale)
+
+
+def run_scale(args) -> int:
+    from pathlib import Path
+
+    from training.benchmarks.scale import _ints, run
+
+    run(Path(args.out), _ints(args.sizes), _ints(args.wide), args.stages.split(","), args.timeout, args.requests)
+    return 0
 
 
 def register_pareto(bsub) -> None:
