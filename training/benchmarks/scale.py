@@ -9,7 +9,8 @@ then every stage runs in a fresh process (so its peak resident memory is its own
 - ``kd-cache``: the teacher's cached distillation inputs (its top-500 list per user, its embeddings);
 - ``rrd`` / ``de``: an epoch of the student distilled with RRD (relaxed ranking distillation) and
   with DE (distillation experts);
-- ``eval``: full-ranking evaluation of the student on every test user (chunked);
+- ``eval``: full-ranking evaluation of the student on every test user (chunked; the second of two
+  calls, the first also loads the compiled top-K);
 - ``export``: the student as a bundle (ONNX user tower) with an exact (flat) and an HNSW index;
 - ``service``: loading and warming up both bundles through the service's Python API
   (``service.registry.load_registry``), then in-process ``recommend`` latency p50/p99.
@@ -100,9 +101,12 @@ def run_stage(stage: str, work: Path, requests: int = 1000) -> dict:
         from training.runs import load_run
 
         model = load_run(work / "student", dataset=dataset).model
-        t0 = time.perf_counter()
-        res = evaluate(TorchScorer(model), dataset, "test", "full", [10, 20, 50])
-        info.update(seconds=time.perf_counter() - t0, ndcg_at_10=res.metrics["ndcg@10"], eval_users=res.users)
+        times = []
+        for _ in range(2):  # the first call also loads the compiled top-K
+            t0 = time.perf_counter()
+            res = evaluate(TorchScorer(model), dataset, "test", "full", [10, 20, 50])
+            times.append(time.perf_counter() - t0)
+        info.update(seconds=times[-1], first_seconds=times[0], ndcg_at_10=res.metrics["ndcg@10"], eval_users=res.users)
     elif stage == "export":
         from training.export import export_run
         from training.export.index_builder import IndexOptions
