@@ -251,7 +251,8 @@ class Trainer:
             if not resumed:
                 self.folder.metrics.write_text("")
             self.folder.config.write_text(dump_config(self.config))
-            print(f"{self.config.name or 'train'}: {self.threads} torch thread(s) (CPUs available to this process: {available_cpus()}; set train.threads to change)", file=sys.stderr)
+            print(f"{self.config.name or 'train'}: {self.threads} torch thread(s) (CPUs available to this process: {available_cpus()}; set train.threads to change); "
+                  f"training loop: {'torch' if self.fused is None else 'fused'} (train.engine)", file=sys.stderr)
         tc, ec = self.config.train, self.config.eval
         bar = None
         if tc.progress and self.dist.is_main:
