@@ -51,7 +51,7 @@ def test_two_update_steps_match_the_torch_path():
     gU, gI = np.zeros_like(U), np.zeros_like(I)
     total = 0.0
     for step, sl in ((1, slice(0, 4)), (2, slice(4, 6))):
-        total += _step(users[sl], pos[sl], negs[sl], len(users[sl]), Uf, If, *M, gU, gI, LR, BETAS[0], BETAS[1], EPS, WD, step, 1.0)
+        total += _step(users[sl], pos[sl], negs[sl], len(users[sl]), Uf, If, *M, gU, gI, LR, BETAS[0], BETAS[1], EPS, WD, step, 1.0, *_flags(U, I), False)
     assert total == pytest.approx(sum(losses), rel=1e-5)
     assert not gU.any() and not gI.any()  # the gradient buffers are left clear for the next step
     np.testing.assert_allclose(Uf, model.user_emb.weight.detach().numpy(), rtol=1e-5, atol=1e-6)
@@ -59,6 +59,31 @@ def test_two_update_steps_match_the_torch_path():
     np.testing.assert_allclose(M[0], st_u["exp_avg"].numpy(), rtol=1e-5, atol=1e-7)
     np.testing.assert_allclose(M[3], st_i["exp_avg_sq"].numpy(), rtol=1e-4, atol=1e-9)  # g² amplifies float32 rounding
     assert not np.allclose(If[6], I[6])  # untouched rows still decay, as with torch's dense Adam
+
+
+def _flags(U, I):
+    return np.zeros(len(U), dtype=np.bool_), np.zeros(len(I), dtype=np.bool_)
+
+
+def test_batch_rows_adam_updates_only_the_touched_rows_exactly_as_the_dense_step_does():
+    rng = np.random.default_rng(4)
+    U = rng.normal(0, 0.5, (6, 3)).astype(np.float32)
+    I = rng.normal(0, 0.5, (8, 3)).astype(np.float32)
+    users, pos, negs = np.array([0, 2, 2]), np.array([1, 3, 1]), np.array([[4], [5], [4]])
+    out = {}
+    for lazy in (False, True):
+        Uf, If = U.copy(), I.copy()
+        M = [np.zeros_like(U), np.zeros_like(U), np.zeros_like(I), np.zeros_like(I)]
+        flags = _flags(U, I)
+        _step(users, pos, negs, 3, Uf, If, *M, np.zeros_like(U), np.zeros_like(I), LR, *BETAS, EPS, WD, 1, 1.0, *flags, lazy)
+        assert not flags[0].any() and not flags[1].any()
+        out[lazy] = (Uf, If)
+    touched_u, touched_i = [0, 2], [1, 3, 4, 5]
+    np.testing.assert_array_equal(out[True][0][touched_u], out[False][0][touched_u])
+    np.testing.assert_array_equal(out[True][1][touched_i], out[False][1][touched_i])
+    np.testing.assert_array_equal(out[True][0][[1, 3, 4, 5]], U[[1, 3, 4, 5]])  # untouched rows stay put
+    np.testing.assert_array_equal(out[True][1][[0, 2, 6, 7]], I[[0, 2, 6, 7]])
+    assert not np.allclose(out[False][1][[0, 2, 6, 7]], I[[0, 2, 6, 7]])  # the dense step moves them (weight decay)
 
 
 def test_the_sampler_draws_uniformly_outside_each_users_training_row():
@@ -98,3 +123,13 @@ def test_the_fused_path_learns_the_block_structure_and_resumes_exactly(tiny_data
 def test_fused_refuses_what_it_cannot_train(tiny_dataset, tmp_path):
     with pytest.raises(TrainingError, match=r"train.engine is 'fused' but model.family is 'neumf'"):
         train_run(_cfg("fused", family="neumf"), tmp_path / "n", dataset=tiny_dataset)
+    cfg = _cfg("auto", family="lightgcn")
+    cfg.train.adam_rows = "batch"
+    with pytest.raises(TrainingError, match=r"train.adam_rows is 'batch' but this run trains on the torch loop"):
+        train_run(cfg, tmp_path / "l", dataset=tiny_dataset)
+
+
+def test_batch_rows_adam_learns_the_block_structure(tiny_dataset, tmp_path):
+    cfg = _cfg("fused")
+    cfg.train.adam_rows = "batch"
+    assert train_run(cfg, tmp_path / "b", dataset=tiny_dataset)["test"]["metrics"]["hr@5"] >= 0.8

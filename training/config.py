@@ -76,6 +76,11 @@ class TrainConfig(Strict):
         "compiled loop (same algorithm, several times faster); 'torch' uses autograd (every model and distillation method); "
         "'auto' picks fused where it applies (family mf, loss bpr, no distillation methods, one process), else torch",
     )
+    adam_rows: Literal["all", "batch"] = Field(
+        "all",
+        description="which embedding rows an Adam step updates: 'all' (torch's dense Adam: every row, every step) or, fused loop "
+        "only, 'batch' (the rows the mini-batch touches: a step's cost no longer grows with the catalogue; results differ slightly)",
+    )
 
 
 class EvalConfig(Strict):

@@ -29,9 +29,12 @@ _FLAGS = {"reassoc", "contract", "arcp"}
 
 
 @_jit(fastmath=_FLAGS, error_model="numpy")
-def _step(users, pos, negs, count, U, I, MU, VU, MI, VI, gU, gI, lr, b1, b2, eps, wd, step, weight):
+def _step(users, pos, negs, count, U, I, MU, VU, MI, VI, gU, gI, lr, b1, b2, eps, wd, step, weight, seen_u, seen_i, lazy):
     """One Adam step on ``weight`` × the summed BPR loss of the first ``count`` pairs (users[p],
-    pos[p], negs[p, :]); ``gU`` / ``gI`` must be zero and are left zero. Returns the unweighted loss."""
+    pos[p], negs[p, :]); ``gU`` / ``gI`` must be zero and are left zero. Returns the unweighted loss.
+
+    ``lazy``: update only the rows the batch touches (``seen_*``: all-False scratch flags per row,
+    left all-False), else every row as torch's dense Adam does."""
     d = U.shape[1]
     loss = 0.0
     weight = np.float32(weight)
@@ -61,14 +64,32 @@ def _step(users, pos, negs, count, U, I, MU, VU, MI, VI, gU, gI, lr, b1, b2, eps
         for k in range(d):
             gU[u, k] += gu[k] - w_sum * I[i, k]
             gI[i, k] -= w_sum * eu[k]
-    _adam(U.reshape(-1), MU.reshape(-1), VU.reshape(-1), gU.reshape(-1), lr, b1, b2, eps, wd, step)
-    _adam(I.reshape(-1), MI.reshape(-1), VI.reshape(-1), gI.reshape(-1), lr, b1, b2, eps, wd, step)
+    if lazy:
+        for p in range(count):
+            _adam_row(users[p], U, MU, VU, gU, seen_u, lr, b1, b2, eps, wd, step)
+            _adam_row(pos[p], I, MI, VI, gI, seen_i, lr, b1, b2, eps, wd, step)
+            for n in range(negs.shape[1]):
+                _adam_row(negs[p, n], I, MI, VI, gI, seen_i, lr, b1, b2, eps, wd, step)
+    else:
+        _adam(U.reshape(-1), MU.reshape(-1), VU.reshape(-1), gU.reshape(-1), lr, b1, b2, eps, wd, step)
+        _adam(I.reshape(-1), MI.reshape(-1), VI.reshape(-1), gI.reshape(-1), lr, b1, b2, eps, wd, step)
     for p in range(count):  # the gradients are non-zero only on the rows this batch touched
         gU[users[p], :] = 0.0
         gI[pos[p], :] = 0.0
+        seen_u[users[p]] = False
+        seen_i[pos[p]] = False
         for n in range(negs.shape[1]):
             gI[negs[p, n], :] = 0.0
+            seen_i[negs[p, n]] = False
     return loss
+
+
+@_jit(fastmath=_FLAGS, error_model="numpy", inline="always")
+def _adam_row(r, P, M, V, G, seen, lr, b1, b2, eps, wd, step):
+    """The Adam update of row r, once per step (``seen`` marks the rows already updated)."""
+    if not seen[r]:
+        seen[r] = True
+        _adam(P[r], M[r], V[r], G[r], lr, b1, b2, eps, wd, step)
 
 
 @_jit(fastmath=_FLAGS, error_model="numpy")
@@ -131,7 +152,7 @@ def _draw_negatives(u, indptr, indices, n_items, state, out, row):
 
 
 @_jit(fastmath=_FLAGS, error_model="numpy")
-def _train(users, items, indptr, indices, n_items, n_neg, batch, seed, U, I, MU, VU, MI, VI, gU, gI, order, lr, b1, b2, eps, wd, step, weight):
+def _train(users, items, indptr, indices, n_items, n_neg, batch, seed, U, I, MU, VU, MI, VI, gU, gI, order, lr, b1, b2, eps, wd, step, weight, lazy):
     """One epoch: shuffle the pairs, then per mini-batch draw the negatives and take an Adam step.
     Returns (summed batch losses, batches)."""
     state = np.empty(1, dtype=np.uint64)
@@ -140,6 +161,8 @@ def _train(users, items, indptr, indices, n_items, n_neg, batch, seed, U, I, MU,
     bu = np.empty(batch, dtype=np.int64)
     bp = np.empty(batch, dtype=np.int64)
     bn = np.empty((batch, n_neg), dtype=np.int64)
+    seen_u = np.zeros(U.shape[0], dtype=np.bool_)
+    seen_i = np.zeros(I.shape[0], dtype=np.bool_)
     total = 0.0
     n_batches = 0
     n = users.shape[0]
@@ -150,7 +173,7 @@ def _train(users, items, indptr, indices, n_items, n_neg, batch, seed, U, I, MU,
             bu[p], bp[p] = users[q], items[q]
             _draw_negatives(bu[p], indptr, indices, n_items, state, bn, p)
         step += 1
-        total += _step(bu, bp, bn, count, U, I, MU, VU, MI, VI, gU, gI, lr, b1, b2, eps, wd, step, weight)
+        total += _step(bu, bp, bn, count, U, I, MU, VU, MI, VI, gU, gI, lr, b1, b2, eps, wd, step, weight, seen_u, seen_i, lazy)
         n_batches += 1
     return total, n_batches
 
@@ -217,6 +240,7 @@ class FusedBPR:
             self.users, self.items, self.indptr, self.indices, self.n_items, self.tc.negatives, self.tc.batch_size, seed,
             self.U, self.I, MU, VU, MI, VI, self.gU, self.gI, self.order,
             float(group["lr"]), float(self.b1), float(self.b2), float(self.eps), float(group["weight_decay"]), step, self.loss_weight,
+            self.tc.adam_rows == "batch",
         )
         step_u.fill_(step + n_batches)
         step_i.fill_(step + n_batches)

@@ -107,6 +107,9 @@ class Trainer:
         self.state = TrainState()
         self._best_state: dict | None = None  # in-memory copy of the best weights
         self.fused = self._fused_engine()
+        if self.fused is None and tc.adam_rows != "all":
+            raise TrainingError("train.adam_rows is 'batch' but this run trains on the torch loop (train.engine); set train.adam_rows "
+                                "to 'all', or train plain BPR matrix factorisation with train.engine 'fused' or 'auto'.")
 
     def _fused_engine(self):
         """The fused BPR-MF loop when ``train.engine`` asks for it (or 'auto' and it applies), else None."""
