@@ -5,7 +5,8 @@ then every stage runs in a fresh process (so its peak resident memory is its own
 
 - ``data``: reading the file and splitting it (leave-one-out by time);
 - ``teacher`` / ``student``: a training epoch of the shipped BPR-MF teacher (dim 200) and student
-  (dim 20) configs on the default (fused) loop, and ``student-torch`` on the autograd loop;
+  (dim 20) configs on the default (fused) loop, ``student-torch`` on the autograd loop and
+  ``student-batch-adam`` on the fused loop with ``train.adam_rows: batch``;
 - ``kd-cache``: the teacher's cached distillation inputs (its top-500 list per user, its embeddings);
 - ``rrd`` / ``de``: an epoch of the student distilled with RRD (relaxed ranking distillation) and
   with DE (distillation experts);
@@ -37,7 +38,7 @@ from training.benchmarks.environment import environment, publish, pyplot
 from training.benchmarks.synthetic import data_config, shape_for, write_log
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs" / "ml-100k"
-STAGES = ("data", "teacher", "student", "student-torch", "kd-cache", "rrd", "de", "eval", "export", "service")
+STAGES = ("data", "teacher", "student", "student-torch", "student-batch-adam", "kd-cache", "rrd", "de", "eval", "export", "service")
 NEEDS = {"kd-cache": "teacher", "rrd": "kd-cache", "de": "teacher", "eval": "student", "export": "student", "service": "export"}
 KD = {"rrd": {"name": "rrd", "weight": 0.01}, "de": {"name": "de", "weight": 0.01}}
 
@@ -86,6 +87,8 @@ def run_stage(stage: str, work: Path, requests: int = 1000) -> dict:
         info.update(_train("bpr-student.yaml", work, "student", dataset))
     elif stage == "student-torch":
         info.update(_train("bpr-student.yaml", work, "student-torch", dataset, ["train.engine=torch"]))
+    elif stage == "student-batch-adam":
+        info.update(_train("bpr-student.yaml", work, "student-batch-adam", dataset, ["train.adam_rows=batch"]))
     elif stage == "kd-cache":
         from training.distill.teacher import TeacherArtifacts
 
