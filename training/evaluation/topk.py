@@ -21,16 +21,17 @@ def _topk_rows(scores, rows, indptr, indices, k, out):
     for b in range(scores.shape[0]):
         lo, hi = indptr[rows[b]], indptr[rows[b] + 1]
         filled = 0
+        threshold = -np.inf
         for j in range(n):
-            if lo < hi and indices[lo] == j:
-                s = -np.inf
-                lo += 1
-            else:
-                s = float(scores[b, j])
-                if s != s:  # NaN ranks with the excluded items
-                    s = -np.inf
-            if filled == k and not s > best[k - 1]:
+            s = float(scores[b, j])
+            if filled == k and not s > threshold:  # the common case: one comparison (NaN lands here too)
                 continue
+            while lo < hi and indices[lo] < j:
+                lo += 1
+            if (lo < hi and indices[lo] == j) or s != s:  # excluded items and NaN rank last
+                s = -np.inf
+                if filled == k:
+                    continue
             p = filled if filled < k else k - 1
             while p > 0 and s > best[p - 1]:
                 if p < k:
@@ -41,6 +42,8 @@ def _topk_rows(scores, rows, indptr, indices, k, out):
             out[b, p] = j
             if filled < k:
                 filled += 1
+            if filled == k:
+                threshold = best[k - 1]
 
 
 def topk_excluding_rows(scores: np.ndarray, rows: np.ndarray, excluded: sp.csr_matrix, k: int) -> np.ndarray:
