@@ -9,7 +9,7 @@ import torch
 
 from training.config import config_from_dict
 from training.errors import TrainingError
-from training.fused_bpr import _draw_negatives, _shuffle, _step
+from training.fused_bpr import _draw_negatives, _shuffle, _step, training_bitmap
 from training.models.mf import MF
 from training.runs import train_run
 from training.trainer import base_loss
@@ -89,10 +89,15 @@ def test_batch_rows_adam_updates_only_the_touched_rows_exactly_as_the_dense_step
 def test_the_sampler_draws_uniformly_outside_each_users_training_row():
     train = sp.csr_matrix(np.array([[1, 1, 0, 0, 1], [0, 0, 0, 1, 0]], dtype=np.float32))
     indptr, indices = train.indptr.astype(np.int64), train.indices.astype(np.int64)
-    state = np.array([12345], dtype=np.uint64)
-    negs = np.empty((6000, 2), dtype=np.int64)
-    for row in range(6000):
-        _draw_negatives(row % 2, indptr, indices, 5, state, negs, row)
+    draws = []
+    for bitmap in (np.zeros((0, 0), dtype=np.uint8), training_bitmap(indptr, indices, 2, 5)):
+        state = np.array([12345], dtype=np.uint64)
+        negs = np.empty((6000, 2), dtype=np.int64)
+        for row in range(6000):
+            _draw_negatives(row % 2, indptr, indices, bitmap, 5, state, negs, row)
+        draws.append(negs)
+    np.testing.assert_array_equal(draws[0], draws[1])  # the bitmap and the binary search accept the same draws
+    assert training_bitmap(indptr, indices, 2, 5)[:, 0].tolist() == [0b10011, 0b01000]
     u0, u1 = negs[0::2].ravel(), negs[1::2].ravel()
     assert set(u0) == {2, 3} and set(u1) == {0, 1, 2, 4}
     assert abs(np.mean(u0 == 2) - 0.5) < 0.03 and abs(np.mean(u1 == 4) - 0.25) < 0.03

@@ -135,12 +135,19 @@ def _shuffle(order, state):
 
 
 @_jit()
-def _draw_negatives(u, indptr, indices, n_items, state, out, row):
-    """Fills out[row, :] with items drawn uniformly outside user u's sorted training row (rejection)."""
+def _draw_negatives(u, indptr, indices, bitmap, n_items, state, out, row):
+    """Fills out[row, :] with items drawn uniformly outside user u's sorted training row (rejection).
+
+    ``bitmap`` (one bit per (user, item), see :func:`training_bitmap`) answers membership with one
+    load; an empty one falls back to a binary search in the row. Both accept the same draws."""
     lo0, hi0 = indptr[u], indptr[u + 1]
     for c in range(out.shape[1]):
         while True:
             j = _below(state, n_items)
+            if bitmap.shape[0]:
+                if not (bitmap[u, j >> 3] >> (j & 7)) & 1:
+                    break
+                continue
             base, size = lo0, hi0 - lo0  # branch-free binary search for j in the sorted row
             while size > 1:
                 half = size >> 1
@@ -152,7 +159,7 @@ def _draw_negatives(u, indptr, indices, n_items, state, out, row):
 
 
 @_jit(fastmath=_FLAGS, error_model="numpy")
-def _train(users, items, indptr, indices, n_items, n_neg, batch, seed, U, I, MU, VU, MI, VI, gU, gI, order, lr, b1, b2, eps, wd, step, weight, lazy):
+def _train(users, items, indptr, indices, bitmap, n_items, n_neg, batch, seed, U, I, MU, VU, MI, VI, gU, gI, order, lr, b1, b2, eps, wd, step, weight, lazy):
     """One epoch: shuffle the pairs, then per mini-batch draw the negatives and take an Adam step.
     Returns (summed batch losses, batches)."""
     state = np.empty(1, dtype=np.uint64)
@@ -171,11 +178,25 @@ def _train(users, items, indptr, indices, n_items, n_neg, batch, seed, U, I, MU,
         for p in range(count):
             q = order[lo + p]
             bu[p], bp[p] = users[q], items[q]
-            _draw_negatives(bu[p], indptr, indices, n_items, state, bn, p)
+            _draw_negatives(bu[p], indptr, indices, bitmap, n_items, state, bn, p)
         step += 1
         total += _step(bu, bp, bn, count, U, I, MU, VU, MI, VI, gU, gI, lr, b1, b2, eps, wd, step, weight, seen_u, seen_i, lazy)
         n_batches += 1
     return total, n_batches
+
+
+BITMAP_MAX_BITS = 1 << 28  # 32 MiB: beyond this the sampler binary-searches the training rows
+
+
+def training_bitmap(indptr: np.ndarray, indices: np.ndarray, n_users: int, n_items: int) -> np.ndarray:
+    """uint8 [n_users, ⌈n_items / 8⌉]: bit ``j % 8`` of byte ``j // 8`` of row ``u`` is set when user u
+    has item j in training; an empty [0, 0] array when that would exceed ``BITMAP_MAX_BITS``."""
+    if n_users * n_items > BITMAP_MAX_BITS:
+        return np.zeros((0, 0), dtype=np.uint8)
+    bitmap = np.zeros((n_users, (n_items + 7) // 8), dtype=np.uint8)
+    rows = np.repeat(np.arange(n_users), np.diff(indptr))
+    np.bitwise_or.at(bitmap, (rows, indices >> 3), (1 << (indices & 7)).astype(np.uint8))
+    return bitmap
 
 
 def eligible(model, methods, config, dist) -> str | None:
@@ -213,6 +234,7 @@ class FusedBPR:
         self.indptr = train.indptr.astype(np.int64)
         self.indices = train.indices.astype(np.int64)
         self.n_items = dataset.n_items
+        self.bitmap = training_bitmap(self.indptr, self.indices, dataset.n_users, dataset.n_items)
         self.users = users.astype(np.int64)
         self.items = items.astype(np.int64)
         self.params = (model.user_emb.weight, model.item_emb.weight)
@@ -237,7 +259,7 @@ class FusedBPR:
         MI, VI, step_i = self._moments(self.params[1])
         step = int(step_u.item())
         total, n_batches = _train(
-            self.users, self.items, self.indptr, self.indices, self.n_items, self.tc.negatives, self.tc.batch_size, seed,
+            self.users, self.items, self.indptr, self.indices, self.bitmap, self.n_items, self.tc.negatives, self.tc.batch_size, seed,
             self.U, self.I, MU, VU, MI, VI, self.gU, self.gI, self.order,
             float(group["lr"]), float(self.b1), float(self.b2), float(self.eps), float(group["weight_decay"]), step, self.loss_weight,
             self.tc.adam_rows == "batch",
