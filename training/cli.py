@@ -12,6 +12,7 @@ import os
 import sys
 
 from training import __version__
+from training.threads import use_passive_wait
 
 # Sub-command modules, in the order `--help` lists them. Each exposes register(subparsers).
 COMMANDS = ["data", "train", "distill", "experiment", "ensemble", "evaluate", "report", "export", "serve", "compare", "demo", "bench"]
@@ -51,6 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    use_passive_wait()  # before any command imports torch
     rc = _run(argv)
     if "torch.distributed" in sys.modules and os.environ.get("WORLD_SIZE", "1") != "1":  # a torchrun worker
         from training.distributed import exit_worker

@@ -69,8 +69,20 @@ class TrainConfig(Strict):
     negatives: int = Field(1, ge=1, description="uniform negatives per positive, redrawn every epoch")
     seed: int = 0
     checkpoint_every: int = Field(0, ge=0, description="also keep a checkpoint every N epochs (0: only the best)")
-    threads: int | None = Field(None, ge=1, description="torch intra-op threads (default: all cores)")
+    threads: int | None = Field(None, ge=1, description="torch intra-op threads (default: the CPUs available to the process, from its CPU affinity and cgroup quota)")
     progress: bool = True
+    engine: Literal["auto", "torch", "fused"] = Field(
+        "torch",
+        description="training loop: 'torch' (the default) uses autograd (every model and distillation method; the published "
+        "results were trained with it); 'fused' runs sampling, scoring and the Adam update of plain BPR matrix factorisation in "
+        "one compiled loop (same algorithm, another random stream, several times faster); 'auto' picks fused where it applies "
+        "(family mf, loss bpr, no distillation methods, one process), else torch",
+    )
+    adam_rows: Literal["all", "batch"] = Field(
+        "all",
+        description="which embedding rows an Adam step updates: 'all' (torch's dense Adam: every row, every step) or, fused loop "
+        "only, 'batch' (the rows the mini-batch touches: a step's cost no longer grows with the catalogue; results differ slightly)",
+    )
 
 
 class EvalConfig(Strict):

@@ -33,6 +33,7 @@ from training.models.base import TrainableRecommender
 from training.run_folder import RunFolder
 from training.sampling import excluded_keys, sample_excluding
 from training.stopping import improves
+from training.threads import available_cpus
 
 LAST_SAVE_INTERVAL_S = 30.0
 
@@ -91,8 +92,8 @@ class Trainer:
         self.loss_kind = config.base_loss()
         self.dist = DistContext.from_env()  # data-parallel under torchrun, else a no-op
         tc = config.train
-        if tc.threads:
-            torch.set_num_threads(tc.threads)
+        self.threads = tc.threads or available_cpus()
+        torch.set_num_threads(self.threads)
         torch.manual_seed(tc.seed)
         self.rng = np.random.default_rng(tc.seed)
         ctx = KDContext(dataset=dataset, student=model, teacher=teacher, rng=self.rng, max_epochs=tc.epochs, methods=tuple(self.methods))
@@ -106,6 +107,24 @@ class Trainer:
         self.train_keys = excluded_keys(dataset.train)
         self.state = TrainState()
         self._best_state: dict | None = None  # in-memory copy of the best weights
+        self.fused = self._fused_engine()
+        if self.fused is None and tc.adam_rows != "all":
+            raise TrainingError("train.adam_rows is 'batch' but this run trains on the torch loop (train.engine); set train.adam_rows "
+                                "to 'all', or train plain BPR matrix factorisation with train.engine 'fused' or 'auto'.")
+
+    def _fused_engine(self):
+        """The fused BPR-MF loop when ``train.engine`` asks for it (or 'auto' and it applies), else None."""
+        engine = self.config.train.engine
+        if engine == "torch":
+            return None
+        from training import fused_bpr
+
+        reason = fused_bpr.eligible(self.model, self.methods, self.config, self.dist)
+        if reason is None:
+            return fused_bpr.FusedBPR(self.model, self.optimizer, self.dataset, self.users, self.items, self.config)
+        if engine == "fused":
+            raise TrainingError(f"train.engine is 'fused' but {reason}; set train.engine to 'auto' or 'torch'.")
+        return None
 
     # ----------------------------------------------------------------------------------- state
     def _full_state(self) -> tuple[dict, dict]:
@@ -193,6 +212,9 @@ class Trainer:
     def _train_epoch(self, epoch: int) -> dict[str, float]:
         tc = self.config.train
         self.model.train()
+        if self.fused is not None:
+            with torch.no_grad():
+                return self.fused.epoch(self.rng)
         for m in self.methods:
             m.on_epoch_start(epoch, self.model)
         neg = sample_excluding(self.rng, self.users, self.train_keys, tc.negatives, unique=False, n_items=self.dataset.n_items)
@@ -264,6 +286,8 @@ class Trainer:
         if not resumed:
             self.folder.metrics.write_text("")
         self.folder.config.write_text(dump_config(self.config))
+        print(f"{self.config.name or 'train'}: {self.threads} torch thread(s) (CPUs available to this process: {available_cpus()}; set train.threads to change); "
+              f"training loop: {'torch' if self.fused is None else 'fused'} (train.engine)", file=sys.stderr)
 
     def _progress_bar(self):
         """A tqdm bar over the epochs (None without ``train.progress`` or off the main rank)."""
@@ -328,6 +352,8 @@ class Trainer:
             "stopped_early": self.state.stopped_early,
             "train_seconds": round(self.state.train_seconds, 3),
             "seconds_per_epoch": round(self.state.train_seconds / max(1, n_epochs), 4),
+            "threads": self.threads,
+            "engine": "torch" if self.fused is None else "fused",
             "kd": [{"name": m.name, "weight": m.weight, "training_only_parameters": sum(p.numel() for p in m.parameters())} for m in self.methods],
             "valid": valid.to_dict(),
             "test": test.to_dict(),

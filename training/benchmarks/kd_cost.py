@@ -150,7 +150,8 @@ def run(out: Path, experiment: Path, epochs: int, at_epochs: list[int], threads:
     if only:
         keep = {slug(o) for o in only} | {SCRATCH}
         entries = [e for e in entries if slug(e[0]) in keep]
-    overrides = [f"train.threads={threads}"] if threads else []
+    # the methods need the torch loop; the scratch student is timed on the same loop, so each ratio is the method's own cost
+    overrides = ["train.engine=torch"] + ([f"train.threads={threads}"] if threads else [])
     base = run_config(exp, SCRATCH, [], overrides, exp.seeds[0], teacher_path)
     dataset = load_dataset(base.data)
     needs = {"embeddings": 0}

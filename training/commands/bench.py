@@ -6,10 +6,12 @@ from __future__ import annotations
 def register(sub) -> None:
     p = sub.add_parser("bench", help="run a benchmark (prints tables, writes JSON)", description="Benchmarks print markdown tables and write JSON into --out.")
     bsub = p.add_subparsers(dest="bench_command", metavar="BENCHMARK", required=True)
-    tc = bsub.add_parser("train-cost", help="epoch time and peak memory of BPR-MF training on MovieLens-100K", description="Epoch time and peak resident memory (RSS) of BPR-MF (matrix factorisation, Bayesian Personalized Ranking loss) training on MovieLens-100K, each dimension in a fresh process.")
+    tc = bsub.add_parser("train-cost", help="epoch time, training pairs/s and peak memory of BPR-MF training on MovieLens-100K (torch and fused loops)", description="Epoch time, training pairs per second and peak resident memory (RSS) of BPR-MF (matrix factorisation, Bayesian Personalized Ranking loss) training on MovieLens-100K, with the torch and the fused training loops, each dimension in a fresh process.")
     tc.add_argument("--dims", default="20,200", help="comma-separated embedding dimensions (default 20,200)")
     tc.add_argument("--epochs", type=int, default=5, help="epochs to time per dimension (median reported)")
-    tc.add_argument("--threads", type=int, default=None, help="torch threads (default: all cores)")
+    tc.add_argument("--threads", type=int, default=None, help="torch threads (default: the CPUs available to the process)")
+    tc.add_argument("--engines", default="torch,fused", help="comma-separated training loops to time (train.engine: torch, fused; default both)")
+    tc.add_argument("--rounds", type=int, default=1, help="alternating rounds of fresh processes; medians over rounds are reported (default 1)")
     tc.add_argument("--out", default="results/bench-train-cost", help="folder for train_cost.json / .md")
     tc.set_defaults(handler=run_train_cost)
     kc = bsub.add_parser(
@@ -64,6 +66,42 @@ def register(sub) -> None:
     from training.benchmarks.reliability import register_cli as register_reliability
 
     register_reliability(bsub)
+
+    register_scale(bsub)
+
+
+def register_scale(bsub) -> None:
+    """``distillrec bench scale``: every stage's time and peak memory against the data size."""
+    from training.benchmarks.scale import STAGES
+
+    sc = bsub.add_parser(
+        "scale",
+        help="time and peak memory of every stage (data, training, distillation, evaluation, export, serving) on synthetic logs of growing size",
+        description=(
+            "Writes seeded synthetic interaction logs shaped like MovieLens (power-law item popularity and user activity, "
+            "timestamps) as Parquet, and runs every stage on each in a fresh process: reading + splitting, an epoch of the BPR-MF "
+            "teacher (dim 200) and student (dim 20), an epoch of RRD (relaxed ranking distillation) and DE (distillation experts), "
+            "the teacher's cached distillation inputs, full-ranking evaluation, export (ONNX, exact and HNSW index), service "
+            "start-up and in-process recommend latency. Fits each stage's growth exponent against interactions; writes "
+            "scale.json, scale.md and scale.png into --out."
+        ),
+    )
+    sc.add_argument("--sizes", default="100000,300000,1000000", help="comma-separated interaction counts of the MovieLens-shaped logs (default 100000,300000,1000000; MovieLens-20M is 20000000)")
+    sc.add_argument("--wide", default="", help="comma-separated interaction counts of wide-catalogue logs (1,000,000 items); default none")
+    sc.add_argument("--stages", default=",".join(STAGES), help=f"comma-separated stages to run (default all: {','.join(STAGES)})")
+    sc.add_argument("--timeout", type=float, default=3600, help="seconds one stage may run before it is reported as failed (default 3600)")
+    sc.add_argument("--requests", type=int, default=1000, help="in-process recommendations timed per bundle (default 1000)")
+    sc.add_argument("--out", default="results/bench-scale", help="folder for scale.json / .md / .png and the generated logs (under work/)")
+    sc.set_defaults(handler=run_scale)
+
+
+def run_scale(args) -> int:
+    from pathlib import Path
+
+    from training.benchmarks.scale import _ints, run
+
+    run(Path(args.out), _ints(args.sizes), _ints(args.wide), args.stages.split(","), args.timeout, args.requests)
+    return 0
 
 
 def register_pareto(bsub) -> None:
@@ -133,7 +171,7 @@ def run_train_cost(args) -> int:
 
     from training.benchmarks.train_cost import run
 
-    run(Path(args.out), [int(d) for d in args.dims.split(",")], args.epochs, args.threads)
+    run(Path(args.out), [int(d) for d in args.dims.split(",")], args.epochs, args.threads, tuple(args.engines.split(",")), args.rounds)
     return 0
 
 

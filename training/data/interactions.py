@@ -64,7 +64,9 @@ def deduplicate(data: Interactions) -> Interactions:
     if data.timestamp is not None:
         order = np.lexsort((order, data.timestamp))  # by time, ties by file order
     d = data.take(order)
-    key = np.char.add(np.char.add(d.user.astype(str), "\x1f"), d.item.astype(str))
+    u = np.unique(d.user, return_inverse=True)[1].ravel().astype(np.int64)
+    items, i = np.unique(d.item, return_inverse=True)
+    key = u * len(items) + i.ravel()  # one integer per (user, item): no string concatenation
     # np.unique returns the first occurrence; reverse to keep the last one.
     _, first_in_reversed = np.unique(key[::-1], return_index=True)
     keep = np.sort(len(d) - 1 - first_in_reversed)

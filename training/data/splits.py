@@ -9,28 +9,28 @@ from training.data.interactions import Interactions
 from training.errors import DataError
 
 
-def _index(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Sorted unique external ids and the index of each row's id."""
-    ids, inverse = np.unique(values, return_inverse=True)
-    return ids, inverse.astype(np.int64)
-
-
 def _numeric_order(ids: np.ndarray) -> np.ndarray:
-    """Ids sorted numerically when they are all integers (1, 2, 10), else lexicographically."""
+    """The permutation that sorts unique ids numerically when they are all integers (1, 2, 10), else
+    the identity (``np.unique`` already sorted them lexicographically)."""
     try:
-        return ids[np.argsort(ids.astype(np.int64), kind="stable")]
+        return np.argsort(ids.astype(np.int64), kind="stable")
     except ValueError:
-        return ids
+        return np.arange(len(ids))
+
+
+def _indexed(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(ids in index order, each row's index): one sort, no per-row Python work."""
+    ids, inverse = np.unique(values, return_inverse=True)
+    order = _numeric_order(ids)
+    rank = np.empty(len(ids), dtype=np.int64)
+    rank[order] = np.arange(len(ids), dtype=np.int64)
+    return ids[order], rank[inverse.ravel()]
 
 
 def index_ids(data: Interactions) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Maps external ids to indices. Returns (user_ids, item_ids, user_index, item_index)."""
-    user_ids = _numeric_order(np.unique(data.user))
-    item_ids = _numeric_order(np.unique(data.item))
-    u_lookup = {k: i for i, k in enumerate(user_ids.tolist())}
-    i_lookup = {k: i for i, k in enumerate(item_ids.tolist())}
-    u = np.fromiter((u_lookup[x] for x in data.user.tolist()), dtype=np.int64, count=len(data))
-    i = np.fromiter((i_lookup[x] for x in data.item.tolist()), dtype=np.int64, count=len(data))
+    user_ids, u = _indexed(data.user)
+    item_ids, i = _indexed(data.item)
     return user_ids, item_ids, u, i
 
 

@@ -15,6 +15,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from training.data.dataset import Dataset
+from training.evaluation.topk import topk_excluding_rows
 from training.evaluation.ranking_metrics import (
     coverage,
     hits_from_sampled_ranks,
@@ -58,18 +59,12 @@ def _user_batches(users: np.ndarray, n_items: int, budget: int = 1 << 23):
 
 def top_k_excluding(scorer: Scorer, users: np.ndarray, excluded: sp.csr_matrix, k: int) -> np.ndarray:
     """int64 [len(users), k]: each user's k best items, excluding ``excluded[user]``, best first."""
-    out = np.empty((len(users), k), dtype=np.int64)
-    row = 0
-    for batch in _user_batches(users, excluded.shape[1]):
-        scores = np.array(scorer.score_all(batch), dtype=np.float32, copy=True)
-        sub = excluded[batch]
-        scores[np.repeat(np.arange(len(batch)), np.diff(sub.indptr)), sub.indices] = -np.inf
-        kk = min(k, scores.shape[1])
-        part = np.argpartition(-scores, kk - 1, axis=1)[:, :kk]
-        order = np.argsort(-np.take_along_axis(scores, part, axis=1), axis=1, kind="stable")
-        out[row : row + len(batch), :kk] = np.take_along_axis(part, order, axis=1)
-        row += len(batch)
-    return out
+    excluded = excluded.tocsr()
+    if not excluded.has_sorted_indices:
+        excluded = excluded.sorted_indices()
+    k = min(k, excluded.shape[1])
+    return np.concatenate([topk_excluding_rows(scorer.score_all(batch), batch, excluded, k)
+                           for batch in _user_batches(users, excluded.shape[1])] or [np.empty((0, k), dtype=np.int64)])
 
 
 def _parts(dataset: Dataset, part: str) -> tuple[sp.csr_matrix, sp.csr_matrix]:

@@ -80,4 +80,6 @@ def pessimistic_rank(target_score: np.ndarray, negative_scores: np.ndarray) -> n
 
 def coverage(topk: np.ndarray, n_items: int, k: int) -> float:
     """Share of the catalogue that appears in at least one user's top K."""
-    return float(len(np.unique(np.asarray(topk)[:, :k]))) / n_items
+    seen = np.zeros(n_items, dtype=bool)
+    seen[np.asarray(topk)[:, :k]] = True
+    return float(seen.sum()) / n_items

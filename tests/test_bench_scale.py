@@ -1,0 +1,54 @@
+"""The synthetic logs and the scale benchmark's smallest sizes (fresh processes, a few seconds each)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from training.benchmarks.scale import growth_exponent, run
+from training.benchmarks.synthetic import ML20M, Shape, generate, shape_for, write_log
+from training.config import DataConfig
+from training.data import load_dataset
+
+
+def test_shapes_run_from_movielens_100k_to_20m():
+    assert (shape_for(100_000).n_users, shape_for(100_000).n_items) == (943, 1682)
+    big = shape_for(20_000_000)
+    assert (big.n_users, big.n_items) == ML20M[:2]
+    assert shape_for(2_000_000, wide=True).n_items == 1_000_000
+
+
+def test_logs_are_seeded_power_laws_and_read_by_the_user_reader(tmp_path):
+    shape = Shape("t", 300, 2000, 20_000)
+    a, b = generate(shape, seed=1), generate(shape, seed=1)
+    assert all(np.array_equal(x, y) for x, y in zip(a, b, strict=True))
+    users, items, _ = a
+    counts = np.sort(np.bincount(items, minlength=2000))[::-1]
+    assert counts[:20].sum() > 0.1 * counts.sum()  # the top 1 % of items hold over 10 % of the interactions
+    assert counts[0] > 20 * np.median(counts)  # and a long tail
+    assert np.bincount(users).min() >= 3
+    written = write_log(shape, tmp_path / "log.parquet", seed=1)
+    ds = load_dataset(DataConfig(source="file", path=tmp_path / "log.parquet", timestamp_col="ts"))
+    assert ds.train.nnz + ds.valid.nnz + ds.test.nnz == written["interactions"] == len(users)
+
+
+def test_growth_exponent_is_the_log_log_slope():
+    assert growth_exponent([1e5, 1e6], [2.0, 20.0]) == pytest.approx(1.0)
+    assert growth_exponent([1e5, 1e6], [2.0, 200.0]) == pytest.approx(2.0)
+    assert growth_exponent([1e5], [2.0]) is None
+
+
+def test_small_sizes_run_every_requested_stage_in_fresh_processes(tmp_path):
+    report = run(tmp_path, [4000, 8000], [], ["data", "student", "eval"], timeout=300, requests=50)
+    assert [r["size"] for r in report["sizes"]] == ["4k", "8k"]
+    for r in report["sizes"]:
+        for stage in ("data", "student", "eval"):
+            row = r["stages"][stage]
+            assert "error" not in row, row
+            assert row["seconds"] > 0 and row["peak_rss_mib"] > 50
+        assert r["stages"]["student"]["engine"] == "fused"
+    assert set(report["exponents"]) == {"data", "student", "eval"}
+    assert json.loads((tmp_path / "scale.json").read_text())["command"].startswith("distillrec bench scale --sizes 4000,8000")
+    assert "| student |" in (tmp_path / "scale.md").read_text()

@@ -1,0 +1,141 @@
+"""The fused BPR-MF training path: one update against the torch path, its sampler, and a known answer."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+import torch
+
+from training.config import config_from_dict
+from training.errors import TrainingError
+from training.fused_bpr import _draw_negatives, _shuffle, _step, training_bitmap
+from training.models.mf import MF
+from training.runs import train_run
+from training.trainer import base_loss
+
+LR, WD, BETAS, EPS = 0.05, 0.01, (0.9, 0.999), 1e-8
+
+
+def _torch_steps(U, I, batches):
+    """Adam steps of the torch path (summed BPR loss, fused Adam with L2 decay) on ``batches``."""
+    model = MF(len(U), len(I), U.shape[1])
+    with torch.no_grad():
+        model.user_emb.weight.copy_(torch.from_numpy(U))
+        model.item_emb.weight.copy_(torch.from_numpy(I))
+    opt = torch.optim.Adam(model.parameters(), lr=LR, weight_decay=WD, betas=BETAS, eps=EPS, fused=True)
+    losses = []
+    for users, pos, negs in batches:
+        opt.zero_grad()
+        u, p, n = (torch.from_numpy(a) for a in (users, pos, negs))
+        loss = base_loss("bpr", model.score_pairs(u, p), model.score_candidates(u, n))
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    st_u, st_i = opt.state[model.user_emb.weight], opt.state[model.item_emb.weight]
+    return model, st_u, st_i, losses
+
+
+def test_two_update_steps_match_the_torch_path():
+    rng = np.random.default_rng(3)
+    U = rng.normal(0, 0.5, (5, 4)).astype(np.float32)
+    I = rng.normal(0, 0.5, (7, 4)).astype(np.float32)
+    # users and items repeat inside a batch (their gradients add up); item 6 is never sampled
+    users = np.array([0, 1, 1, 3, 4, 0], dtype=np.int64)
+    pos = np.array([2, 0, 3, 2, 5, 1], dtype=np.int64)
+    negs = np.array([[1, 4], [2, 2], [0, 5], [1, 3], [0, 2], [4, 3]], dtype=np.int64)
+    model, st_u, st_i, losses = _torch_steps(U, I, [(users[:4], pos[:4], negs[:4]), (users[4:], pos[4:], negs[4:])])
+
+    Uf, If = U.copy(), I.copy()
+    M = [np.zeros_like(U), np.zeros_like(U), np.zeros_like(I), np.zeros_like(I)]
+    gU, gI = np.zeros_like(U), np.zeros_like(I)
+    total = 0.0
+    for step, sl in ((1, slice(0, 4)), (2, slice(4, 6))):
+        total += _step(users[sl], pos[sl], negs[sl], len(users[sl]), Uf, If, *M, gU, gI, LR, BETAS[0], BETAS[1], EPS, WD, step, 1.0, *_flags(U, I), False)
+    assert total == pytest.approx(sum(losses), rel=1e-5)
+    assert not gU.any() and not gI.any()  # the gradient buffers are left clear for the next step
+    np.testing.assert_allclose(Uf, model.user_emb.weight.detach().numpy(), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(If, model.item_emb.weight.detach().numpy(), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(M[0], st_u["exp_avg"].numpy(), rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(M[3], st_i["exp_avg_sq"].numpy(), rtol=1e-4, atol=1e-9)  # g² amplifies float32 rounding
+    assert not np.allclose(If[6], I[6])  # untouched rows still decay, as with torch's dense Adam
+
+
+def _flags(U, I):
+    return np.zeros(len(U), dtype=np.bool_), np.zeros(len(I), dtype=np.bool_)
+
+
+def test_batch_rows_adam_updates_only_the_touched_rows_exactly_as_the_dense_step_does():
+    rng = np.random.default_rng(4)
+    U = rng.normal(0, 0.5, (6, 3)).astype(np.float32)
+    I = rng.normal(0, 0.5, (8, 3)).astype(np.float32)
+    users, pos, negs = np.array([0, 2, 2]), np.array([1, 3, 1]), np.array([[4], [5], [4]])
+    out = {}
+    for lazy in (False, True):
+        Uf, If = U.copy(), I.copy()
+        M = [np.zeros_like(U), np.zeros_like(U), np.zeros_like(I), np.zeros_like(I)]
+        flags = _flags(U, I)
+        _step(users, pos, negs, 3, Uf, If, *M, np.zeros_like(U), np.zeros_like(I), LR, *BETAS, EPS, WD, 1, 1.0, *flags, lazy)
+        assert not flags[0].any() and not flags[1].any()
+        out[lazy] = (Uf, If)
+    touched_u, touched_i = [0, 2], [1, 3, 4, 5]
+    np.testing.assert_array_equal(out[True][0][touched_u], out[False][0][touched_u])
+    np.testing.assert_array_equal(out[True][1][touched_i], out[False][1][touched_i])
+    np.testing.assert_array_equal(out[True][0][[1, 3, 4, 5]], U[[1, 3, 4, 5]])  # untouched rows stay put
+    np.testing.assert_array_equal(out[True][1][[0, 2, 6, 7]], I[[0, 2, 6, 7]])
+    assert not np.allclose(out[False][1][[0, 2, 6, 7]], I[[0, 2, 6, 7]])  # the dense step moves them (weight decay)
+
+
+def test_the_sampler_draws_uniformly_outside_each_users_training_row():
+    train = sp.csr_matrix(np.array([[1, 1, 0, 0, 1], [0, 0, 0, 1, 0]], dtype=np.float32))
+    indptr, indices = train.indptr.astype(np.int64), train.indices.astype(np.int64)
+    draws = []
+    for bitmap in (np.zeros((0, 0), dtype=np.uint8), training_bitmap(indptr, indices, 2, 5)):
+        state = np.array([12345], dtype=np.uint64)
+        negs = np.empty((6000, 2), dtype=np.int64)
+        for row in range(6000):
+            _draw_negatives(row % 2, indptr, indices, bitmap, 5, state, negs, row)
+        draws.append(negs)
+    np.testing.assert_array_equal(draws[0], draws[1])  # the bitmap and the binary search accept the same draws
+    assert training_bitmap(indptr, indices, 2, 5)[:, 0].tolist() == [0b10011, 0b01000]
+    u0, u1 = negs[0::2].ravel(), negs[1::2].ravel()
+    assert set(u0) == {2, 3} and set(u1) == {0, 1, 2, 4}
+    assert abs(np.mean(u0 == 2) - 0.5) < 0.03 and abs(np.mean(u1 == 4) - 0.25) < 0.03
+    order = np.empty(1000, dtype=np.int64)
+    _shuffle(order, state)
+    assert sorted(order) == list(range(1000)) and not np.array_equal(order, np.arange(1000))
+
+
+def _cfg(engine, family="mf"):
+    return config_from_dict({
+        "name": "tiny",
+        "model": {"family": family, "dim": 8, "init_std": 0.1},
+        "train": {"epochs": 40, "batch_size": 64, "lr": 0.05, "weight_decay": 0.0, "progress": False, "engine": engine},
+        "eval": {"ks": [5], "select": "hr@5", "patience": 100},
+    })
+
+
+def test_the_fused_path_learns_the_block_structure_and_resumes_exactly(tiny_dataset, tmp_path):
+    result = train_run(_cfg("auto"), tmp_path / "a", dataset=tiny_dataset)
+    assert result["engine"] == "fused"
+    assert result["test"]["metrics"]["hr@5"] >= 0.8, result["test"]  # random ranking: about 5 / 41
+    train_run(_cfg("fused").model_copy(update={"train": _cfg("fused").train.model_copy(update={"epochs": 20})}), tmp_path / "b", dataset=tiny_dataset)
+    resumed = train_run(_cfg("fused"), tmp_path / "b", dataset=tiny_dataset, resume=True)
+    assert resumed["test"]["metrics"] == result["test"]["metrics"]
+    assert train_run(_cfg("torch"), tmp_path / "c", dataset=tiny_dataset)["engine"] == "torch"
+    assert config_from_dict({"model": {"family": "mf"}}).train.engine == "torch", "published results reproduce on the default loop"
+
+
+def test_fused_refuses_what_it_cannot_train(tiny_dataset, tmp_path):
+    with pytest.raises(TrainingError, match=r"train.engine is 'fused' but model.family is 'neumf'"):
+        train_run(_cfg("fused", family="neumf"), tmp_path / "n", dataset=tiny_dataset)
+    cfg = _cfg("auto", family="lightgcn")
+    cfg.train.adam_rows = "batch"
+    with pytest.raises(TrainingError, match=r"train.adam_rows is 'batch' but this run trains on the torch loop"):
+        train_run(cfg, tmp_path / "l", dataset=tiny_dataset)
+
+
+def test_batch_rows_adam_learns_the_block_structure(tiny_dataset, tmp_path):
+    cfg = _cfg("fused")
+    cfg.train.adam_rows = "batch"
+    assert train_run(cfg, tmp_path / "b", dataset=tiny_dataset)["test"]["metrics"]["hr@5"] >= 0.8

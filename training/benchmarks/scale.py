@@ -1,0 +1,296 @@
+"""How every stage of distillrec grows with the data: time and peak memory per size, growth exponents.
+
+For each size a seeded synthetic log (:mod:`training.benchmarks.synthetic`) is written as Parquet,
+then every stage runs in a fresh process (so its peak resident memory is its own):
+
+- ``data``: reading the file and splitting it (leave-one-out by time);
+- ``teacher`` / ``student``: a training epoch of the shipped BPR-MF teacher (dim 200) and student
+  (dim 20) configs on the default (fused) loop, ``student-torch`` on the autograd loop and
+  ``student-batch-adam`` on the fused loop with ``train.adam_rows: batch``;
+- ``kd-cache``: the teacher's cached distillation inputs (its top-500 list per user, its embeddings);
+- ``rrd`` / ``de``: an epoch of the student distilled with RRD (relaxed ranking distillation) and
+  with DE (distillation experts);
+- ``eval``: full-ranking evaluation of the student on every test user (chunked; the second of two
+  calls, the first also loads the compiled top-K);
+- ``export``: the student as a bundle (ONNX user tower) with an exact (flat) and an HNSW index;
+- ``service``: loading and warming up both bundles through the service's Python API
+  (``service.registry.load_registry``), then in-process ``recommend`` latency p50/p99.
+
+Epoch stages train two epochs and report the second one's training seconds (the first also loads
+the compiled loops; their compilation is paid once, before the first size). The growth exponent of a stage is the least-squares slope of log(seconds) against
+log(interactions) over the MovieLens-shaped sizes. Prints a markdown table, writes scale.json and
+scale.png. Usage: ``distillrec bench scale --sizes 100000,1000000 --out results/bench-scale``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from training.benchmarks.environment import environment, publish, pyplot
+from training.benchmarks.synthetic import data_config, shape_for, write_log
+
+CONFIGS = Path(__file__).resolve().parents[2] / "configs" / "ml-100k"
+STAGES = ("data", "teacher", "student", "student-torch", "student-batch-adam", "kd-cache", "rrd", "de", "eval", "export", "service")
+NEEDS = {"kd-cache": "teacher", "rrd": "kd-cache", "de": "teacher", "eval": "student", "export": "student", "service": "export"}
+KD = {"rrd": {"name": "rrd", "weight": 0.01}, "de": {"name": "de", "weight": 0.01}}
+
+
+def _peak_rss_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _config(name: str, work: Path, extra: list[str] = ()):
+    from training.config import load_config
+
+    data = [f"data.{k}={v}" for k, v in data_config(work / "log.parquet").items()]
+    return load_config(CONFIGS / name, [*data, "train.epochs=2", "train.progress=false", "train.threads=1", *extra])
+
+
+def _train(name: str, work: Path, out: str, dataset, extra: list[str] = (), methods: list[dict] | None = None) -> dict:
+    from training.runs import train_run
+
+    if methods:
+        from training.distill.train_student import distill_run
+
+        from training.config import DistillConfig
+
+        cfg = _config(name, work, extra)
+        cfg.distill = DistillConfig(teacher=work / "teacher", methods=methods)
+        result = distill_run(cfg, work / out, dataset=dataset)
+    else:
+        result = train_run(_config(name, work, extra), work / out, dataset=dataset)
+    epochs = [json.loads(line)["train_seconds"] for line in (work / out / "metrics.jsonl").read_text().splitlines()]
+    return {"seconds": epochs[-1], "first_epoch_seconds": epochs[0], "engine": result.get("engine")}
+
+
+def run_stage(stage: str, work: Path, requests: int = 1000) -> dict:
+    """Runs one stage in this process; returns its seconds (and extras)."""
+    from training.data import load_dataset
+
+    t0 = time.perf_counter()
+    dataset = load_dataset(_config("bpr-student.yaml", work).data)
+    read_s = time.perf_counter() - t0
+    info: dict = {"users": dataset.n_users, "items": dataset.n_items, "train_interactions": int(dataset.train.nnz)}
+    if stage == "data":
+        info["seconds"] = read_s
+    elif stage == "teacher":
+        info.update(_train("bpr-teacher.yaml", work, "teacher", dataset, ["train.engine=fused"]))
+    elif stage == "student":
+        info.update(_train("bpr-student.yaml", work, "student", dataset, ["train.engine=fused"]))
+    elif stage == "student-torch":
+        info.update(_train("bpr-student.yaml", work, "student-torch", dataset, ["train.engine=torch"]))
+    elif stage == "student-batch-adam":
+        info.update(_train("bpr-student.yaml", work, "student-batch-adam", dataset, ["train.engine=fused", "train.adam_rows=batch"]))
+    elif stage == "kd-cache":
+        from training.distill.teacher import TeacherArtifacts
+
+        t0 = time.perf_counter()
+        artifacts = TeacherArtifacts(work / "teacher", dataset)
+        artifacts.user_topn(500)
+        artifacts.embeddings()
+        info["seconds"] = time.perf_counter() - t0
+    elif stage in KD:
+        info.update(_train("bpr-student.yaml", work, stage, dataset, methods=[KD[stage]]))
+    elif stage == "eval":
+        from training.evaluation import TorchScorer, evaluate
+        from training.runs import load_run
+
+        model = load_run(work / "student", dataset=dataset).model
+        times = []
+        for _ in range(2):  # the first call also loads the compiled top-K
+            t0 = time.perf_counter()
+            res = evaluate(TorchScorer(model), dataset, "test", "full", [10, 20, 50])
+            times.append(time.perf_counter() - t0)
+        info.update(seconds=times[-1], first_seconds=times[0], ndcg_at_10=res.metrics["ndcg@10"], eval_users=res.users)
+    elif stage == "export":
+        from training.export import export_run
+        from training.export.index_builder import IndexOptions
+
+        parts = {}
+        for kind in ("flat", "hnsw"):
+            t0 = time.perf_counter()
+            export_run(work / "student", work / "models", f"student-{kind}", IndexOptions(kind=kind))
+            parts[kind] = time.perf_counter() - t0
+        info.update(seconds=sum(parts.values()), flat_seconds=parts["flat"], hnsw_seconds=parts["hnsw"])
+    elif stage == "service":
+        info.update(_serve(work / "models", dataset.user_ids, requests))
+    else:
+        raise ValueError(f"unknown stage {stage!r}; stages: {', '.join(STAGES)}")
+    return info
+
+
+def _serve(models_dir: Path, user_ids: np.ndarray, requests: int) -> dict:
+    """Service start-up (load + warm-up of every bundle) and in-process recommend latency."""
+    from service.registry import load_registry
+
+    t0 = time.perf_counter()
+    registry, _ = load_registry(models_dir, ort_threads=1, warmup=32)
+    out = {"seconds": time.perf_counter() - t0, "rss_after_load_mib": _peak_rss_mib()}
+    rng = np.random.default_rng(0)
+    for name in sorted(registry.models):
+        rec = registry.get(name)
+        lat = []
+        for u in rng.choice(user_ids, size=requests):
+            t1 = time.perf_counter()
+            rec.recommend(str(u), 10)
+            lat.append(time.perf_counter() - t1)
+        kind = name.rsplit("-", 1)[-1]
+        out[f"{kind}_p50_ms"] = float(np.percentile(lat, 50) * 1e3)
+        out[f"{kind}_p99_ms"] = float(np.percentile(lat, 99) * 1e3)
+    return out
+
+
+def _warm_compiled_kernels(work: Path) -> None:
+    """Trains a tiny fused model once so that numba's on-disk cache holds the compiled loops."""
+    from training.benchmarks.synthetic import Shape
+
+    write_log(Shape("warm", 50, 200, 3000), work / "log.parquet")
+    for stage in ("student", "eval"):
+        run_stage(stage, work)
+
+
+def _fresh(stage: str, work: Path, timeout: float, requests: int) -> dict:
+    cmd = [sys.executable, "-m", "training.benchmarks.scale", "--stage", stage, "--work", str(work), "--requests", str(requests)]
+    t0 = time.perf_counter()
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return {"stage": stage, "error": f"timed out after {timeout:.0f} s"}
+    if proc.returncode != 0:
+        tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
+        return {"stage": stage, "error": f"exit {proc.returncode}: {' | '.join(tail)}"}
+    row = json.loads(proc.stdout.strip().splitlines()[-1])
+    row["process_seconds"] = time.perf_counter() - t0
+    return row
+
+
+def growth_exponent(xs: list[float], ys: list[float]) -> float | None:
+    """Least-squares slope of log(ys) against log(xs) (None with fewer than two points)."""
+    pts = [(math.log(x), math.log(y)) for x, y in zip(xs, ys, strict=True) if x > 0 and y and y > 0]
+    if len(pts) < 2 or len({p[0] for p in pts}) < 2:
+        return None
+    return float(np.polyfit([p[0] for p in pts], [p[1] for p in pts], 1)[0])
+
+
+def run(out: Path, sizes: list[int], wide: list[int], stages: list[str], timeout: float, requests: int, seed: int = 0) -> dict:
+    out.mkdir(parents=True, exist_ok=True)
+    _fresh_warm = subprocess.run([sys.executable, "-m", "training.benchmarks.scale", "--warm", "--work", str(out / "work" / "warm")], capture_output=True, text=True)
+    if _fresh_warm.returncode != 0:
+        raise SystemExit(f"warming the compiled kernels failed: {_fresh_warm.stderr.strip()[-500:]}")
+    results = []
+    for n, is_wide in [(n, False) for n in sizes] + [(n, True) for n in wide]:
+        shape = shape_for(n, wide=is_wide)
+        work = out / "work" / shape.name
+        t0 = time.perf_counter()
+        written = write_log(shape, work / "log.parquet", seed)
+        entry = {"size": shape.name, "wide": is_wide, "asked": n, "generate_seconds": time.perf_counter() - t0, **written, "stages": {}}
+        for stage in stages:
+            need = NEEDS.get(stage)
+            if need and need in entry["stages"] and "error" in entry["stages"][need]:
+                entry["stages"][stage] = {"stage": stage, "error": f"skipped: {need} failed"}
+                continue
+            entry["stages"][stage] = _fresh(stage, work, timeout, requests)
+            row = entry["stages"][stage]
+            print(f"{shape.name}: {stage}: " + (row["error"] if "error" in row else f"{row['seconds']:.2f} s, peak RSS {row['peak_rss_mib']:.0f} MiB"), file=sys.stderr)
+        results.append(entry)
+        (out / "scale.json").write_text(json.dumps({"sizes": results}, indent=2))  # partial results survive an interrupted run
+    return report(out, results, stages, sizes, wide, timeout, requests)
+
+
+def report(out: Path, results: list[dict], stages: list[str], sizes: list[int], wide: list[int], timeout: float, requests: int) -> dict:
+    plain = [r for r in results if not r["wide"]]
+    exponents = {}
+    for stage in stages:
+        ok = [r for r in plain if "seconds" in r["stages"].get(stage, {})]
+        exponents[stage] = growth_exponent([r["interactions"] for r in ok], [r["stages"][stage]["seconds"] for r in ok])
+    command = (f"distillrec bench scale --sizes {','.join(map(str, sizes))}" + (f" --wide {','.join(map(str, wide))}" if wide else "")
+               + f" --stages {','.join(stages)} --timeout {timeout:.0f} --requests {requests} --out {out}")
+    rep = {"benchmark": "scale", "command": command, "environment": environment(), "sizes": results, "exponents": exponents}
+
+    def cell(r: dict, stage: str) -> str:
+        row = r["stages"].get(stage, {})
+        if "error" in row:
+            return "failed" if not row["error"].startswith("skipped") else "–"
+        return f"{row['seconds']:.2f} s / {row['peak_rss_mib'] / 1024:.1f} GiB" if row else ""
+
+    head = "| stage | " + " | ".join(f"{r['size']} ({r['interactions']:,} · {r['users']:,} u · {r['items']:,} i)" for r in results) + " | exponent |"
+    lines = [head, "|---" * (len(results) + 2) + "|"]
+    for stage in stages:
+        e = exponents[stage]
+        lines.append(f"| {stage} | " + " | ".join(cell(r, stage) for r in results) + f" | {'' if e is None else f'{e:.2f}'} |")
+    pairs = [r for r in results if "seconds" in r["stages"].get("student", {})]
+    if pairs:
+        lines += ["", "Student epoch, training pairs (user, positive, negative) per second: " + ", ".join(
+            f"{r['size']}: {r['stages']['student']['train_interactions'] * 4 / r['stages']['student']['seconds'] / 1e6:.2f} M" for r in pairs)]
+    served = [r for r in results if "flat_p50_ms" in r["stages"].get("service", {})]
+    if served:
+        lines += ["", "In-process recommend (k=10) p50 / p99 ms, exact · HNSW index: " + ", ".join(
+            f"{r['size']}: {s['flat_p50_ms']:.2f} / {s['flat_p99_ms']:.2f} · {s['hnsw_p50_ms']:.2f} / {s['hnsw_p99_ms']:.2f}"
+            for r in served for s in [r["stages"]["service"]])]
+    lines += ["", "Cells: seconds / peak resident memory of the stage's own process (it also holds the data); exponent: slope of "
+              "log(seconds) against log(interactions) over the MovieLens-shaped sizes."]
+    _plot(out / "scale.png", plain, stages)
+    publish(out, "scale", rep, lines)
+    return rep
+
+
+def _plot(path: Path, results: list[dict], stages: list[str]) -> None:
+    plt = pyplot()
+    if plt is None or len(results) < 2:
+        return
+    fig, ax = plt.subplots(figsize=(7, 5))
+    for stage in stages:
+        ok = [r for r in results if "seconds" in r["stages"].get(stage, {})]
+        if len(ok) >= 2:
+            ax.plot([r["interactions"] for r in ok], [r["stages"][stage]["seconds"] for r in ok], marker="o", label=stage)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("interactions")
+    ax.set_ylabel("seconds")
+    ax.set_title("distillrec stages against data size")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("--stage", help=argparse.SUPPRESS)
+    p.add_argument("--warm", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--work", help=argparse.SUPPRESS)
+    p.add_argument("--sizes", default="100000,300000,1000000")
+    p.add_argument("--wide", default="")
+    p.add_argument("--stages", default=",".join(STAGES))
+    p.add_argument("--timeout", type=float, default=3600)
+    p.add_argument("--requests", type=int, default=1000)
+    p.add_argument("--out", default="results/bench-scale")
+    a = p.parse_args(argv)
+    if a.warm:
+        _warm_compiled_kernels(Path(a.work))
+        return 0
+    if a.stage:
+        row = run_stage(a.stage, Path(a.work), a.requests)
+        print(json.dumps({"stage": a.stage, **row, "peak_rss_mib": _peak_rss_mib()}))
+        return 0
+    run(Path(a.out), _ints(a.sizes), _ints(a.wide), a.stages.split(","), a.timeout, a.requests)
+    return 0
+
+
+def _ints(text: str) -> list[int]:
+    """Comma-separated counts (``1e6`` allowed) as ints."""
+    return [int(float(x)) for x in text.split(",") if x.strip()]
+
+
+if __name__ == "__main__":
+    sys.exit(main())
