@@ -23,5 +23,11 @@ def register(sub) -> None:
 def run(args) -> int:
     from training.runs import train_run
 
-    print_run_summary(args.out, train_run(run_config(args), args.out, resume=args.resume))
+    config = run_config(args)
+    methods = None
+    if config.distill and config.distill.methods:  # teacher-free methods (concf); one needing a teacher says so
+        from training.distill.run import build_methods
+
+        methods = build_methods(config)
+    print_run_summary(args.out, train_run(config, args.out, resume=args.resume, methods=methods))
     return 0
