@@ -119,5 +119,7 @@ def list_metrics(lists: np.ndarray, targets: sp.csr_matrix, other: sp.csr_matrix
     rows = np.take_along_axis(rows, order, axis=1)
     kept = ~np.take_along_axis(drop, order, axis=1)
     hits = hits_from_topk(np.maximum(rows, 0), users, targets) & kept
+    if hits.shape[1] < max(ks):  # a list shorter than K: the missing positions are misses
+        hits = np.pad(hits, ((0, 0), (0, max(ks) - hits.shape[1])))
     out = metrics_from_hits(hits, np.diff(targets.indptr)[users], ks)
     return {k: round(v, 5) for k, v in out.items() if k.split("@")[0] in ("recall", "ndcg")}
