@@ -97,3 +97,27 @@ def test_concf_target_head_beats_bpr_alone_on_clustered_data(tmp_path):
             scores[label].append(result["test"]["metrics"]["ndcg@10"])
     # measured: SingleCF 0.607, ConCF's target head 0.617 (mean test NDCG@10 of seeds 0–2)
     assert np.mean(scores["concf"]) > np.mean(scores["single"]), scores
+
+
+def test_cost_benchmark_times_the_consensus_refresh_apart(tmp_path):
+    from training.benchmarks.kd_cost import run
+
+    dataset_file = tmp_path / "interactions.csv"
+    data = zipf_clusters(n_users=40, n_items=40)
+    dataset_file.write_text("user,item,timestamp\n" + "".join(f"{u},{i},{int(t)}\n" for u, i, t in zip(data.user, data.item, data.timestamp, strict=True)))
+    csv = {"source": "file", "path": str(dataset_file), "timestamp_col": "timestamp", "name": "zipf"}
+    single = tmp_path / "single.yaml"
+    single.write_text(yaml.safe_dump(_tree(csv, epochs=1)))
+    assert main(["train", "--config", str(single), "--out", str(tmp_path / "single"), "--no-progress"]) == 0
+    exp = tmp_path / "exp.yaml"
+    exp.write_text(yaml.safe_dump({
+        "name": "tiny-concf-cost", "teacher": {"run": str(tmp_path / "single")}, "student": {"config": str(single)},
+        "methods": [{"label": "ConCF", "methods": [CONCF], "set": ["train.base_loss_weight=0"]}],
+    }))
+    report = run(tmp_path / "bench", exp, epochs=2, at_epochs=[1], threads=1)
+    scratch, concf = report["rows"]
+    assert "refresh_seconds" not in scratch
+    # the warm-up fills both queues (2 refreshes), the timed epochs 1 and 2 add one (epoch 2), all kept out of the epochs
+    assert len(concf["refresh_seconds"]) == 3 and concf["refresh_median_s"] > 0
+    assert concf["state"]["1"]["concf"]["consensus_learning"] is True
+    assert "refresh s" in (tmp_path / "bench" / "kd_cost.md").read_text()
