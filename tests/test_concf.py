@@ -14,8 +14,21 @@ from test_kd_conformance import test_method_conformance as check_conformance
 from training.config import config_from_dict
 from training.distill.base import KDContext
 from training.distill.concf import ConCF, gradnorm_step
-from training.distill.concf_heads import Head, bce_loss, bpr_loss, cml_loss, mse_loss, multinomial_loss
-from training.distill.consensus import consensus_lists, consensus_scores, list_metrics, ranks_in, top_n_excluding
+from training.distill.concf_heads import (
+    Head,
+    bce_loss,
+    bpr_loss,
+    cml_loss,
+    mse_loss,
+    multinomial_loss,
+)
+from training.distill.consensus import (
+    consensus_lists,
+    consensus_scores,
+    list_metrics,
+    ranks_in,
+    top_n_excluding,
+)
 from training.distill.registry import build_method
 from training.errors import ConfigError
 from training.models import model_from_config
@@ -86,7 +99,7 @@ def test_consistency_breaks_a_tie_of_ranks():
 
 
 def test_top_n_excludes_training_items_in_any_chunking(monkeypatch):
-    import training.distill.consensus as consensus
+    from training.distill import consensus
 
     scores = torch.tensor([[5.0, 4, 3, 2, 1], [1, 2, 3, 4, 5], [0, 0, 9, 0, 0]])
     train = sp.csr_matrix(np.array([[1, 0, 0, 0, 0], [0, 0, 0, 0, 1], [1, 1, 1, 1, 0]], dtype=np.float32))

@@ -33,7 +33,12 @@ from torch import nn
 from training.distill.base import Batch, KDContext, KDMethod
 from training.distill.common import relaxed_ranking_loss
 from training.distill.concf_heads import HEAD_KINDS, PAIR_LOSSES, Head, multinomial_loss
-from training.distill.consensus import SnapshotQueue, consensus_lists, list_metrics, top_n_excluding
+from training.distill.consensus import (
+    SnapshotQueue,
+    consensus_lists,
+    list_metrics,
+    top_n_excluding,
+)
 from training.distill.latent import Params
 from training.distill.registry import register
 from training.errors import ConfigError
