@@ -154,6 +154,7 @@ class ConCF(KDMethod):
         """Each head's own objective on the batch (sums), in :data:`HEAD_KINDS` order."""
         u_all, i_all = reps
         users, pos, neg = batch.users, batch.pos, batch.neg
+        neg_items, neg_inverse = neg.unique(return_inverse=True)  # each distinct negative projected once
         out = []
         for head in self.heads:
             if head.kind == "multinomial":
@@ -165,7 +166,7 @@ class ConCF(KDMethod):
             else:
                 pu = head.project(u_all[users])
                 sp = head.pairs(pu, head.project(i_all[pos]))
-                sn = head.candidates(pu, head.project(i_all[neg]))
+                sn = head.candidates(pu, head.project(i_all[neg_items]), neg_inverse)
                 out.append(PAIR_LOSSES[head.kind](sp, sn))
         return out
 
@@ -179,7 +180,7 @@ class ConCF(KDMethod):
         half = self.params.top_n // 2
         out = []
         for head in self.heads:
-            s = head.ranking_scores(head.candidates(head.project(u_all[users]), head.project(i_all[items])[inverse]))
+            s = head.ranking_scores(head.candidates(head.project(u_all[users]), head.project(i_all[items]), inverse))
             out.append(relaxed_ranking_loss(s[:, :half], s[:, half:], valid[:, :half], valid[:, half:]))
         return out
 

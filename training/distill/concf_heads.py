@@ -19,6 +19,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from training.models.gather_dot import gather_dot
+
 #: The heads in a fixed order; the first is the target head (kept at export).
 HEAD_KINDS = ("bpr", "cml", "bce", "mse", "multinomial", "item_multinomial")
 
@@ -69,9 +71,12 @@ class Head(nn.Module):
         s = (u * a) @ i.T + b
         return s - g * ((u * u).sum(-1)[:, None] + (i * i).sum(-1)[None, :]) if g else s
 
-    def candidates(self, u: torch.Tensor, i: torch.Tensor) -> torch.Tensor:
-        """Scores of projected u [b, d'] against projected candidates i [b, c, d'] → [b, c]."""
-        return self.pairs(u[:, None, :], i)
+    def candidates(self, u: torch.Tensor, table: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+        """Scores of projected u [b, d'] against rows ``idx`` [b, c] of projected items ``table`` [n, d']
+        → [b, c] (through :func:`gather_dot`: no [b, c, d'] tensor, a cheap backward to the table)."""
+        a, b, g = self._form()
+        s = gather_dot(u * a, table, idx) + b
+        return s - g * ((u * u).sum(-1)[:, None] + (table * table).sum(-1)[idx]) if g else s
 
     def ranking_scores(self, s: torch.Tensor) -> torch.Tensor:
         """Scores as the listwise distillation sees them: CML's −dist² ×10, all clamped to ±40."""
