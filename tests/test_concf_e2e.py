@@ -95,7 +95,7 @@ def test_concf_target_head_beats_bpr_alone_on_clustered_data(tmp_path):
             cfg = config_from_dict(_tree(methods=methods, seed=seed, epochs=30))
             result = train_run(cfg, tmp_path / f"{label}-{seed}", methods=[build_method(m) for m in methods or []], dataset=dataset)
             scores[label].append(result["test"]["metrics"]["ndcg@10"])
-    # measured: SingleCF 0.607, ConCF's target head 0.617 (mean test NDCG@10 of seeds 0–2)
+    # measured: SingleCF 0.607, ConCF's target head 0.618 (mean test NDCG@10 of seeds 0–2)
     assert np.mean(scores["concf"]) > np.mean(scores["single"]), scores
 
 
