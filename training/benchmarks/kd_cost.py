@@ -16,6 +16,10 @@ parameters. Everything else (selection network, Gumbel noise, residuals, bias an
 student's own BPR step) is left out, so "floor ÷ scratch" = (scratch epoch + floor) ÷ scratch epoch
 is a lower bound on what that method's epoch can cost against the scratch student on this machine.
 
+ConCF, which has no teacher, is timed with its snapshot queues filled first (so its consensus
+learning runs in the timed epochs); its periodic refresh (every head's top-N snapshot and the
+consensus) is reported apart from the epochs it falls into (``refresh_seconds``).
+
 Usage: ``distillrec bench kd-cost --experiment configs/experiments/citeulike-cost.yaml``.
 """
 

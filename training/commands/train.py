@@ -12,7 +12,9 @@ def register(sub) -> None:
         description=(
             "Train a model as the config describes. Writes OUT/config.yaml (resolved), OUT/metrics.jsonl "
             "(one JSON line per epoch), OUT/best.ckpt.npz (best validation epoch), OUT/last.ckpt.npz (for --resume) "
-            "and OUT/result.json (validation and test metrics with their protocol, parameters, epochs, seconds)."
+            "and OUT/result.json (validation and test metrics with their protocol, parameters, epochs, seconds). "
+            "Methods listed under `distill.methods` that need no teacher (concf: consensus learning over several "
+            "objective heads) are trained here too; methods that need one go through `distill`."
         ),
     )
     add_config_args(p)
