@@ -19,6 +19,7 @@ SMALL_PARAMS: dict[str, list[dict]] = {
     "ir": [{"name": "rrd", "interesting": 4, "uninteresting": 4, "topn": 10}, {"name": "ir", "interesting": 3, "uninteresting": 3, "topn": 10}],
     "rd": [{"name": "rd", "topk": 5, "dynamic_samples": 10, "dynamic_start_epoch": 0}],
     "cd": [{"name": "cd", "candidates": 10, "samples": 2}],
+    "concf": [{"name": "concf", "period": 1, "queue": 1, "top_n": 6}],
 }
 
 

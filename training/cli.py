@@ -26,6 +26,7 @@ GLOSSARY = """terms:
   RRD, IR-RRD     Relaxed Ranking Distillation; RRD plus Item-side ranking Regularization
   RD, CD          Ranking Distillation, Collaborative Distillation (baselines)
   HetComp         distillation from an ensemble of heterogeneous teachers via their training trajectories
+  ConCF           consensus learning: one model's heads under several objectives distilled towards their consensus
   floor           the least work per epoch an expert method (DE, HTD) cannot skip, timed as a lower bound
   BPR-MF, NeuMF   matrix factorisation trained with Bayesian Personalized Ranking; neural matrix factorisation
   LightGCN, DAE   light graph convolution network; denoising autoencoder
@@ -34,6 +35,7 @@ GLOSSARY = """terms:
   ONNX, FAISS     Open Neural Network Exchange (the exported model); Facebook AI Similarity Search (the item index)
   IVF, HNSW       approximate indexes: inverted file lists; hierarchical navigable small-world graph
   RSS, p50/p99    resident set size (memory); 50th / 99th latency percentile
+  RBO             rank-biased overlap: agreement of two ranked lists, top positions weighted most
 """
 
 

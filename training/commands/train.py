@@ -12,7 +12,9 @@ def register(sub) -> None:
         description=(
             "Train a model as the config describes. Writes OUT/config.yaml (resolved), OUT/metrics.jsonl "
             "(one JSON line per epoch), OUT/best.ckpt.npz (best validation epoch), OUT/last.ckpt.npz (for --resume) "
-            "and OUT/result.json (validation and test metrics with their protocol, parameters, epochs, seconds)."
+            "and OUT/result.json (validation and test metrics with their protocol, parameters, epochs, seconds). "
+            "Methods listed under `distill.methods` that need no teacher (concf: consensus learning over several "
+            "objective heads) are trained here too; methods that need one go through `distill`."
         ),
     )
     add_config_args(p)
@@ -24,5 +26,11 @@ def run(args) -> int:
     from training.runs import train_run
 
     refuse_finished_run(args)
-    print_run_summary(args.out, train_run(run_config(args), args.out, resume=args.resume))
+    config = run_config(args)
+    methods = None
+    if config.distill and config.distill.methods:  # teacher-free methods (ConCF); one that needs a teacher says so
+        from training.distill.train_student import build_methods
+
+        methods = build_methods(config)
+    print_run_summary(args.out, train_run(config, args.out, resume=args.resume, methods=methods))
     return 0
