@@ -21,10 +21,8 @@ COPY docker/certs/ /usr/local/share/ca-certificates/distillrec/
 RUN update-ca-certificates >/dev/null && python -m venv /opt/venv
 WORKDIR /src
 COPY pyproject.toml README.md ./
-# the sources: the service runs from service/ alone; training/ is copied only while the package still
-# ships it (the service never imports it) — the one line to drop when it no longer does
+# the sources: the service and its bundle contract (service/), nothing of training/ or distillrec/
 COPY service ./service
-COPY training ./training
 RUN pip install --no-cache-dir ".[serve]"
 
 # ---- runtime stage: the virtualenv, a non-root user, nothing else ------------------------------

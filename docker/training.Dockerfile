@@ -39,6 +39,7 @@ WORKDIR /work
 RUN pip install --no-cache-dir --index-url "${TORCH_INDEX_URL}" "torch==${TORCH_VERSION}"
 COPY pyproject.toml README.md ./
 # every top-level package of the project (one COPY line each)
+COPY distillrec ./distillrec
 COPY training ./training
 COPY service ./service
 # `.[train]` pins torch==2.13.0, which the CPU build above (2.13.0+cpu) satisfies: pip keeps it

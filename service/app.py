@@ -20,8 +20,8 @@ from fastapi.responses import HTMLResponse
 
 from service import memory, request_guard, scoring_gate
 from service.error_handlers import ErrorResponse, install_error_handlers
-from service.metrics import MetricsMiddleware, ServiceMetrics
-from service.registry import Registry, load_registry
+from service.prometheus import MetricsMiddleware, ServiceMetrics
+from service.served_models import Registry, load_registry
 from service.routes import admin, benchmark, compare, models, ops, recommend
 from service.routes.common import BODY_MODELS
 from service.settings import Settings

@@ -15,7 +15,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass
 
-from service.compare import latency_stats, mean_agreement
+from service.agreement import latency_stats, mean_agreement
 from service.http1 import Http1Pool
 from service.remote import Reply, call_recommend
 

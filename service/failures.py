@@ -32,5 +32,5 @@ def bounded(text: str, limit: int) -> str:
 
 
 def unexpected_reason(exc: BaseException) -> str:
-    """The public reason for an error that is not a :class:`~service.artifacts.BundleError`."""
+    """The public reason for an error that is not a :class:`~service.bundle.artifacts.BundleError`."""
     return f"unexpected {type(exc).__name__} while loading the bundle; the server log has the details. Re-export the bundle."

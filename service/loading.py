@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from service.artifacts import (
+from service.bundle.artifacts import (
     ITEM_IDS,
     ITEM_VECTORS,
     POPULARITY,
@@ -26,7 +26,7 @@ from service.artifacts import (
     read_seen,
     verify_files,
 )
-from service.item_index import load_item_index
+from service.bundle.item_index import load_item_index
 from service.recommender import BundleData, EnsembleRecommender, FactorisedRecommender, Recommender, ScorerRecommender
 
 

@@ -4,7 +4,7 @@
   index finds the items with the largest inner product.
 * :class:`ScorerRecommender` (NeuMF): the ONNX scorer scores the user against every item.
 * :class:`EnsembleRecommender`: each member produces its top-``list_length`` list and the lists are
-  merged with :func:`service.aggregation.aggregate_lists` (the same function training uses).
+  merged with :func:`service.bundle.aggregation.aggregate_lists` (the same function training uses).
 
 All share :class:`Recommender`, which maps external ids to indices, applies the exclusions (seen
 items, explicit exclude lists) and the popularity fallback, and never returns an invalid, padding
@@ -31,8 +31,8 @@ from typing import Any, Sequence
 import faiss
 import numpy as np
 
-from service.aggregation import aggregate_lists
-from service.artifacts import Manifest
+from service.bundle.aggregation import aggregate_lists
+from service.bundle.artifacts import Manifest
 from service.errors import InvalidRequest, UnknownItem, UnknownUser
 from service.provenance import teacher_info
 from service.scoring_gate import scoring_slot
@@ -62,7 +62,7 @@ class Recommendation:
 
 @dataclass(frozen=True)
 class BundleData:
-    """The arrays every bundle carries (see ``service.artifacts``)."""
+    """The arrays every bundle carries (see ``service.bundle.artifacts``)."""
 
     user_ids: np.ndarray  # str [n_users]
     item_ids: np.ndarray  # str [n_items]
@@ -363,7 +363,7 @@ class ScorerRecommender(_VectorRecommender):
 
 
 class EnsembleRecommender(Recommender):
-    """Rank aggregation of member recommenders (``service.aggregation.aggregate_lists``)."""
+    """Rank aggregation of member recommenders (``service.bundle.aggregation.aggregate_lists``)."""
 
     def __init__(self, name: str, manifest: Manifest, data: BundleData, members: list[Recommender]):
         super().__init__(name, manifest, data)

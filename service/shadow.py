@@ -17,9 +17,9 @@ import random
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from starlette.background import BackgroundTask
 
-from service.compare import ndcg_vs_reference, overlap_at_k, rank_biased_overlap
+from service.agreement import ndcg_vs_reference, overlap_at_k, rank_biased_overlap
 from service.http1 import Http1Pool
-from service.metrics import LATENCY_BUCKETS
+from service.prometheus import LATENCY_BUCKETS
 from service.remote import Endpoint, call_recommend
 
 log = logging.getLogger("distillrec.service")

@@ -7,11 +7,11 @@ import json
 import numpy as np
 import pytest
 
-from training.benchmarks import catalogue as cb
+from distillrec.benchmarks import catalogue as cb
 
 
 def test_tiny_run_writes_json_markdown_and_plot(tmp_path):
-    from training.cli import main
+    from distillrec.cli import main
 
     out = tmp_path / "bench"
     code = main(["bench", "catalogue", "--sizes", "2k", "--student-dim", "8", "--teacher-dim", "24", "--queries", "60",

@@ -7,20 +7,20 @@ import json
 import pytest
 from svc_support import models_dir
 
-from training.benchmarks import pareto
+from distillrec.benchmarks import pareto
 
 BUNDLES = ("student", "neumf", "ensemble")
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
 def _manifest(name: str) -> dict:
-    from service.artifacts import read_latest
+    from service.bundle.artifacts import read_latest
 
     return json.loads((read_latest(models_dir(*BUNDLES) / name) / "manifest.json").read_text())
 
 
 def test_every_bundle_gets_a_row_in_json_markdown_and_plot(tmp_path):
-    from training.cli import main
+    from distillrec.cli import main
 
     models, out = models_dir(*BUNDLES), tmp_path / "bench"
     code = main(["bench", "pareto", "--models-dir", str(models), "--out", str(out), "--requests", "40", "--rounds", "2", "--warmup", "2"])
@@ -64,7 +64,7 @@ def test_every_bundle_gets_a_row_in_json_markdown_and_plot(tmp_path):
 
 
 def test_bundles_option_selects_and_unknown_names_are_refused(tmp_path, capsys):
-    from training.cli import main
+    from distillrec.cli import main
 
     models = models_dir(*BUNDLES)
     code = main(["bench", "pareto", "--models-dir", str(models), "--bundles", "neumf,student", "--out", str(tmp_path / "a"), "--requests", "10", "--rounds", "1", "--warmup", "1"])

@@ -7,8 +7,8 @@ import json
 import numpy as np
 import pytest
 
-from training.benchmarks.scale import growth_exponent, run
-from training.benchmarks.synthetic import ML20M, Shape, generate, shape_for, write_log
+from distillrec.benchmarks.scale import growth_exponent, run
+from distillrec.benchmarks.synthetic import ML20M, Shape, generate, shape_for, write_log
 from training.config import DataConfig
 from training.data import load_dataset
 

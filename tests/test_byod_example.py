@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from training.cli import main
+from distillrec.cli import main
 from training.config import RunConfig
 
 README = Path(__file__).resolve().parent.parent / "README.md"

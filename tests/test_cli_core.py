@@ -8,7 +8,7 @@ import sys
 
 
 from conftest import write_block_log
-from training.cli import main
+from distillrec.cli import main
 
 
 def _csv(tmp_path):
@@ -54,7 +54,7 @@ def test_user_errors_exit_2_with_a_message(tmp_path, capsys):
 
 
 def test_help_is_fast_and_imports_no_torch():
-    code = "import sys; from training.cli import build_parser; build_parser(); print('torch' in sys.modules)"
+    code = "import sys; from distillrec.cli import build_parser; build_parser(); print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
     assert out == "False"
 

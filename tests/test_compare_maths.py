@@ -7,7 +7,7 @@ import math
 import pytest
 from pydantic import ValidationError
 
-from service.compare import agreement, kendall_tau_shared, latency_stats, mean_agreement, ndcg_vs_reference, overlap_at_k, rank_biased_overlap
+from service.agreement import agreement, kendall_tau_shared, latency_stats, mean_agreement, ndcg_vs_reference, overlap_at_k, rank_biased_overlap
 from service.comparison import Target, summarise
 from service.remote import Endpoint, Reply, parse_endpoints
 from service.settings import Settings

@@ -13,8 +13,8 @@ from fastapi.testclient import TestClient
 from svc_support import service_settings
 
 from service.app import create_app
-from service.artifacts import read_manifest
-from training.cli import main
+from service.bundle.artifacts import read_manifest
+from distillrec.cli import main
 from training.config import config_from_dict
 from training.data.interactions import Interactions
 from training.data.splits import leave_one_out
@@ -100,7 +100,7 @@ def test_concf_target_head_beats_bpr_alone_on_clustered_data(tmp_path):
 
 
 def test_cost_benchmark_times_the_consensus_refresh_apart(tmp_path):
-    from training.benchmarks.kd_cost import run
+    from distillrec.benchmarks.kd_cost import run
 
     dataset_file = tmp_path / "interactions.csv"
     data = zipf_clusters(n_users=40, n_items=40)

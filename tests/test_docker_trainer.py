@@ -80,7 +80,7 @@ def test_trains_distils_and_exports_both_bundles_in_order(trainer):
 
 def test_every_command_it_runs_exists_and_its_configs_load(trainer):
     """The recorded command lines parse with the real CLI; their configs and KD methods validate."""
-    from training.cli import build_parser
+    from distillrec.cli import build_parser
     from training.config import load_config
     from training.distill.registry import build_method
 

@@ -107,7 +107,7 @@ def test_every_acronym_in_the_help_texts_is_spelled_out():
     """Every acronym a `--help` text uses (DE, RRD, NDCG, ONNX …) is in the glossary of `distillrec --help`."""
     import argparse
 
-    from training.cli import GLOSSARY, build_parser
+    from distillrec.cli import GLOSSARY, build_parser
 
     def walk(parser):
         yield parser, parser.format_help()
@@ -124,4 +124,4 @@ def test_every_acronym_in_the_help_texts_is_spelled_out():
     known = {"HTTP", "REST", "JSON", "YAML", "GET", "POST", "FastAPI", "LATEST", "CI", "MovieLens", "MovieLens-", "CPU", "CPUs", "PNG", "COMMAND", "SUBCOMMAND", "BENCHMARK", "METRICs"}
     words = set(re.findall(r"\b[A-Z][A-Za-z]*[A-Z][A-Za-z-]*\b", "\n".join(texts))) | set(re.findall(r"\b(?:ndcg|hr|mrr)@", "\n".join(texts)))
     unexplained = sorted(w for w in words - metavars - known if all(part not in GLOSSARY for part in (w, w.upper().rstrip("@"))) and not all(p in GLOSSARY for p in w.split("-")))
-    assert not unexplained, f"acronyms in --help texts missing from training/cli.py GLOSSARY: {unexplained}"
+    assert not unexplained, f"acronyms in --help texts missing from distillrec/cli.py GLOSSARY: {unexplained}"

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from hetcomp_tiny import ensemble_tree, train_teachers
-from service.aggregation import aggregate_lists
+from service.bundle.aggregation import aggregate_lists
 from training.checkpoint import save_checkpoint
 from training.data.dataset import Dataset
 from training.ensemble import Ensemble

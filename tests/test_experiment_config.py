@@ -4,7 +4,7 @@ refuses the other's keys with an error naming the file and the key."""
 import pytest
 import yaml
 
-from training.cli import build_parser
+from distillrec.cli import build_parser
 from training.errors import ConfigError
 from training.experiments.schema import EnsembleTeacher, RunTeacher, load_experiment
 

@@ -7,7 +7,7 @@ import json
 import pytest
 from svc_support import ensemble_run, exported
 
-from service.artifacts import read_manifest, verify_files
+from service.bundle.artifacts import read_manifest, verify_files
 from service.loading import load_recommender
 from training.export import ExportError, export_run
 

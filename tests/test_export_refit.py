@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from svc_support import ensemble_run, trained_run
 
-from service.artifacts import read_manifest
+from service.bundle.artifacts import read_manifest
 from service.loading import load_recommender
 from training.export import ExportError, export_run
 from training.runs import load_run

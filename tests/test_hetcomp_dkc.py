@@ -138,7 +138,7 @@ def test_schedule_with_a_frozen_student(threshold, advances):
 
 def test_final_targets_are_the_aggregated_final_lists():
     method, student = _setup("official")
-    from service.aggregation import aggregate_lists
+    from service.bundle.aggregation import aggregate_lists
 
     first, _ = aggregate_lists([l[0] for l in method.lists], 10, [1.0, 1.0], 10.0)
     assert np.array_equal(method.targets.numpy(), first)
@@ -213,7 +213,7 @@ def test_epoch_mode_distils_every_user_once_per_epoch():
 def test_without_trajectory_the_final_targets_and_the_listwise_phase_start_at_once():
     method, student = _setup("official", trajectory=False)
     assert method.phase == 2 and int(method.v.min()) == 3
-    from service.aggregation import aggregate_lists
+    from service.bundle.aggregation import aggregate_lists
 
     final, _ = aggregate_lists([l[3] for l in method.lists], 10, [1.0, 1.0], 10.0)
     assert np.array_equal(method.targets.numpy(), final)

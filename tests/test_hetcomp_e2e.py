@@ -55,7 +55,7 @@ def test_hetcomp_student_end_to_end(built):
     # in phase 2 the target list is exactly the ensemble's top-K
     ens = Ensemble.load(folder / "ensemble")
     trajs = ens.trajectories()
-    from service.aggregation import aggregate_lists
+    from service.bundle.aggregation import aggregate_lists
 
     final, _ = aggregate_lists([t.items[-1] for t in trajs], 10, ens.weights, ens.temperature)
     assert np.array_equal(final, ens.user_topn(10))

@@ -8,7 +8,7 @@ import threading
 
 import pytest
 
-from training.http_client import request_json, wait_until_ready
+from distillrec.http_client import request_json, wait_until_ready
 
 
 def _serve(statuses: list[int]):

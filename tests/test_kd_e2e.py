@@ -11,7 +11,7 @@ import yaml
 from conftest import clustered_interactions
 from kd_support import student_tree, teacher_config, train_tiny_teacher
 
-from training.cli import main
+from distillrec.cli import main
 from training.config import config_from_dict
 from training.data.splits import leave_one_out
 from training.distill.train_student import distill_run
@@ -159,7 +159,7 @@ def test_experiment_runs_tables_and_resumes(csv_data, tmp_path, monkeypatch):
 
 
 def test_cost_benchmark_times_every_entry_next_to_scratch(csv_data, tmp_path):
-    from training.benchmarks.kd_cost import run
+    from distillrec.benchmarks.kd_cost import run
 
     t = _write_yaml(tmp_path / "teacher.yaml", {**teacher_config(epochs=3).model_dump(mode="json"), "data": csv_data})
     train_run(config_from_dict(yaml.safe_load(t.read_text())), tmp_path / "teacher")
@@ -183,7 +183,7 @@ def test_cost_benchmark_times_every_entry_next_to_scratch(csv_data, tmp_path):
 def test_cost_floor_batches_cover_one_epoch_of_training_pairs():
     import scipy.sparse as sp
 
-    from training.benchmarks.kd_cost import floor_batches
+    from distillrec.benchmarks.kd_cost import floor_batches
 
     rng = np.random.default_rng(1)
     users, items = rng.integers(0, 50, 1000), rng.integers(0, 80, 1000)

@@ -9,8 +9,8 @@ import urllib.request
 import pytest
 from svc_support import models_dir
 
-from training.http_client import request_json
-from training.local_service import HOST, LocalService
+from distillrec.http_client import request_json
+from distillrec.local_service import HOST, LocalService
 
 
 def test_starts_ready_serves_and_stops_its_process_group():

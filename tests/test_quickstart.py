@@ -7,7 +7,7 @@ import time
 
 import yaml
 
-from training.quickstart import DemoOptions, run_demo
+from distillrec.demo import DemoOptions, run_demo
 
 
 def _free_port() -> int:

@@ -1,4 +1,4 @@
-"""The artifact contract (``service.artifacts``): id/seen/array files, manifest validation, LATEST."""
+"""The artifact contract (``service.bundle.artifacts``): id/seen/array files, manifest validation, LATEST."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from svc_support import exported
 
-from service.artifacts import (
+from service.bundle.artifacts import (
     BundleError,
     Manifest,
     new_version,

@@ -21,7 +21,7 @@ import httpx
 import pytest
 
 from svc_support import models_dir
-from training.local_service import LocalService, free_port
+from distillrec.local_service import LocalService, free_port
 
 TIMEOUT_S = 2.0  # DISTILLREC_REMOTE_TIMEOUT_S of the students (generous: the machine running the tests may be busy)
 
@@ -225,7 +225,7 @@ def test_shadow_mode_with_the_teacher_down_never_fails_the_student(cluster):
 
 CLIENT = r"""
 import json, sys
-from training.cli import main
+from distillrec.cli import main
 rc = main(sys.argv[1:])
 heavy = sorted(m for m in sys.modules if m.split(".")[0] in ("torch", "matplotlib"))
 print(json.dumps({"rc": rc, "heavy": heavy}))
@@ -248,7 +248,7 @@ def test_compare_client_between_two_services(cluster, tmp_path):
         assert all(t["ok"] == 16 and len(t["latencies_ms"]) == 16 for t in rows.values())
         assert rows["student"]["agreement"]["overlap_at_k"] == 1.0 and rows["neumf"]["agreement"]["overlap_at_k"] < 1.0
     assert (tmp_path / "compare.png").stat().st_size > 10_000 and (tmp_path / "compare.md").read_text().startswith("| concurrency |")
-    bad = subprocess.run([sys.executable, "-m", "training.cli", "compare", "--student", "ftp://x", "--teacher", teacher, "--users", "1-3"], capture_output=True, text=True, timeout=60)
+    bad = subprocess.run([sys.executable, "-m", "distillrec.cli", "compare", "--student", "ftp://x", "--teacher", teacher, "--users", "1-3"], capture_output=True, text=True, timeout=60)
     assert bad.returncode == 2 and "not an http:// or https:// URL" in bad.stderr
 
 

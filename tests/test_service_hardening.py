@@ -1,6 +1,6 @@
 """One request or one file must not take the service down, leak through it, or pin it.
 
-The fast cases of ``training.benchmarks.reliability`` (which also runs the slow ones, over HTTP:
+The fast cases of ``distillrec.benchmarks.reliability`` (which also runs the slow ones, over HTTP:
 memory of concurrent scorer batches, client disconnects, a soak).
 """
 
@@ -20,14 +20,14 @@ from svc_support import copy_models, service_settings
 
 from service import recommender as recommender_module
 from service.app import create_app
-from service.artifacts import (
+from service.bundle.artifacts import (
     BundleError,
     file_entries,
     read_latest,
     read_manifest,
     write_manifest,
 )
-from service.benchmark import BenchmarkStopped, run_benchmark
+from service.latency_benchmark import BenchmarkStopped, run_benchmark
 from service.failures import PUBLIC_REASON_CHARS, public_reason
 from service.loading import load_recommender
 from service.provenance import teacher_info

@@ -8,7 +8,7 @@ import shutil
 import pytest
 from svc_support import models_dir
 
-from training.benchmarks.service_latency import headline_concurrency, parse_concurrency, parse_hey, parse_wrk, run, wrk_script
+from distillrec.benchmarks.service_latency import headline_concurrency, parse_concurrency, parse_hey, parse_wrk, run, wrk_script
 
 HEY = """
 Summary:

@@ -10,7 +10,7 @@ from fastapi.testclient import TestClient
 from svc_support import copy_models, service_settings, trained_run
 
 from service.app import create_app
-from service.artifacts import read_latest
+from service.bundle.artifacts import read_latest
 from training.export import export_run
 
 TOKEN = "s3cret-token"

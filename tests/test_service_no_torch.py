@@ -50,7 +50,7 @@ def _free_port() -> int:
 
 def test_distillrec_serve_runs_without_torch():
     port = _free_port()
-    cmd = [sys.executable, "-m", "training.cli", "serve", "--models-dir", str(models_dir()), "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"]
+    cmd = [sys.executable, "-m", "distillrec.cli", "serve", "--models-dir", str(models_dir()), "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"]
     proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 60

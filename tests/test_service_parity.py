@@ -8,7 +8,7 @@ import pytest
 from fastapi.testclient import TestClient
 from svc_support import ensemble_run, models_dir, service_settings, trained_run
 
-from service.aggregation import aggregate_lists
+from service.bundle.aggregation import aggregate_lists
 from service.app import create_app
 from training.evaluation import TorchScorer, top_k_excluding
 from training.export.bundle_writer import all_interactions

@@ -9,7 +9,7 @@ import pytest
 from conftest import write_block_log
 from kd_support import teacher_config
 
-from training.cli import main
+from distillrec.cli import main
 from training.data.readers import read_table
 from training.distill.teacher import TeacherArtifacts
 from training.errors import DataError

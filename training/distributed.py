@@ -7,7 +7,7 @@ single-process step on the full batch (the losses are sums), up to floating-poin
 Every rank evaluates (the evaluation is deterministic, so all ranks take the same early-stopping
 decisions without talking); only rank 0 writes files.
 
-    torchrun --standalone --nproc_per_node 2 -m training.cli train --config … --out runs/NAME
+    torchrun --standalone --nproc_per_node 2 -m distillrec.cli train --config … --out runs/NAME
 
 The backend is gloo on CPU (nccl when CUDA is used).
 """

@@ -9,7 +9,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from service.errors import Conflict, Forbidden, Unauthorized
-from service.registry import load_registry
+from service.served_models import load_registry
 from service.routes.common import error, settings
 from service.schemas import ReloadResponse
 

@@ -11,9 +11,9 @@ from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect
 
-from service.benchmark import run_benchmark, unique_models
+from service.latency_benchmark import run_benchmark, unique_models
 from service.errors import Busy
-from service.metrics import set_model_label
+from service.prometheus import set_model_label
 from service.routes.common import INVALID, NOT_FOUND, NOT_READY, capped_default, check_limit, error, json_body, parse_body, registry, settings
 from service.schemas import BenchmarkRequest, BenchmarkResponse
 

@@ -13,9 +13,9 @@ from pydantic import BaseModel, ValidationError
 
 from service.error_handlers import ErrorResponse
 from service.errors import InvalidRequest
-from service.metrics import set_model_label
+from service.prometheus import set_model_label
 from service.recommender import Recommendation, Recommender
-from service.registry import Registry
+from service.served_models import Registry
 from service.request_guard import read_json_body
 from service.settings import Settings
 

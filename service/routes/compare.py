@@ -8,7 +8,7 @@ import numpy as np
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
-from service.benchmark import common_users
+from service.latency_benchmark import common_users
 from service.compare_schemas import CompareRequest, CompareResponse
 from service.comparison import Target, run_comparison
 from service.errors import Busy, InvalidRequest, NotFound

@@ -38,7 +38,7 @@ import numpy as np
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 
-from service.aggregation import aggregate_lists
+from service.bundle.aggregation import aggregate_lists
 from training.distill.base import Batch, KDContext, KDMethod
 from training.distill.common import NEG_INF, relaxed_ranking_loss
 from training.distill.registry import register

@@ -2,7 +2,7 @@
 
 For a user, every member ranks all items it has not seen in training and contributes its top
 ``list_length`` items with importance ``w_m · exp(−p / T)`` at 0-based position ``p``; the
-ensemble orders items by summed importance (:func:`service.aggregation.aggregate_lists`, the same
+ensemble orders items by summed importance (:func:`service.bundle.aggregation.aggregate_lists`, the same
 code the service runs). :class:`Ensemble` is at once
 
 * a **scorer** (``score_all``/``score_candidates``), so it is evaluated with the same protocols as
@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from service.aggregation import aggregate_lists
+from service.bundle.aggregation import aggregate_lists
 from training.data.dataset import Dataset
 from training.errors import DistillrecError
 from training.evaluation import TorchScorer, top_k_excluding

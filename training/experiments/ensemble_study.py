@@ -30,7 +30,7 @@ def _teacher(cfg: ExperimentConfig) -> EnsembleTeacher:
 
 
 def _cli(args: list[str], log) -> None:
-    cmd = [sys.executable, "-m", "training.cli", *args]
+    cmd = [sys.executable, "-m", "distillrec.cli", *args]
     log("$ distillrec " + " ".join(args))
     done = subprocess.run(cmd)
     if done.returncode != 0:

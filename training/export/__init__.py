@@ -14,7 +14,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from service.artifacts import Manifest, new_version
+from service.bundle.artifacts import Manifest, new_version
 from training.export.bundle_writer import check_bundle_name, publish, staging_folder, write_model_bundle
 from training.export.ensemble import is_ensemble_run, write_ensemble_bundle
 from training.export.errors import ExportError

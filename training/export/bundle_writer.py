@@ -13,7 +13,7 @@ import faiss
 import numpy as np
 import torch
 
-from service.artifacts import (
+from service.bundle.artifacts import (
     BUNDLE_NAME_RE,
     ITEM_IDS,
     ITEM_VECTORS,

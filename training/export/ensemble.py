@@ -8,7 +8,7 @@
 
 The bundle holds each member as a complete bundle under ``members/<i>/`` and, at the top level, the
 shared ids / seen items / popularity and a manifest with role ``ensemble``. The service merges the
-members' top-``list_length`` lists with :func:`service.aggregation.aggregate_lists`, exactly as
+members' top-``list_length`` lists with :func:`service.bundle.aggregation.aggregate_lists`, exactly as
 training does.
 """
 
@@ -20,7 +20,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from service.artifacts import MEMBERS_DIR, EnsembleMember, EnsembleSpec, Manifest, file_entries, write_manifest
+from service.bundle.artifacts import MEMBERS_DIR, EnsembleMember, EnsembleSpec, Manifest, file_entries, write_manifest
 from training.export.bundle_writer import data_spec, library_versions, write_data_files, write_model_bundle
 from training.export.errors import ExportError
 from training.export.index_builder import IndexOptions

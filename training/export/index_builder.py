@@ -14,8 +14,8 @@ from dataclasses import dataclass
 import faiss
 import numpy as np
 
-from service.artifacts import IndexSpec
-from service.item_index import exact_top_k, set_search_params
+from service.bundle.artifacts import IndexSpec
+from service.bundle.item_index import exact_top_k, set_search_params
 from training.export.errors import ExportError
 
 RECALL_K = 10

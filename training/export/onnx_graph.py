@@ -24,7 +24,7 @@ import onnx
 import torch
 from torch import nn
 
-from service.artifacts import OnnxSpec, TensorSpec
+from service.bundle.artifacts import OnnxSpec, TensorSpec
 from training.export.errors import ExportError
 from training.models.base import TrainableRecommender
 

@@ -26,9 +26,9 @@ import time
 from pathlib import Path
 
 from service.comparison import Target, run_comparison
-from training.benchmarks.environment import conditions_line, environment, publish, pyplot, run_conditions
-from training.benchmarks.service_latency import _user_sample, parse_hey, run_load
-from training.local_service import LocalService
+from distillrec.benchmarks.environment import conditions_line, environment, publish, pyplot, run_conditions
+from distillrec.benchmarks.service_latency import _user_sample, parse_hey, run_load
+from distillrec.local_service import LocalService
 
 SHADOW_TARGET_OVERHEAD = 0.10  # p99 overhead allowed at a 10 % mirror fraction
 SHADOW_LOAD_CONCURRENCY = 16

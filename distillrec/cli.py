@@ -1,4 +1,4 @@
-"""The ``distillrec`` command line. Each sub-command lives in ``training/commands/<name>.py``.
+"""The ``distillrec`` command line. Each sub-command lives in ``distillrec/commands/<name>.py``.
 
 Heavy imports (torch, onnxruntime, FastAPI) happen inside the command handlers, so ``--help`` is
 instant and ``distillrec serve`` works in an install without torch.
@@ -11,7 +11,7 @@ import importlib
 import os
 import sys
 
-from training import __version__
+from distillrec import __version__
 from training.threads import use_passive_wait
 
 # Sub-command modules, in the order `--help` lists them. Each exposes register(subparsers).
@@ -49,7 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"distillrec {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name in COMMANDS:
-        importlib.import_module(f"training.commands.{name}").register(sub)
+        importlib.import_module(f"distillrec.commands.{name}").register(sub)
     return parser
 
 

@@ -59,11 +59,11 @@ def register(sub) -> None:
     sv.set_defaults(handler=run_service)
     register_catalogue(bsub)
     register_pareto(bsub)
-    from training.commands.bench_compare import register as register_compare
+    from distillrec.commands.bench_compare import register as register_compare
 
     register_compare(bsub)
 
-    from training.benchmarks.reliability import register_cli as register_reliability
+    from distillrec.benchmarks.reliability import register_cli as register_reliability
 
     register_reliability(bsub)
 
@@ -72,7 +72,7 @@ def register(sub) -> None:
 
 def register_scale(bsub) -> None:
     """``distillrec bench scale``: every stage's time and peak memory against the data size."""
-    from training.benchmarks.scale import STAGES
+    from distillrec.benchmarks.scale import STAGES
 
     sc = bsub.add_parser(
         "scale",
@@ -98,7 +98,7 @@ def register_scale(bsub) -> None:
 def run_scale(args) -> int:
     from pathlib import Path
 
-    from training.benchmarks.scale import _ints, run
+    from distillrec.benchmarks.scale import _ints, run
 
     run(Path(args.out), _ints(args.sizes), _ints(args.wide), args.stages.split(","), args.timeout, args.requests)
     return 0
@@ -169,7 +169,7 @@ def register_catalogue(bsub) -> None:
 def run_train_cost(args) -> int:
     from pathlib import Path
 
-    from training.benchmarks.train_cost import run
+    from distillrec.benchmarks.train_cost import run
 
     run(Path(args.out), [int(d) for d in args.dims.split(",")], args.epochs, args.threads, tuple(args.engines.split(",")), args.rounds)
     return 0
@@ -178,7 +178,7 @@ def run_train_cost(args) -> int:
 def run_kd_cost(args) -> int:
     from pathlib import Path
 
-    from training.benchmarks.kd_cost import run
+    from distillrec.benchmarks.kd_cost import run
 
     run(Path(args.out), Path(args.experiment), args.epochs, [int(e) for e in args.at_epochs.split(",")], args.threads, args.only)
     return 0
@@ -189,7 +189,7 @@ def run_service(args) -> int:
     import sys
     from pathlib import Path
 
-    from training.benchmarks.service_latency import parse_concurrency, run
+    from distillrec.benchmarks.service_latency import parse_concurrency, run
     from training.errors import DistillrecError
 
     teachers = [t for t in args.teachers.split(",") if t]
@@ -207,7 +207,7 @@ def run_service(args) -> int:
 def run_pareto(args) -> int:
     from pathlib import Path
 
-    from training.benchmarks.pareto import ParetoSettings, run
+    from distillrec.benchmarks.pareto import ParetoSettings, run
 
     bundles = [b for b in args.bundles.split(",") if b] if args.bundles else None
     settings = ParetoSettings(requests=args.requests, rounds=args.rounds, warmup=args.warmup, k=args.k, metric=args.metric, part=args.part,
@@ -218,7 +218,7 @@ def run_pareto(args) -> int:
 
 def _count(text: str) -> int:
     """``10000``, ``10k``, ``1M`` or ``1_000_000`` -> an int."""
-    from training.benchmarks.catalogue import BenchmarkError
+    from distillrec.benchmarks.catalogue import BenchmarkError
 
     t = text.strip().lower().replace("_", "")
     factor = {"k": 1_000, "m": 1_000_000}.get(t[-1:], 1)
@@ -231,7 +231,7 @@ def _count(text: str) -> int:
 def run_catalogue(args) -> int:
     from pathlib import Path
 
-    from training.benchmarks.catalogue import DEFAULT_SIZES, QUICK_SIZES, CatalogueSettings, run
+    from distillrec.benchmarks.catalogue import DEFAULT_SIZES, QUICK_SIZES, CatalogueSettings, run
 
     sizes = tuple(_count(v) for v in args.sizes.split(",")) if args.sizes else (QUICK_SIZES if args.quick else DEFAULT_SIZES)
     quick_queries = 300 if args.quick else None

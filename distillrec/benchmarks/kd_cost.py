@@ -31,7 +31,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from training.benchmarks.environment import environment, publish
+from distillrec.benchmarks.environment import environment, publish
 
 
 def _teacher_prep(teacher_path: Path, dataset, needs: dict[str, int]) -> dict:

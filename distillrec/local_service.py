@@ -18,7 +18,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from training.http_client import wait_until_ready
+from distillrec.http_client import wait_until_ready
 
 HOST = "127.0.0.1"  # load and demos only ever target the loopback interface
 

@@ -126,7 +126,7 @@ class EnsembleMember(_Strict):
 
 
 class EnsembleSpec(_Strict):
-    """Rank aggregation of the members' top-``list_length`` lists (``service.aggregation``)."""
+    """Rank aggregation of the members' top-``list_length`` lists (``service.bundle.aggregation``)."""
 
     members: list[EnsembleMember] = Field(min_length=1)
     temperature: float = Field(gt=0)

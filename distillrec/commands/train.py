@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from training.commands.common import add_config_args, add_run_args, print_run_summary, refuse_finished_run, run_config
+from distillrec.commands.common import add_config_args, add_run_args, print_run_summary, refuse_finished_run, run_config
 
 
 def register(sub) -> None:

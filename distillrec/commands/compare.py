@@ -33,7 +33,7 @@ def register(sub) -> None:
 def run(args) -> int:
     from pathlib import Path
 
-    from training.compare_client import compare, parse_target, parse_users, sample, table, write
+    from distillrec.compare_client import compare, parse_target, parse_users, sample, table, write
     from training.errors import DistillrecError
 
     try:

@@ -12,7 +12,7 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from service.artifacts import BUNDLE_NAME_RE, BundleError, bundle_names, read_latest
+from service.bundle.artifacts import BUNDLE_NAME_RE, BundleError, bundle_names, read_latest
 from service.errors import InvalidRequest, NotReady, UnknownModel
 from service.failures import LOG_DETAIL_CHARS, bounded, public_reason, unexpected_reason
 from service.loading import load_recommender

@@ -11,7 +11,7 @@ from pathlib import Path
 import faiss
 import numpy as np
 
-from service.artifacts import BundleError, IndexSpec
+from service.bundle.artifacts import BundleError, IndexSpec
 
 
 def set_search_params(index: "faiss.Index", params: dict[str, int]) -> None:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 
-from training.commands.common import add_config_args, add_run_args, run_config
-from training.commands.experiment import add_experiment_args
+from distillrec.commands.common import add_config_args, add_run_args, run_config
+from distillrec.commands.experiment import add_experiment_args
 
 
 def register(sub) -> None:

@@ -43,7 +43,7 @@ class ServiceMetrics:
         children[1].observe(seconds)
 
     def set_bundles(self, registry) -> None:
-        """Mirrors a :class:`service.registry.Registry` snapshot into the bundle gauges."""
+        """Mirrors a :class:`service.served_models.Registry` snapshot into the bundle gauges."""
         self.bundle_info.clear()
         for name, rec in registry.models.items():
             index = rec.manifest.index.kind if rec.manifest.index else ("scorer" if rec.manifest.onnx else "ensemble")

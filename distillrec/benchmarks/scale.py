@@ -1,6 +1,6 @@
 """How every stage of distillrec grows with the data: time and peak memory per size, growth exponents.
 
-For each size a seeded synthetic log (:mod:`training.benchmarks.synthetic`) is written as Parquet,
+For each size a seeded synthetic log (:mod:`distillrec.benchmarks.synthetic`) is written as Parquet,
 then every stage runs in a fresh process (so its peak resident memory is its own):
 
 - ``data``: reading the file and splitting it (leave-one-out by time);
@@ -14,7 +14,7 @@ then every stage runs in a fresh process (so its peak resident memory is its own
   calls, the first also loads the compiled top-K);
 - ``export``: the student as a bundle (ONNX user tower) with an exact (flat) and an HNSW index;
 - ``service``: loading and warming up both bundles through the service's Python API
-  (``service.registry.load_registry``), then in-process ``recommend`` latency p50/p99.
+  (``service.served_models.load_registry``), then in-process ``recommend`` latency p50/p99.
 
 Epoch stages train two epochs and report the second one's training seconds (the first also loads
 the compiled loops; their compilation is paid once, before the first size). The growth exponent of a stage is the least-squares slope of log(seconds) against
@@ -34,8 +34,8 @@ from pathlib import Path
 
 import numpy as np
 
-from training.benchmarks.environment import environment, publish, pyplot
-from training.benchmarks.synthetic import data_config, shape_for, write_log
+from distillrec.benchmarks.environment import environment, publish, pyplot
+from distillrec.benchmarks.synthetic import data_config, shape_for, write_log
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs" / "ml-100k"
 STAGES = ("data", "teacher", "student", "student-torch", "student-batch-adam", "kd-cache", "rrd", "de", "eval", "export", "service")
@@ -129,7 +129,7 @@ def run_stage(stage: str, work: Path, requests: int = 1000) -> dict:
 
 def _serve(models_dir: Path, user_ids: np.ndarray, requests: int) -> dict:
     """Service start-up (load + warm-up of every bundle) and in-process recommend latency."""
-    from service.registry import load_registry
+    from service.served_models import load_registry
 
     t0 = time.perf_counter()
     registry, _ = load_registry(models_dir, ort_threads=1, warmup=32)
@@ -150,7 +150,7 @@ def _serve(models_dir: Path, user_ids: np.ndarray, requests: int) -> dict:
 
 def _warm_compiled_kernels(work: Path) -> None:
     """Trains a tiny fused model once so that numba's on-disk cache holds the compiled loops."""
-    from training.benchmarks.synthetic import Shape
+    from distillrec.benchmarks.synthetic import Shape
 
     write_log(Shape("warm", 50, 200, 3000), work / "log.parquet")
     for stage in ("student", "eval"):
@@ -158,7 +158,7 @@ def _warm_compiled_kernels(work: Path) -> None:
 
 
 def _fresh(stage: str, work: Path, timeout: float, requests: int) -> dict:
-    cmd = [sys.executable, "-m", "training.benchmarks.scale", "--stage", stage, "--work", str(work), "--requests", str(requests)]
+    cmd = [sys.executable, "-m", "distillrec.benchmarks.scale", "--stage", stage, "--work", str(work), "--requests", str(requests)]
     t0 = time.perf_counter()
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
@@ -182,7 +182,7 @@ def growth_exponent(xs: list[float], ys: list[float]) -> float | None:
 
 def run(out: Path, sizes: list[int], wide: list[int], stages: list[str], timeout: float, requests: int, seed: int = 0) -> dict:
     out.mkdir(parents=True, exist_ok=True)
-    _fresh_warm = subprocess.run([sys.executable, "-m", "training.benchmarks.scale", "--warm", "--work", str(out / "work" / "warm")], capture_output=True, text=True)
+    _fresh_warm = subprocess.run([sys.executable, "-m", "distillrec.benchmarks.scale", "--warm", "--work", str(out / "work" / "warm")], capture_output=True, text=True)
     if _fresh_warm.returncode != 0:
         raise SystemExit(f"warming the compiled kernels failed: {_fresh_warm.stderr.strip()[-500:]}")
     results = []

@@ -8,7 +8,7 @@ Steps (each reuses what a previous run left, so a second run starts in seconds):
 3. the student (dim 20) distilled from it with the best method of our MovieLens-100K results
    into ``RUNS/student``;
 4. both exported as bundles ``ml100k-teacher`` and ``ml100k-student`` under the models dir;
-5. the service started on 127.0.0.1:PORT (:class:`training.local_service.LocalService`) and polled until ready;
+5. the service started on 127.0.0.1:PORT (:class:`distillrec.local_service.LocalService`) and polled until ready;
 6. example calls printed with their ``curl`` form, and a student-vs-teacher table (accuracy,
    parameters, p50/p99 latency from ``POST /v1/benchmark``).
 
@@ -30,8 +30,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from training.errors import DistillrecError
-from training.http_client import request_json
-from training.local_service import LocalService
+from distillrec.http_client import request_json
+from distillrec.local_service import LocalService
 from training.run_folder import RunFolder
 
 TEACHER_CONFIG = Path("configs/ml-100k/lightgcn-teacher.yaml")
@@ -109,7 +109,7 @@ def _distill_student(opts: DemoOptions, teacher: Path) -> Path:
 
 def _export(run: Path, models_dir: Path, bundle: str) -> None:
     """Exports ``run`` unless the bundle's LATEST version was already exported from it (and is newer)."""
-    from service.artifacts import BundleError, MANIFEST, read_latest, read_manifest
+    from service.bundle.artifacts import BundleError, MANIFEST, read_latest, read_manifest
     from training.export import export_run
 
     try:

@@ -21,7 +21,7 @@ import sys
 import time
 from pathlib import Path
 
-from training.benchmarks.environment import environment, publish
+from distillrec.benchmarks.environment import environment, publish
 
 
 CONFIG = Path(__file__).resolve().parents[2] / "configs" / "ml-100k" / "bpr-teacher.yaml"
@@ -77,7 +77,7 @@ def run(out: Path, dims: list[int], epochs: int, threads: int | None, engines: t
     for _ in range(rounds):
         for dim in dims:
             for engine in engines:
-                cmd = [sys.executable, "-m", "training.benchmarks.train_cost", "--one", str(dim), "--epochs", str(epochs), "--engines", engine]
+                cmd = [sys.executable, "-m", "distillrec.benchmarks.train_cost", "--one", str(dim), "--epochs", str(epochs), "--engines", engine]
                 if threads:
                     cmd += ["--threads", str(threads)]
                 proc = subprocess.run(cmd, capture_output=True, text=True, check=True)

@@ -79,7 +79,7 @@ def table(report: dict) -> str:
 
 def plot(report: dict, path: Path) -> bool:
     """Latency distributions (per concurrency) and agreement with the reference; False without matplotlib."""
-    from training.benchmarks.environment import pyplot
+    from distillrec.benchmarks.environment import pyplot
 
     plt = pyplot()
     if plt is None:

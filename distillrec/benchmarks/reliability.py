@@ -1,6 +1,6 @@
 """Reliability of the REST service on 127.0.0.1: hostile requests, broken files, memory, a soak.
 
-``python -m training.benchmarks.reliability --models-dir models --student S --scorer N`` (or
+``python -m distillrec.benchmarks.reliability --models-dir models --student S --scorer N`` (or
 ``distillrec bench reliability …``) copies the bundles into a scratch models dir, starts
 ``uvicorn service.main:app`` (one worker) on 127.0.0.1 over the copy and tries, as an attacker or a
 careless operator would:
@@ -52,8 +52,8 @@ from pathlib import Path
 
 import numpy as np
 
-from training.benchmarks.service_latency import run_load
-from training.local_service import HOST, LocalService
+from distillrec.benchmarks.service_latency import run_load
+from distillrec.local_service import HOST, LocalService
 
 MB = 1 << 20
 DESCRIPTION = (
@@ -181,7 +181,7 @@ class Harness:
         return case
 
     def user_ids(self, bundle: str) -> list[str]:
-        from service.artifacts import read_ids, read_latest
+        from service.bundle.artifacts import read_ids, read_latest
 
         return read_ids(read_latest(self.models / bundle) / "user_ids.npy").tolist()
 
@@ -241,7 +241,7 @@ def case_swapped_graph(h: Harness, case: Case) -> None:
     import onnx
     from onnx import numpy_helper
 
-    from service.artifacts import (
+    from service.bundle.artifacts import (
         file_entries,
         read_latest,
         read_manifest,
@@ -499,7 +499,7 @@ def register_cli(bsub) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m training.benchmarks.reliability", description=DESCRIPTION)
+    p = argparse.ArgumentParser(prog="python -m distillrec.benchmarks.reliability", description=DESCRIPTION)
     add_arguments(p)
     args = p.parse_args(argv)
     return run(Path(args.models_dir), args.student, args.scorer, Path(args.out), args.soak_seconds, args.speed_rounds, args.only, args.memory_limit_mb)

@@ -39,7 +39,7 @@ def run(args) -> int:
     import sys
     from pathlib import Path
 
-    from training.benchmarks.endpoints import run as run_bench
+    from distillrec.benchmarks.endpoints import run as run_bench
     from training.errors import DistillrecError
 
     try:

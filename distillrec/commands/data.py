@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from training.commands.common import add_config_args
+from distillrec.commands.common import add_config_args
 
 
 def register(sub) -> None:

@@ -36,9 +36,9 @@ from pathlib import Path
 
 import numpy as np
 
-from training.benchmarks.environment import LATENCY_PERCENTILES, environment, footer, pyplot, run_conditions
-from training.http_client import request_json
-from training.local_service import LocalService
+from distillrec.benchmarks.environment import LATENCY_PERCENTILES, environment, footer, pyplot, run_conditions
+from distillrec.http_client import request_json
+from distillrec.local_service import LocalService
 
 #: acceptance targets: recommend RPS ≥ 0.4 × healthz RPS, recommend p99 ≤ 25 ms over HTTP, in-process p99 ≤ 0.5 ms,
 #: student ≥ 5× faster than each non-factorised teacher at p50 (`/v1/benchmark`)
@@ -143,8 +143,8 @@ def in_process(models_dir: Path, bundle: str, n: int, seed: int = 0) -> dict:
     """p50/p99 (ms) of ``Recommender.recommend`` for ``n`` random users, in this process (1 ORT/FAISS thread)."""
     import faiss
 
-    from service.artifacts import read_latest
-    from service.benchmark import latency_summary
+    from service.bundle.artifacts import read_latest
+    from service.latency_benchmark import latency_summary
     from service.loading import load_recommender
 
     faiss.omp_set_num_threads(1)
@@ -199,7 +199,7 @@ def aggregate(target: str, role: str, concurrency: int, runs: list[dict]) -> dic
 
 def _user_sample(models_dir: Path, models: list[str], size: int = 512) -> list[str]:
     """Up to ``size`` random users known to every model in ``models`` (in the first model's order)."""
-    from service.artifacts import read_ids, read_latest
+    from service.bundle.artifacts import read_ids, read_latest
 
     ids = read_ids(read_latest(models_dir / models[0]) / "user_ids.npy").tolist()
     shared = set(ids)

@@ -48,7 +48,7 @@ from pathlib import Path
 import numpy as np
 
 from training.atomic import write_atomic
-from training.benchmarks.environment import environment, footer, pyplot, run_conditions
+from distillrec.benchmarks.environment import environment, footer, pyplot, run_conditions
 from training.errors import DistillrecError
 
 K = 10

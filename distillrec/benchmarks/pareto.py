@@ -5,7 +5,7 @@ its manifest — role, family, dimension, inference-time parameters and the offl
 their protocol, exactly as ``distillrec export`` recorded them — and times the bundle's
 ``Recommender.recommend`` in this process, through the code path the service uses:
 
-* each bundle is loaded like the service's registry loads it (``service.registry``: ``LATEST``
+* each bundle is loaded like the service's registry loads it (``service.served_models``: ``LATEST``
   version, files verified against their checksums, ONNX Runtime with ``--ort-threads`` intra-op
   threads (default 1), warmed up); FAISS searches on one thread;
 * the same sampled users (known to every bundle) are asked of every bundle, k = 10, seen items
@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from training.atomic import write_atomic
-from training.benchmarks.environment import LATENCY_PERCENTILES, environment, footer, pyplot, run_conditions
+from distillrec.benchmarks.environment import LATENCY_PERCENTILES, environment, footer, pyplot, run_conditions
 from training.errors import DistillrecError
 
 TEACHER_ROLES = ("teacher", "ensemble")
@@ -65,8 +65,8 @@ class ParetoSettings:
 # ------------------------------------------------------------------------------- loading
 def load_bundles(models_dir: Path, names: list[str] | None, s: ParetoSettings) -> tuple[dict, list[dict]]:
     """(name → Recommender, failures) for ``names`` (default: every bundle), loaded as the service's registry does."""
-    from service.artifacts import bundle_names
-    from service.registry import _load_one  # the registry's own loader: LATEST, checksums, warm-up
+    from service.bundle.artifacts import bundle_names
+    from service.served_models import _load_one  # the registry's own loader: LATEST, checksums, warm-up
 
     available = bundle_names(models_dir)
     if names is None:
@@ -91,7 +91,7 @@ def load_bundles(models_dir: Path, names: list[str] | None, s: ParetoSettings) -
 # -------------------------------------------------------------------------------- timing
 def sample_users(models: dict, s: ParetoSettings) -> dict[str, list[str]]:
     """The users each model is asked for: the same ``requests`` users for all when they share users."""
-    from service.benchmark import common_users
+    from service.latency_benchmark import common_users
 
     rng = np.random.default_rng(s.seed)
     shared = common_users(list(models.values()))
@@ -147,7 +147,7 @@ def _pct(a: np.ndarray, q: float) -> float:
 
 def build_rows(models: dict, times: dict, s: ParetoSettings) -> list[dict]:
     """One row per bundle: manifest facts, offline accuracy, latency, speed-up, accuracy ratio, Pareto flags."""
-    from service.benchmark import latency_summary
+    from service.latency_benchmark import latency_summary
 
     rows = []
     for name, rec in models.items():

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from training.commands.common import add_progress_arg
+from distillrec.commands.common import add_progress_arg
 
 
 def register(sub) -> None:
@@ -27,7 +27,7 @@ def register(sub) -> None:
 def run(args) -> int:
     from pathlib import Path
 
-    from training.quickstart import DemoOptions, run_demo
+    from distillrec.demo import DemoOptions, run_demo
 
     opts = DemoOptions(runs_dir=Path(args.runs_dir), models_dir=Path(args.models_dir), port=args.port, exit_after=args.exit_after, progress=not args.no_progress)
     return run_demo(opts)

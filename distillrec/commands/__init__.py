@@ -1,0 +1,1 @@
+"""Sub-commands of the ``distillrec`` CLI (see ``distillrec.cli``)."""

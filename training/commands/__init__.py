@@ -1,1 +1,0 @@
-"""Sub-commands of the ``distillrec`` CLI (see ``training.cli``)."""
