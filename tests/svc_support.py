@@ -1,6 +1,7 @@
 """Shared, built-once material for the export and service tests (``test_export_*``, ``test_service_*``).
 
-Tiny MovieLens-100K runs (two epochs, small dimensions) of every model family, an ensemble folder
+:func:`models_dir`: tiny bundles written with numpy (``bundle_factory``), for tests of the service
+alone. :func:`trained_models_dir`: tiny MovieLens-100K runs (two epochs, small dimensions) of every model family, an ensemble folder
 made by hand from two of them (the format of ``distillrec ensemble build``), and their exported
 bundles. Everything is built lazily the first time a test asks for it, once per test process, in a
 temporary folder removed at exit. (A helper module rather than conftest fixtures, so that these
@@ -15,6 +16,8 @@ import json
 import shutil
 import tempfile
 from pathlib import Path
+
+from bundle_factory import write_bundle
 
 REPO = Path(__file__).resolve().parents[1]
 ROOT = Path(tempfile.mkdtemp(prefix="distillrec-svc-tests-"))
@@ -65,17 +68,34 @@ BUNDLES = {
 
 @functools.cache
 def exported(name: str) -> Path:
-    """The version folder of bundle ``name`` in the shared models dir (:func:`models_dir`)."""
+    """The version folder of bundle ``name`` exported from a trained run (:func:`trained_models_dir`)."""
     from training.export import export_run
 
     build, opts = BUNDLES[name]
-    return export_run(build(), ROOT / "models", name, **opts).path
+    return export_run(build(), ROOT / "trained-models", name, **opts).path
+
+
+def trained_models_dir(*names: str) -> Path:
+    """A shared models dir with (at least) the bundles ``names`` exported from trained runs (torch)."""
+    for n in names or tuple(BUNDLES):
+        exported(n)
+    return ROOT / "trained-models"
+
+
+#: bundle name → (family, role) of the numpy-built bundles; the same names as :data:`BUNDLES`
+NUMPY_BUNDLES = {"student": ("mf", "student"), "neumf": ("neumf", "teacher"), "lightgcn": ("lightgcn", "teacher"), "ensemble": ("ensemble", "ensemble")}
+
+
+@functools.cache
+def _numpy_bundle(name: str) -> Path:
+    family, role = NUMPY_BUNDLES[name]
+    return write_bundle(ROOT / "models", name, family, role)
 
 
 def models_dir(*names: str) -> Path:
-    """The shared models dir with (at least) the bundles ``names`` exported into it."""
-    for n in names or tuple(BUNDLES):
-        exported(n)
+    """The shared models dir with (at least) the numpy-built bundles ``names`` (default: all) in it."""
+    for n in names or tuple(NUMPY_BUNDLES):
+        _numpy_bundle(n)
     return ROOT / "models"
 
 

@@ -17,7 +17,7 @@ import yaml
 
 kubernetes_validate = pytest.importorskip("kubernetes_validate", reason="the dev extra's kubernetes-validate is not installed")
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 K8S = ROOT / "docker" / "k8s"
 VERSIONS = ["1.29.0", "1.37.0"]
 

@@ -7,11 +7,11 @@ import logging
 
 import pytest
 from fastapi.testclient import TestClient
-from svc_support import copy_models, service_settings, trained_run
+from bundle_factory import write_bundle
+from svc_support import copy_models, service_settings
 
 from service.app import create_app
 from service.bundle.artifacts import read_latest
-from training.export import export_run
 
 TOKEN = "s3cret-token"
 
@@ -100,8 +100,8 @@ def test_reload_swaps_new_versions_and_keeps_old_ones_on_failure(tmp_path):
     with TestClient(create_app(service_settings(models, admin_token=TOKEN))) as c:
         old = {b["name"]: b["version"] for b in c.get("/readyz").json()["loaded"]}
         # a good new version of the student and a new bundle
-        new_student = export_run(trained_run("mf-student"), models, "student").path
-        export_run(trained_run("lightgcn-teacher"), models, "lightgcn")
+        new_student = write_bundle(models, "student")
+        write_bundle(models, "lightgcn", "lightgcn", "teacher")
         r = c.post("/v1/admin/reload", headers=auth)
         assert r.status_code == 200, r.text
         report = r.json()
@@ -112,7 +112,7 @@ def test_reload_swaps_new_versions_and_keeps_old_ones_on_failure(tmp_path):
         assert c.post("/v1/recommend", json={"user_id": "1", "model": "lightgcn"}).status_code == 200
 
         # a broken new version of neumf: refused, the old version keeps serving, the reason is reported
-        broken = export_run(trained_run("neumf-teacher"), models, "neumf").path
+        broken = write_bundle(models, "neumf", "neumf", "teacher")
         flip_byte(broken)
         r = c.post("/v1/admin/reload", headers=auth)
         assert r.status_code == 409

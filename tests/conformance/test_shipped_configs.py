@@ -15,7 +15,7 @@ from training.ensemble.build import load_ensemble_config
 from training.experiments.runner import run_config
 from training.experiments.schema import load_experiment
 
-CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 SHIPPED = sorted(CONFIGS.rglob("*.yaml"))
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
-from svc_support import ensemble_run, models_dir, service_settings, trained_run
+from svc_support import ensemble_run, service_settings, trained_models_dir, trained_run
 
 from service.bundle.aggregation import aggregate_lists
 from service.app import create_app
@@ -20,7 +20,7 @@ TIE = 1e-5  # positions whose torch scores differ by less than this may swap (fl
 
 @pytest.fixture(scope="module")
 def client():
-    with TestClient(create_app(service_settings(models_dir()))) as c:
+    with TestClient(create_app(service_settings(trained_models_dir()))) as c:
         yield c
 
 

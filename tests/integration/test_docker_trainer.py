@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 SCRIPT = REPO / "docker" / "build-bundles.sh"
 
 FAKE_DISTILLREC = r'''#!PYTHON

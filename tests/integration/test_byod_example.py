@@ -13,7 +13,7 @@ import yaml
 from distillrec.cli import main
 from training.config import RunConfig
 
-README = Path(__file__).resolve().parent.parent / "README.md"
+README = Path(__file__).resolve().parents[2] / "README.md"
 
 
 def readme_example() -> dict:

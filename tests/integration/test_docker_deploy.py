@@ -17,7 +17,7 @@ import pytest
 
 from test_docker_compose import ENV_EXAMPLE, _env, _ports, _volumes, compose_config
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 HAPROXY = (REPO / "docker" / "haproxy.cfg").read_text()
 BUILD = REPO / "docker" / "build-images.sh"
 

@@ -34,7 +34,7 @@ import pytest
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 SERVICE = REPO / "docker" / "service.Dockerfile"
 TRAINING = REPO / "docker" / "training.Dockerfile"
 HEALTHCHECK = REPO / "docker" / "healthcheck.py"
