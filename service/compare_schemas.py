@@ -23,9 +23,22 @@ class ModelsWithRemoteResponse(ModelsResponse):
 
 
 class CompareRequest(_Request):
-    targets: list[str] = Field(min_length=1, max_length=8, description="local bundle names and teacher endpoint names (DISTILLREC_TEACHER_ENDPOINTS), each once", examples=[["teacher", "ml100k-student"]], json_schema_extra={"uniqueItems": True})
-    reference: str | None = Field(None, max_length=64, description="target the agreement is measured against (default: the first endpoint among the targets, else the first target)")
-    users: JsonInt = Field(200, ge=1, le=HARD_MAX_BENCHMARK_REQUESTS, description="users sampled from the local bundles; each target gets one request per user (at most DISTILLREC_COMPARE_MAX_USERS)")
+    targets: list[str] = Field(
+        min_length=1,
+        max_length=8,
+        description="local bundle names and teacher endpoint names (DISTILLREC_TEACHER_ENDPOINTS), each once",
+        examples=[["teacher", "ml100k-student"]],
+        json_schema_extra={"uniqueItems": True},
+    )
+    reference: str | None = Field(
+        None, max_length=64, description="target the agreement is measured against (default: the first endpoint among the targets, else the first target)"
+    )
+    users: JsonInt = Field(
+        200,
+        ge=1,
+        le=HARD_MAX_BENCHMARK_REQUESTS,
+        description="users sampled from the local bundles; each target gets one request per user (at most DISTILLREC_COMPARE_MAX_USERS)",
+    )
     k: JsonInt = Field(10, ge=1, le=HARD_MAX_K)
     concurrency: JsonInt = Field(1, ge=1, le=256, description="users in flight at once (at most DISTILLREC_COMPARE_MAX_CONCURRENCY)")
     timeout_s: float | None = Field(None, gt=0, le=60, description="timeout of one request (default and maximum: DISTILLREC_REMOTE_TIMEOUT_S)")
@@ -54,7 +67,9 @@ class CompareTargetResult(BaseModel):
     p95_ms: float | None
     p99_ms: float | None
     mean_ms: float | None
-    throughput_rps: float = Field(description="concurrency / mean latency: requests per second this target sustains with `concurrency` in flight (Little's law)")
+    throughput_rps: float = Field(
+        description="concurrency / mean latency: requests per second this target sustains with `concurrency` in flight (Little's law)"
+    )
     speedup_p50_vs_reference: float | None = Field(description="p50 of the reference / p50 of this target")
     agreement: Agreement
 
@@ -73,4 +88,3 @@ class CompareResponse(BaseModel):
     reference: str
     targets: list[CompareTargetResult]
     method: str
-

@@ -44,7 +44,9 @@ class Target:
         return body
 
 
-async def run_comparison(targets: list[Target], users: list[str], k: int, concurrency: int, timeout: float, max_seconds: float, reference: int = 0, samples: bool = False) -> dict:
+async def run_comparison(
+    targets: list[Target], users: list[str], k: int, concurrency: int, timeout: float, max_seconds: float, reference: int = 0, samples: bool = False
+) -> dict:
     """Asks every target for every user (see the module doc); the report of :func:`summarise`."""
     replies: list[list[Reply | None]] = [[None] * len(users) for _ in targets]
     next_user = 0
@@ -74,8 +76,18 @@ async def run_comparison(targets: list[Target], users: list[str], k: int, concur
     return await asyncio.to_thread(summarise, targets, users, replies, k, concurrency, timeout, wall, bool(pending), reference, samples)
 
 
-def summarise(targets: list[Target], users: list[str], replies: list[list[Reply | None]], k: int, concurrency: int, timeout: float, wall: float, stopped_early: bool,
-              reference: int = 0, samples: bool = False) -> dict:
+def summarise(
+    targets: list[Target],
+    users: list[str],
+    replies: list[list[Reply | None]],
+    k: int,
+    concurrency: int,
+    timeout: float,
+    wall: float,
+    stopped_early: bool,
+    reference: int = 0,
+    samples: bool = False,
+) -> dict:
     """Per-target latency, errors and agreement with ``targets[reference]`` over the users both answered
     (with ``samples``, also every answered request's latency in ms, for plots)."""
     ref = replies[reference]
@@ -89,21 +101,37 @@ def summarise(targets: list[Target], users: list[str], replies: list[list[Reply 
         pairs = [(replies[j][u].items, ref[u].items) for u in done if replies[j][u].items is not None and ref[u].items is not None]
         stats = latency_stats([r.seconds for r in ok])
         p50[j] = stats["p50_ms"]
-        results.append({
-            "name": target.name, "kind": target.kind, "url": target.url, "model": target.model,
-            "requests": len(mine), "ok": len(ok), "errors": sum(errors.values()), "timeouts": errors.get("timeout", 0),
-            "error_kinds": dict(sorted(errors.items())),
-            **stats,
-            "throughput_rps": concurrency / (stats["mean_ms"] / 1e3) if stats["mean_ms"] else 0.0,
-            "agreement": mean_agreement(pairs, k),
-            **({"latencies_ms": [r.seconds * 1e3 for r in ok]} if samples else {}),
-        })
+        results.append(
+            {
+                "name": target.name,
+                "kind": target.kind,
+                "url": target.url,
+                "model": target.model,
+                "requests": len(mine),
+                "ok": len(ok),
+                "errors": sum(errors.values()),
+                "timeouts": errors.get("timeout", 0),
+                "error_kinds": dict(sorted(errors.items())),
+                **stats,
+                "throughput_rps": concurrency / (stats["mean_ms"] / 1e3) if stats["mean_ms"] else 0.0,
+                "agreement": mean_agreement(pairs, k),
+                **({"latencies_ms": [r.seconds * 1e3 for r in ok]} if samples else {}),
+            }
+        )
     for j, row in enumerate(results):
         ref_p50, mine = p50[reference], p50[j]
         row["speedup_p50_vs_reference"] = ref_p50 / mine if ref_p50 and mine else None
     return {
-        "k": k, "concurrency": concurrency, "timeout_s": timeout, "users_sampled": len(users), "users_done": len(done),
-        "distinct_users": len({users[u] for u in done}), "wall_s": wall, "requests_per_second": len(done) * len(targets) / wall if wall > 0 else 0.0,
+        "k": k,
+        "concurrency": concurrency,
+        "timeout_s": timeout,
+        "users_sampled": len(users),
+        "users_done": len(done),
+        "distinct_users": len({users[u] for u in done}),
+        "wall_s": wall,
+        "requests_per_second": len(done) * len(targets) / wall if wall > 0 else 0.0,
         "stopped_early": stopped_early,
-        "reference": targets[reference].name, "targets": results, "method": METHOD,
+        "reference": targets[reference].name,
+        "targets": results,
+        "method": METHOD,
     }

@@ -43,8 +43,13 @@ def latency_summary(seconds: np.ndarray) -> dict:
     """p50 / p95 / p99 / mean in milliseconds and requests per second of per-request wall times (seconds)."""
     ms = np.asarray(seconds) * 1e3
     p50, p95, p99 = (float(v) for v in np.percentile(ms, (50, 95, 99)))
-    return {"p50_ms": p50, "p95_ms": p95, "p99_ms": p99, "mean_ms": float(ms.mean()),
-            "requests_per_second": float(len(ms) / max(float(np.sum(seconds)), 1e-12))}
+    return {
+        "p50_ms": p50,
+        "p95_ms": p95,
+        "p99_ms": p99,
+        "mean_ms": float(ms.mean()),
+        "requests_per_second": float(len(ms) / max(float(np.sum(seconds)), 1e-12)),
+    }
 
 
 def _check(stop: Callable[[], str | None]) -> None:
@@ -94,16 +99,18 @@ def run_benchmark(models: list[Recommender], requests: int, k: int, warmup: int,
     results = []
     for j, m in enumerate(models):
         overlap = float(np.mean([len(set(a) & set(b)) / max(1, len(b)) for a, b in zip(lists[j], lists[0])]))
-        results.append({
-            "model": m.name,
-            "version": m.version,
-            "role": m.role,
-            "family": m.family,
-            "parameters": m.manifest.parameters,
-            **latency_summary(latencies[j]),
-            "speedup_vs_slowest": float(slowest / max(p50s[j], 1e-12)),
-            "overlap_at_k": overlap,
-        })
+        results.append(
+            {
+                "model": m.name,
+                "version": m.version,
+                "role": m.role,
+                "family": m.family,
+                "parameters": m.manifest.parameters,
+                **latency_summary(latencies[j]),
+                "speedup_vs_slowest": float(slowest / max(p50s[j], 1e-12)),
+                "overlap_at_k": overlap,
+            }
+        )
     return {
         "requests": requests,
         "warmup": warmup,

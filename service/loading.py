@@ -78,9 +78,13 @@ def _probe(path: Path, session: ort.InferenceSession, manifest: Manifest) -> Non
         out = session.run(None, feeds)[0]
     except Exception as exc:  # onnxruntime raises its own exception types
         first = str(exc).splitlines()[0] if str(exc) else ""
-        raise BundleError(f"{path}: the graph fails on the last user/item index of {what} ({type(exc).__name__}: {first[:200]}); it was exported for other data. Re-export the bundle.") from None
+        raise BundleError(
+            f"{path}: the graph fails on the last user/item index of {what} ({type(exc).__name__}: {first[:200]}); it was exported for other data. Re-export the bundle."
+        ) from None
     if tuple(out.shape) != want:
-        raise BundleError(f"{path}: the graph answers shape {list(out.shape)} for 2 users, expected {list(want)} from {what}; it was exported for another model. Re-export the bundle.")
+        raise BundleError(
+            f"{path}: the graph answers shape {list(out.shape)} for 2 users, expected {list(want)} from {what}; it was exported for another model. Re-export the bundle."
+        )
     if not np.all(np.isfinite(out)):
         raise BundleError(f"{path}: the graph answers non-finite values for the first/last user. Re-export the bundle.")
 
@@ -103,7 +107,9 @@ def load_recommender(name: str, folder: Path, ort_threads: int = 1, verify: bool
     if verify:
         verify_files(folder, manifest)  # covers member files of ensembles too
     if manifest.version != folder.name and verify:
-        raise BundleError(f"{folder / 'manifest.json'}: version '{manifest.version}' but the folder is named '{folder.name}'. Do not rename bundle versions; re-export instead.")
+        raise BundleError(
+            f"{folder / 'manifest.json'}: version '{manifest.version}' but the folder is named '{folder.name}'. Do not rename bundle versions; re-export instead."
+        )
     data = read_bundle_data(folder, manifest)
     if manifest.role == "ensemble":
         members = []

@@ -27,8 +27,12 @@ class ServiceMetrics:
         self.registry = CollectorRegistry(auto_describe=True)
         labels = ["route", "method", "model", "status"]
         self.requests = Counter("distillrec_http_requests", "HTTP requests handled", labels, registry=self.registry)
-        self.latency = Histogram("distillrec_http_request_duration_seconds", "HTTP request latency in seconds (server side)", labels, buckets=LATENCY_BUCKETS, registry=self.registry)
-        self.bundle_info = Gauge("distillrec_bundle_info", "1 for each loaded bundle version", ["bundle", "version", "role", "family", "index"], registry=self.registry)
+        self.latency = Histogram(
+            "distillrec_http_request_duration_seconds", "HTTP request latency in seconds (server side)", labels, buckets=LATENCY_BUCKETS, registry=self.registry
+        )
+        self.bundle_info = Gauge(
+            "distillrec_bundle_info", "1 for each loaded bundle version", ["bundle", "version", "role", "family", "index"], registry=self.registry
+        )
         self.bundles_failed = Gauge("distillrec_bundles_failed", "bundles whose LATEST version could not be loaded", registry=self.registry)
         self._children: dict[tuple, tuple] = {}
         self.reloads = Counter("distillrec_reloads", "admin reloads by outcome", ["outcome"], registry=self.registry)

@@ -25,8 +25,9 @@ Users unknown to the model (``recommend_for_history``):
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 import faiss
 import numpy as np
@@ -180,7 +181,9 @@ class Recommender:
         users = np.array([u], dtype=np.int64)
         return self._named(user_id, self.rank_users(users, k, [self._excluded(u, exclude_seen, extra)])[0])
 
-    def recommend_many(self, user_ids: Sequence[str], k: int, exclude_seen: bool = True, exclude_items: Sequence[str] = (), fallback: str = "none") -> list[Recommendation]:
+    def recommend_many(
+        self, user_ids: Sequence[str], k: int, exclude_seen: bool = True, exclude_items: Sequence[str] = (), fallback: str = "none"
+    ) -> list[Recommendation]:
         """:meth:`recommend` for many users in one ranking call (unknown ids in ``exclude_items`` are ignored)."""
         if k < 1:
             raise InvalidRequest(f"k must be at least 1, got {k}.")
@@ -397,5 +400,14 @@ class EnsembleRecommender(Recommender):
 
     def describe(self) -> dict[str, Any]:
         out = super().describe()
-        out["members"] = [{"family": m.family, "role": m.role, "dimension": m.manifest.dim, "parameters": m.manifest.parameters, "index": m.manifest.index.model_dump() if m.manifest.index else None} for m in self.members]
+        out["members"] = [
+            {
+                "family": m.family,
+                "role": m.role,
+                "dimension": m.manifest.dim,
+                "parameters": m.manifest.parameters,
+                "index": m.manifest.index.model_dump() if m.manifest.index else None,
+            }
+            for m in self.members
+        ]
         return out

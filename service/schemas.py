@@ -17,6 +17,7 @@ Id = Annotated[str, Field(max_length=MAX_ID_CHARS)]
 #: one bundle name in a request
 ModelName = Annotated[str, Field(max_length=64)]
 
+
 def _integral(value: Any) -> Any:
     """JSON Schema counts 10.0 as an integer; strict pydantic does not. Accept integral floats only."""
     return int(value) if isinstance(value, float) and value.is_integer() else value
@@ -34,7 +35,9 @@ class _Request(BaseModel):
 
 class ScoredItem(BaseModel):
     item_id: str
-    score: float = Field(description="the model's score: inner product (MF, LightGCN), logit (NeuMF), summed rank importance (ensemble), or interaction count (popularity fallback)")
+    score: float = Field(
+        description="the model's score: inner product (MF, LightGCN), logit (NeuMF), summed rank importance (ensemble), or interaction count (popularity fallback)"
+    )
 
 
 # ----------------------------------------------------------------------------------- recommend
@@ -43,8 +46,12 @@ class RecommendRequest(_Request):
     k: JsonInt = Field(10, ge=1, le=HARD_MAX_K, description="number of items (at most DISTILLREC_MAX_K)")
     model: str | None = Field(None, max_length=64, description="bundle name; default: DISTILLREC_DEFAULT_MODEL, else the best student, else the only bundle")
     exclude_seen: bool = Field(True, description="leave out the user's training items")
-    exclude_items: list[Id] = Field(default_factory=list, max_length=HARD_MAX_HISTORY, description="item ids never to return (ids unknown to the model are ignored)")
-    fallback: Literal["none", "popular"] = Field("none", description="'popular': an unknown user gets the most popular items (fallback_used=true) instead of a 404")
+    exclude_items: list[Id] = Field(
+        default_factory=list, max_length=HARD_MAX_HISTORY, description="item ids never to return (ids unknown to the model are ignored)"
+    )
+    fallback: Literal["none", "popular"] = Field(
+        "none", description="'popular': an unknown user gets the most popular items (fallback_used=true) instead of a 404"
+    )
 
 
 class RecommendResponse(BaseModel):
@@ -156,7 +163,9 @@ class ReadyResponse(BaseModel):
 # ---------------------------------------------------------------------------------- benchmark
 class BenchmarkRequest(_Request):
     models: list[ModelName] = Field(min_length=1, max_length=8, description="bundle names; overlap@k is measured against the first")
-    requests: JsonInt = Field(200, ge=1, le=HARD_MAX_BENCHMARK_REQUESTS, description="timed recommendations per model (at most DISTILLREC_BENCHMARK_MAX_REQUESTS)")
+    requests: JsonInt = Field(
+        200, ge=1, le=HARD_MAX_BENCHMARK_REQUESTS, description="timed recommendations per model (at most DISTILLREC_BENCHMARK_MAX_REQUESTS)"
+    )
     k: JsonInt = Field(10, ge=1, le=HARD_MAX_K)
     warmup: JsonInt = Field(20, ge=0, le=HARD_MAX_BENCHMARK_REQUESTS, description="untimed recommendations per model first (same cap)")
     seed: JsonInt = Field(0, ge=0, le=2**31 - 1, description="seed of the sampled users")

@@ -120,7 +120,9 @@ def _models_dir_problem(models_dir: Path, names: list[str]) -> str | None:
     return None
 
 
-def load_registry(models_dir: Path, ort_threads: int = 1, warmup: int = 32, default_model: str | None = None, previous: Registry | None = None) -> tuple[Registry, dict]:
+def load_registry(
+    models_dir: Path, ort_threads: int = 1, warmup: int = 32, default_model: str | None = None, previous: Registry | None = None
+) -> tuple[Registry, dict]:
     """Loads every bundle under ``models_dir``; returns the new snapshot and a report of what changed.
 
     With ``previous``, bundles whose LATEST version is already loaded are reused as they are, and a

@@ -41,13 +41,19 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(1 << 20, ge=1024, le=1 << 30, description="largest request body accepted (413 above it)")
     max_scoring_calls: int = Field(2, ge=1, le=256, description="learned-scorer (NeuMF) batch chunks scored at once, over all requests; the others wait")
     warmup_requests: int = Field(32, ge=0, le=10000, description="recommendations computed per bundle at load, before it is reported ready")
-    log_level: Literal["critical", "error", "warning", "info", "debug"] = Field("info", description="log level of the distillrec.service logger (and of uvicorn under `distillrec serve`)")
+    log_level: Literal["critical", "error", "warning", "info", "debug"] = Field(
+        "info", description="log level of the distillrec.service logger (and of uvicorn under `distillrec serve`)"
+    )
 
     # teacher endpoints, POST /v1/compare and shadow mode (docs/service.md, "Teacher endpoints")
-    teacher_endpoints: str = Field("", description="remote teachers, 'name=http://host:port[#model]', comma-separated; POST /v1/compare and shadow mode call them")
+    teacher_endpoints: str = Field(
+        "", description="remote teachers, 'name=http://host:port[#model]', comma-separated; POST /v1/compare and shadow mode call them"
+    )
     remote_timeout_s: float = Field(2.0, gt=0, le=60, description="timeout in seconds of one call to a teacher endpoint (and the most /v1/compare may ask for)")
     self_url: str | None = Field(None, description="base URL /v1/compare calls local models through (default: the address the request arrived on)")
-    compare_max_users: int = Field(1000, ge=1, le=HARD_MAX_BENCHMARK_REQUESTS, description="most users per /v1/compare call (each target gets one request per user)")
+    compare_max_users: int = Field(
+        1000, ge=1, le=HARD_MAX_BENCHMARK_REQUESTS, description="most users per /v1/compare call (each target gets one request per user)"
+    )
     compare_max_seconds: float = Field(60.0, gt=0, le=3600, description="wall-time cap of one /v1/compare call; it stops early and says so")
     compare_max_concurrency: int = Field(16, ge=1, le=256, description="most users in flight in one /v1/compare call")
     shadow_endpoint: str | None = Field(None, description="teacher endpoint that live /v1/recommend requests are mirrored to (shadow mode)")

@@ -35,11 +35,28 @@ class Shadow:
         self.workers: list[asyncio.Task] = []
         self.pool = Http1Pool(endpoint.url, max_idle=concurrency)
         name = endpoint.name
-        self.outcomes = Counter("distillrec_shadow_requests", "mirrored requests by outcome (ok, timeout, unreachable, http_<status>, bad_reply)", ["endpoint", "outcome"], registry=registry)
+        self.outcomes = Counter(
+            "distillrec_shadow_requests",
+            "mirrored requests by outcome (ok, timeout, unreachable, http_<status>, bad_reply)",
+            ["endpoint", "outcome"],
+            registry=registry,
+        )
         self.dropped = Counter("distillrec_shadow_dropped", "mirrors dropped because the shadow queue was full", ["endpoint"], registry=registry).labels(name)
         self.queued = Gauge("distillrec_shadow_queue_depth", "mirrors waiting to be sent", ["endpoint"], registry=registry).labels(name)
-        self.latency = Histogram("distillrec_shadow_teacher_duration_seconds", "end-to-end latency of the teacher endpoint on mirrored requests (answered ones)", ["endpoint"], buckets=LATENCY_BUCKETS, registry=registry).labels(name)
-        agreement = Histogram("distillrec_shadow_agreement", "agreement of the student's list with the teacher's on mirrored requests", ["endpoint", "measure"], buckets=AGREEMENT_BUCKETS, registry=registry)
+        self.latency = Histogram(
+            "distillrec_shadow_teacher_duration_seconds",
+            "end-to-end latency of the teacher endpoint on mirrored requests (answered ones)",
+            ["endpoint"],
+            buckets=LATENCY_BUCKETS,
+            registry=registry,
+        ).labels(name)
+        agreement = Histogram(
+            "distillrec_shadow_agreement",
+            "agreement of the student's list with the teacher's on mirrored requests",
+            ["endpoint", "measure"],
+            buckets=AGREEMENT_BUCKETS,
+            registry=registry,
+        )
         self.agreement = {m: agreement.labels(name, m) for m in ("overlap_at_k", "rbo", "ndcg_at_k")}
         self.queued.set_function(self.queue.qsize)
 
@@ -72,8 +89,11 @@ class Shadow:
                 if reply.items is not None:
                     self.latency.observe(reply.seconds)
                     k = body["k"]
-                    for measure, value in (("overlap_at_k", overlap_at_k(student_items, reply.items)), ("rbo", rank_biased_overlap(student_items, reply.items)),
-                                           ("ndcg_at_k", ndcg_vs_reference(student_items, reply.items, k))):
+                    for measure, value in (
+                        ("overlap_at_k", overlap_at_k(student_items, reply.items)),
+                        ("rbo", rank_biased_overlap(student_items, reply.items)),
+                        ("ndcg_at_k", ndcg_vs_reference(student_items, reply.items, k)),
+                    ):
                         self.agreement[measure].observe(value)
             except Exception:  # a bug here must not kill the worker (and silently stop shadow mode)
                 log.exception("shadow mirror to %s failed", self.endpoint.name)

@@ -68,8 +68,10 @@ class TinyData:
         if family != "neumf":
             return self.users, self.items
         rng = np.random.default_rng(1)
-        return ((self.users + 0.3 * rng.standard_normal(self.users.shape)).astype(np.float32),
-                (self.items + 0.3 * rng.standard_normal(self.items.shape)).astype(np.float32))
+        return (
+            (self.users + 0.3 * rng.standard_normal(self.users.shape)).astype(np.float32),
+            (self.items + 0.3 * rng.standard_normal(self.items.shape)).astype(np.float32),
+        )
 
     def spec(self) -> DataSpec:
         return DataSpec(name="tiny", fingerprint=self.fingerprint, split="loo-time", n_users=self.n_users, n_items=self.n_items)
@@ -95,7 +97,14 @@ def user_tower_graph(users: np.ndarray) -> tuple[onnx.ModelProto, OnnxSpec]:
         [helper.make_tensor_value_info("user_vectors", TensorProto.FLOAT, ["batch", d])],
         [numpy_helper.from_array(users, "table")],
     )
-    spec = OnnxSpec(kind="user_tower", opset=OPSET, exporter="tests.bundle_factory", inputs=[_tensor("users", "int64", ["batch"])], outputs=[_tensor("user_vectors", "float", ["batch", d])], max_abs_diff=0.0)
+    spec = OnnxSpec(
+        kind="user_tower",
+        opset=OPSET,
+        exporter="tests.bundle_factory",
+        inputs=[_tensor("users", "int64", ["batch"])],
+        outputs=[_tensor("user_vectors", "float", ["batch", d])],
+        max_abs_diff=0.0,
+    )
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)]), spec
 
 
@@ -117,14 +126,20 @@ def scorer_graph(users: np.ndarray, items: np.ndarray) -> tuple[onnx.ModelProto,
     graph = helper.make_graph(
         nodes,
         "scorer",
-        [helper.make_tensor_value_info("users", TensorProto.INT64, ["batch"]), helper.make_tensor_value_info("items", TensorProto.INT64, ["batch", "candidates"])],
+        [
+            helper.make_tensor_value_info("users", TensorProto.INT64, ["batch"]),
+            helper.make_tensor_value_info("items", TensorProto.INT64, ["batch", "candidates"]),
+        ],
         [helper.make_tensor_value_info("scores", TensorProto.FLOAT, ["batch", "candidates"])],
         inits,
     )
     spec = OnnxSpec(
-        kind="scorer", opset=OPSET, exporter="tests.bundle_factory",
+        kind="scorer",
+        opset=OPSET,
+        exporter="tests.bundle_factory",
         inputs=[_tensor("users", "int64", ["batch"]), _tensor("items", "int64", ["batch", "candidates"])],
-        outputs=[_tensor("scores", "float", ["batch", "candidates"])], max_abs_diff=0.0,
+        outputs=[_tensor("scores", "float", ["batch", "candidates"])],
+        max_abs_diff=0.0,
     )
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)]), spec
 
@@ -132,8 +147,17 @@ def scorer_graph(users: np.ndarray, items: np.ndarray) -> tuple[onnx.ModelProto,
 def _manifest(folder: Path, bundle: str, version: str, role: str, family: str, data: TinyData, **fields) -> Manifest:
     metrics = {part: {"protocol": "full", "metrics": {"ndcg@10": value, "hr@10": 2 * value}} for part, value in (("valid", 0.25), ("test", 0.24))}
     manifest = Manifest(
-        bundle=bundle, version=version, role=role, family=family, data=data.spec(), metrics=metrics, select="ndcg@10",
-        source_run=f"tests/{bundle}", created_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), files=file_entries(folder), **fields,
+        bundle=bundle,
+        version=version,
+        role=role,
+        family=family,
+        data=data.spec(),
+        metrics=metrics,
+        select="ndcg@10",
+        source_run=f"tests/{bundle}",
+        created_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        files=file_entries(folder),
+        **fields,
     )
     write_manifest(folder, manifest)
     return manifest
@@ -156,13 +180,31 @@ def write_model_version(folder: Path, bundle: str, version: str, family: str, ro
     data.write_common_files(folder)
     parameters = (data.n_users + data.n_items) * data.dim
     return _manifest(
-        folder, bundle, version, role, family, data, constructor={"dim": data.dim}, dim=data.dim, parameters=parameters,
-        score_function="inner_product" if factorised else "learned", onnx=spec, index=index_spec,
+        folder,
+        bundle,
+        version,
+        role,
+        family,
+        data,
+        constructor={"dim": data.dim},
+        dim=data.dim,
+        parameters=parameters,
+        score_function="inner_product" if factorised else "learned",
+        onnx=spec,
+        index=index_spec,
         teacher="tests/teacher" if role == "student" else None,
     )
 
 
-def write_bundle(models_dir: Path, bundle: str, family: str = "mf", role: str = "student", version: str | None = None, data: TinyData | None = None, members: tuple[tuple[str, float], ...] = (("mf", 1.0), ("neumf", 2.0))) -> Path:
+def write_bundle(
+    models_dir: Path,
+    bundle: str,
+    family: str = "mf",
+    role: str = "student",
+    version: str | None = None,
+    data: TinyData | None = None,
+    members: tuple[tuple[str, float], ...] = (("mf", 1.0), ("neumf", 2.0)),
+) -> Path:
     """Writes ``models_dir/bundle/version`` (``family`` "ensemble" for an ensemble of ``members``) and points LATEST at it."""
     data, version = data or TinyData(), version or new_version()
     folder = Path(models_dir) / bundle / version
@@ -171,9 +213,19 @@ def write_bundle(models_dir: Path, bundle: str, family: str = "mf", role: str = 
         parts = [write_model_version(folder / MEMBERS_DIR / str(i), f"{bundle}.m{i}", version, fam, "teacher", data) for i, (fam, _) in enumerate(members)]
         data.write_common_files(folder)
         _manifest(
-            folder, bundle, version, "ensemble", "ensemble", data, constructor={"members": [p.family for p in parts]}, dim=None,
-            parameters=sum(p.parameters for p in parts), score_function="rank_aggregation",
-            ensemble=EnsembleSpec(members=[EnsembleMember(path=f"{MEMBERS_DIR}/{i}", weight=w) for i, (_, w) in enumerate(members)], temperature=10.0, list_length=20),
+            folder,
+            bundle,
+            version,
+            "ensemble",
+            "ensemble",
+            data,
+            constructor={"members": [p.family for p in parts]},
+            dim=None,
+            parameters=sum(p.parameters for p in parts),
+            score_function="rank_aggregation",
+            ensemble=EnsembleSpec(
+                members=[EnsembleMember(path=f"{MEMBERS_DIR}/{i}", weight=w) for i, (_, w) in enumerate(members)], temperature=10.0, list_length=20
+            ),
         )
     else:
         write_model_version(folder, bundle, version, family, role, data)

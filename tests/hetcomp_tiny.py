@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from conftest import clustered_interactions
+
 from training.config import config_from_dict
 from training.runs import train_run
 
@@ -26,8 +27,15 @@ def write_csv(folder: Path) -> Path:
 
 def data_section(csv: Path) -> dict:
     return {
-        "source": "file", "path": str(csv), "name": "tiny", "split": "ratio", "valid_ratio": 0.2, "test_ratio": 0.2,
-        "drop_cold_targets": True, "min_user_interactions": 5, "seed": 0,
+        "source": "file",
+        "path": str(csv),
+        "name": "tiny",
+        "split": "ratio",
+        "valid_ratio": 0.2,
+        "test_ratio": 0.2,
+        "drop_cold_targets": True,
+        "min_user_interactions": 5,
+        "seed": 0,
     }
 
 

@@ -24,12 +24,14 @@ SMALL_PARAMS: dict[str, list[dict]] = {
 
 
 def teacher_config(dim: int = 16, epochs: int = 40):
-    return config_from_dict({
-        "name": "tiny-teacher",
-        "model": {"family": "mf", "dim": dim, "init_std": 0.1},
-        "train": {"epochs": epochs, "batch_size": 64, "lr": 0.05, "weight_decay": 0.0, "progress": False},
-        "eval": {"ks": [5, 10], "select": "ndcg@10", "patience": 100},
-    })
+    return config_from_dict(
+        {
+            "name": "tiny-teacher",
+            "model": {"family": "mf", "dim": dim, "init_std": 0.1},
+            "train": {"epochs": epochs, "batch_size": 64, "lr": 0.05, "weight_decay": 0.0, "progress": False},
+            "eval": {"ks": [5, 10], "select": "ndcg@10", "patience": 100},
+        }
+    )
 
 
 def student_tree(family: str = "mf", dim: int = 4, **train) -> dict:

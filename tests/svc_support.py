@@ -27,7 +27,15 @@ atexit.register(shutil.rmtree, ROOT, True)
 RUNS = {
     "mf-student": ["name=svc-test-mf-student", "model.family=mf", "model.dim=16"],
     "neumf-teacher": ["name=svc-test-neumf-teacher", "model.family=neumf", "model.dim=16", "model.layers=2", "train.loss=bce"],
-    "lightgcn-teacher": ["name=svc-test-lightgcn-teacher", "model.family=lightgcn", "model.dim=16", "model.layers=2", "model.init_std=0.1", "train.batch_size=4096", "train.lr=0.005"],
+    "lightgcn-teacher": [
+        "name=svc-test-lightgcn-teacher",
+        "model.family=lightgcn",
+        "model.dim=16",
+        "model.layers=2",
+        "model.init_std=0.1",
+        "train.batch_size=4096",
+        "train.lr=0.005",
+    ],
 }
 COMMON = ["train.epochs=2", "train.progress=false", "train.threads=1", "eval.ks=[10]", "eval.patience=2"]
 

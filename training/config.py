@@ -27,8 +27,11 @@ class DataConfig(Strict):
     user_col: str = "user"
     item_col: str = "item"
     rating_col: str | None = None
-    timestamp_col: str | None = Field(None, description="optional column of times: numbers (e.g. Unix seconds) or ISO 8601 dates / date-times "
-                                      "(2024-05-01, 2024-05-01T13:45:00, with fractional seconds, 'Z' or an offset such as +02:00; no offset means UTC)")
+    timestamp_col: str | None = Field(
+        None,
+        description="optional column of times: numbers (e.g. Unix seconds) or ISO 8601 dates / date-times "
+        "(2024-05-01, 2024-05-01T13:45:00, with fractional seconds, 'Z' or an offset such as +02:00; no offset means UTC)",
+    )
     sep: str | None = None
     header: bool = True
     min_rating: float | None = Field(None, description="keep ratings >= this (implicit feedback from explicit ratings)")
@@ -41,7 +44,7 @@ class DataConfig(Strict):
     seed: int = 0
 
     @model_validator(mode="after")
-    def _path_needed(self) -> "DataConfig":
+    def _path_needed(self) -> DataConfig:
         if self.source != "ml-100k" and self.path is None:
             raise ValueError(f"data.path is required for data.source '{self.source}'")
         return self
@@ -69,7 +72,9 @@ class TrainConfig(Strict):
     negatives: int = Field(1, ge=1, description="uniform negatives per positive, redrawn every epoch")
     seed: int = 0
     checkpoint_every: int = Field(0, ge=0, description="also keep a checkpoint every N epochs (0: only the best)")
-    threads: int | None = Field(None, ge=1, description="torch intra-op threads (default: the CPUs available to the process, from its CPU affinity and cgroup quota)")
+    threads: int | None = Field(
+        None, ge=1, description="torch intra-op threads (default: the CPUs available to the process, from its CPU affinity and cgroup quota)"
+    )
     progress: bool = True
     engine: Literal["auto", "torch", "fused"] = Field(
         "torch",
@@ -114,7 +119,7 @@ class EvalConfig(Strict):
         return None if v is None else [_metric_name("eval.stop_on", m) for m in v]
 
     @model_validator(mode="after")
-    def _k_listed(self) -> "EvalConfig":
+    def _k_listed(self) -> EvalConfig:
         ks = {int(m.partition("@")[2]) for m in [self.select, *(self.stop_on or [])]}
         if not ks <= set(self.ks):
             self.ks = sorted({*self.ks, *ks})
@@ -170,4 +175,17 @@ def dump_config(config: RunConfig) -> str:
     return yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False)
 
 
-__all__ = ["DataConfig", "DistillConfig", "EvalConfig", "ModelConfig", "RunConfig", "Strict", "TrainConfig", "config_from_dict", "dump_config", "load_config", "parse_overrides", "set_dotted"]
+__all__ = [
+    "DataConfig",
+    "DistillConfig",
+    "EvalConfig",
+    "ModelConfig",
+    "RunConfig",
+    "Strict",
+    "TrainConfig",
+    "config_from_dict",
+    "dump_config",
+    "load_config",
+    "parse_overrides",
+    "set_dotted",
+]

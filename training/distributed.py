@@ -61,7 +61,7 @@ class DistContext:
         return self.rank == 0
 
     @classmethod
-    def from_env(cls) -> "DistContext":
+    def from_env(cls) -> DistContext:
         """Reads ``RANK``/``WORLD_SIZE`` (set by torchrun) and joins the process group once."""
         world = int(os.environ.get("WORLD_SIZE", "1"))
         if world <= 1:

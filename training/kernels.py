@@ -41,8 +41,11 @@ def private_cache_dir() -> str | None:
     except OSError:
         return None
     if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.getuid() or info.st_mode & 0o022:
-        warnings.warn(f"numba cache folder {path} is not private (a symlink, another owner, or writable by others); "
-                      "kernels are compiled without a cache. Set NUMBA_CACHE_DIR to a folder only you can write to.", stacklevel=2)
+        warnings.warn(
+            f"numba cache folder {path} is not private (a symlink, another owner, or writable by others); "
+            "kernels are compiled without a cache. Set NUMBA_CACHE_DIR to a folder only you can write to.",
+            stacklevel=2,
+        )
         return None
     return str(path)
 

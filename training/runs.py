@@ -16,7 +16,6 @@ from training.models import TrainableRecommender, build_model, model_from_config
 from training.run_folder import RunFolder
 from training.trainer import Trainer
 
-
 # Settings that change speed or logging, not results: ignored when comparing a finished run's settings.
 _NON_RESULT_KEYS = {("train", "progress"), ("train", "threads")}
 

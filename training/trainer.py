@@ -109,8 +109,10 @@ class Trainer:
         self._best_state: dict | None = None  # in-memory copy of the best weights
         self.fused = self._fused_engine()
         if self.fused is None and tc.adam_rows != "all":
-            raise TrainingError("train.adam_rows is 'batch' but this run trains on the torch loop (train.engine); set train.adam_rows "
-                                "to 'all', or train plain BPR matrix factorisation with train.engine 'fused' or 'auto'.")
+            raise TrainingError(
+                "train.adam_rows is 'batch' but this run trains on the torch loop (train.engine); set train.adam_rows "
+                "to 'all', or train plain BPR matrix factorisation with train.engine 'fused' or 'auto'."
+            )
 
     def _fused_engine(self):
         """The fused BPR-MF loop when ``train.engine`` asks for it (or 'auto' and it applies), else None."""
@@ -286,8 +288,11 @@ class Trainer:
         if not resumed:
             self.folder.metrics.write_text("")
         self.folder.config.write_text(dump_config(self.config))
-        print(f"{self.config.name or 'train'}: {self.threads} torch thread(s) (CPUs available to this process: {available_cpus()}; set train.threads to change); "
-              f"training loop: {'torch' if self.fused is None else 'fused'} (train.engine)", file=sys.stderr)
+        print(
+            f"{self.config.name or 'train'}: {self.threads} torch thread(s) (CPUs available to this process: {available_cpus()}; set train.threads to change); "
+            f"training loop: {'torch' if self.fused is None else 'fused'} (train.engine)",
+            file=sys.stderr,
+        )
 
     def _progress_bar(self):
         """A tqdm bar over the epochs (None without ``train.progress`` or off the main rank)."""

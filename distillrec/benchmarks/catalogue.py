@@ -47,8 +47,8 @@ from pathlib import Path
 
 import numpy as np
 
-from training.atomic import write_atomic
 from distillrec.benchmarks.environment import environment, footer, pyplot, run_conditions
+from training.atomic import write_atomic
 from training.errors import DistillrecError
 
 K = 10
@@ -138,7 +138,11 @@ def vector_stats(x: np.ndarray) -> dict:
     spec = np.linalg.svd(x - mean, compute_uv=False) ** 2
     p = spec[spec > 0] / spec.sum()
     cos = float(np.mean(x @ mean / (norms * np.linalg.norm(mean)))) if np.linalg.norm(mean) > 0 else 0.0
-    return {"effective_rank": round(float(np.exp(-(p * np.log(p)).sum())), 1), "cos_to_mean": round(cos, 3), "log_norm_sd": round(float(np.log(norms).std()), 3)}
+    return {
+        "effective_rank": round(float(np.exp(-(p * np.log(p)).sum())), 1),
+        "cos_to_mean": round(cos, 3),
+        "log_norm_sd": round(float(np.log(norms).std()), 3),
+    }
 
 
 # ------------------------------------------------------------------------------ measuring
@@ -350,7 +354,10 @@ def measure_catalogue(n_items: int, dim: int, role: str, s: CatalogueSettings, l
     flat = build_exact(cat)
     flat_build = {"build_s": time.perf_counter() - t0, "rss_delta_bytes": rss_bytes() - rss0}
     vectors = stored_vectors(flat)
-    stats = {"items": vector_stats(vectors[np.random.default_rng(s.seed).choice(n_items, min(n_items, 2000), replace=False)]), "users": vector_stats(eval_q[:2000])}
+    stats = {
+        "items": vector_stats(vectors[np.random.default_rng(s.seed).choice(n_items, min(n_items, 2000), replace=False)]),
+        "users": vector_stats(eval_q[:2000]),
+    }
     # ground truth: exact top-k of every tuning and evaluation query (batched: the BLAS path)
     exact_tune, exact_eval = flat.search(tune_q, K)[1], flat.search(eval_q, K)[1]
 
@@ -359,8 +366,20 @@ def measure_catalogue(n_items: int, dim: int, role: str, s: CatalogueSettings, l
     if "flat" in s.methods:
         # a full scan costs the same for every query: fewer timed queries suffice (and 1M × 200 scans are slow)
         timings = time_queries(flat, eval_q[: s.exact_queries], K, s.warmup, s.repeats)
-        rows.append({**base, "method": "flat", "factory": "Flat", "params": {}, "recall_at_10": 1.0, "recall_at_10_tuning": 1.0,
-                     **latency_summary(timings), **flat_build, "index_bytes": index_bytes(flat), "data_stats": stats})
+        rows.append(
+            {
+                **base,
+                "method": "flat",
+                "factory": "Flat",
+                "params": {},
+                "recall_at_10": 1.0,
+                "recall_at_10_tuning": 1.0,
+                **latency_summary(timings),
+                **flat_build,
+                "index_bytes": index_bytes(flat),
+                "data_stats": stats,
+            }
+        )
         log(_progress(rows[-1]))
     for method in (m for m in s.methods if m != "flat"):
         faiss.omp_set_num_threads(s.build_threads)
@@ -372,10 +391,23 @@ def measure_catalogue(n_items: int, dim: int, role: str, s: CatalogueSettings, l
         chosen, sweep = tune(index, pname, grid, tune_q, exact_tune, s.target_recall, K)
         row = {**base, "method": method, "factory": factory, "build_params": details, "sweep": sweep, **build, "index_bytes": index_bytes(index)}
         if chosen is None:
-            row.update({"params": {}, "recall_at_10": None, "recall_at_10_tuning": sweep[-1]["recall_at_10"], "error": f"no {pname} in {grid[0]}…{grid[-1]} reaches recall@10 ≥ {s.target_recall}"})
+            row.update(
+                {
+                    "params": {},
+                    "recall_at_10": None,
+                    "recall_at_10_tuning": sweep[-1]["recall_at_10"],
+                    "error": f"no {pname} in {grid[0]}…{grid[-1]} reaches recall@10 ≥ {s.target_recall}",
+                }
+            )
         else:
             set_param(index, pname, chosen)
-            row.update({"params": {pname: chosen}, "recall_at_10": round(recall_at_k(index.search(eval_q, K)[1], exact_eval), 4), "recall_at_10_tuning": sweep[-1]["recall_at_10"]})
+            row.update(
+                {
+                    "params": {pname: chosen},
+                    "recall_at_10": round(recall_at_k(index.search(eval_q, K)[1], exact_eval), 4),
+                    "recall_at_10_tuning": sweep[-1]["recall_at_10"],
+                }
+            )
             row.update(latency_summary(time_queries(index, eval_q, K, s.warmup, s.repeats)))
         rows.append(row)
         log(_progress(row))
@@ -403,7 +435,9 @@ def headline(rows: list[dict], s: CatalogueSettings) -> dict:
     exact = {r["role"]: r for r in at if r["method"] == "flat"}
     out = {"n_items": n, "student": None, "teacher_exact": None, "student_exact": None, "within_p99_limit": None}
     if best:
-        out["student"] = {k: best[k] for k in ("method", "factory", "params", "recall_at_10", "p50_ms", "p99_ms", "p99_ms_first_pass", "cpu_p99_ms", "index_bytes")}
+        out["student"] = {
+            k: best[k] for k in ("method", "factory", "params", "recall_at_10", "p50_ms", "p99_ms", "p99_ms_first_pass", "cpu_p99_ms", "index_bytes")
+        }
     for role in ("teacher", "student"):
         if role in exact:
             out[f"{role}_exact"] = {k: exact[role][k] for k in ("p50_ms", "p99_ms", "index_bytes")}
@@ -432,7 +466,9 @@ def render_markdown(report: dict) -> str:
             lat = f"{r['p50_ms']:.3f} | {r['p90_ms']:.3f} | {r['p99_ms']:.3f} | {r['p99_ms_first_pass']:.3f} | {r['cpu_p99_ms']:.3f} | {r['qps_single_thread']:,.0f}"
         else:
             lat = "— | — | — | — | — | —"
-        lines.append(f"| {r['n_items']:,} | {r['dim']} ({r['role']}) | {r['factory']} | {params} | {rec} | {lat} | {r['build_s']:.1f} | {_mib(r['index_bytes'])} | {_mib(r['rss_delta_bytes'])} |")
+        lines.append(
+            f"| {r['n_items']:,} | {r['dim']} ({r['role']}) | {r['factory']} | {params} | {rec} | {lat} | {r['build_s']:.1f} | {_mib(r['index_bytes'])} | {_mib(r['rss_delta_bytes'])} |"
+        )
     lines += ["", f"**At {h['n_items']:,} items:**"]
     if h["student"]:
         st = h["student"]
@@ -451,11 +487,18 @@ def render_markdown(report: dict) -> str:
     else:
         lines.append(f"- no approximate student index reached recall@10 ≥ {s['target_recall']}.")
     if h["within_p99_limit"] is not None:
-        lines.append(f"- limit `--max-p99-ms {s['max_p99_ms']}` (student, approximate index at recall@10 ≥ {s['target_recall']}, one thread): **{'within' if h['within_p99_limit'] else 'EXCEEDED'}**.")
+        lines.append(
+            f"- limit `--max-p99-ms {s['max_p99_ms']}` (student, approximate index at recall@10 ≥ {s['target_recall']}, one thread): **{'within' if h['within_p99_limit'] else 'EXCEEDED'}**."
+        )
     stats = {(r["n_items"], r["dim"]): r["data_stats"] for r in rows if "data_stats" in r}
     if stats:
         lines += ["", "Synthetic vectors (2,000-row samples): effective rank / mean cosine to the mean vector / sd of log-norms —"]
-        lines.append("; ".join(f"{n:,}×{d}: items {v['items']['effective_rank']} / {v['items']['cos_to_mean']} / {v['items']['log_norm_sd']}, users {v['users']['effective_rank']} / {v['users']['cos_to_mean']} / {v['users']['log_norm_sd']}" for (n, d), v in sorted(stats.items())))
+        lines.append(
+            "; ".join(
+                f"{n:,}×{d}: items {v['items']['effective_rank']} / {v['items']['cos_to_mean']} / {v['items']['log_norm_sd']}, users {v['users']['effective_rank']} / {v['users']['cos_to_mean']} / {v['users']['log_norm_sd']}"
+                for (n, d), v in sorted(stats.items())
+            )
+        )
     lines += [
         "",
         f"Data: `{s['data']}` synthetic catalogues (see docs/benchmarks.md); queries: {s['tune_queries']:,} for tuning, {s['queries']:,} other ones for recall and timing "
@@ -481,8 +524,14 @@ def plot(report: dict, path: Path) -> bool:
     for ax, q in zip(axes, ("p50_ms", "p99_ms")):
         for (dim, role, method), rs in sorted(series.items()):
             rs = sorted(rs, key=lambda r: r["n_items"])
-            ax.plot([r["n_items"] for r in rs], [r[q] for r in rs], marker="o" if role == "student" else "s", color=COLOURS[method],
-                    linestyle="-" if role == "student" else "--", label=f"{role} d={dim} {method}")
+            ax.plot(
+                [r["n_items"] for r in rs],
+                [r[q] for r in rs],
+                marker="o" if role == "student" else "s",
+                color=COLOURS[method],
+                linestyle="-" if role == "student" else "--",
+                label=f"{role} d={dim} {method}",
+            )
         ax.axhline(1.0, color="grey", linewidth=0.8, linestyle=":", label="1 ms")
         ax.set(xscale="log", yscale="log", xlabel="items in the catalogue", title=f"{q[:3]} per query, 1 thread")
         ax.grid(True, which="both", alpha=0.3)
@@ -500,12 +549,19 @@ def command_line(s: CatalogueSettings, out: Path) -> str:
     d = CatalogueSettings()
     parts = ["distillrec bench catalogue", "--sizes " + ",".join(str(n) for n in s.sizes)]
     for flag, value, default in (
-        ("--student-dim", s.student_dim, d.student_dim), ("--teacher-dim", s.teacher_dim, d.teacher_dim),
-        ("--methods", ",".join(s.methods), ",".join(d.methods)), ("--queries", s.queries, d.queries),
-        ("--tune-queries", s.tune_queries, d.tune_queries), ("--exact-queries", s.exact_queries, d.exact_queries),
-        ("--warmup", s.warmup, d.warmup), ("--repeats", s.repeats, d.repeats),
-        ("--target-recall", s.target_recall, d.target_recall), ("--build-threads", s.build_threads, d.build_threads),
-        ("--train-points-per-list", s.train_points_per_list, d.train_points_per_list), ("--seed", s.seed, d.seed), ("--data", s.data, d.data),
+        ("--student-dim", s.student_dim, d.student_dim),
+        ("--teacher-dim", s.teacher_dim, d.teacher_dim),
+        ("--methods", ",".join(s.methods), ",".join(d.methods)),
+        ("--queries", s.queries, d.queries),
+        ("--tune-queries", s.tune_queries, d.tune_queries),
+        ("--exact-queries", s.exact_queries, d.exact_queries),
+        ("--warmup", s.warmup, d.warmup),
+        ("--repeats", s.repeats, d.repeats),
+        ("--target-recall", s.target_recall, d.target_recall),
+        ("--build-threads", s.build_threads, d.build_threads),
+        ("--train-points-per-list", s.train_points_per_list, d.train_points_per_list),
+        ("--seed", s.seed, d.seed),
+        ("--data", s.data, d.data),
         ("--max-p99-ms", s.max_p99_ms, d.max_p99_ms),
     ):
         if value != default:
@@ -524,8 +580,14 @@ def run(out: Path, s: CatalogueSettings, log=print) -> dict:
     s.check()
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    report = {"benchmark": "catalogue", "command": command_line(s, out), "environment": run_environment(), "settings": {**asdict(s), "k": K},
-              "data_model": asdict(DataModel(kind=s.data)), "rows": []}
+    report = {
+        "benchmark": "catalogue",
+        "command": command_line(s, out),
+        "environment": run_environment(),
+        "settings": {**asdict(s), "k": K},
+        "data_model": asdict(DataModel(kind=s.data)),
+        "rows": [],
+    }
     started = time.perf_counter()
     for n in sorted(s.sizes):
         for role, dim in (("student", s.student_dim), ("teacher", s.teacher_dim)):

@@ -25,10 +25,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from service.comparison import Target, run_comparison
 from distillrec.benchmarks.environment import conditions_line, environment, publish, pyplot, run_conditions
 from distillrec.benchmarks.service_latency import _user_sample, parse_hey, run_load
 from distillrec.local_service import LocalService
+from service.comparison import Target, run_comparison
 
 SHADOW_TARGET_OVERHEAD = 0.10  # p99 overhead allowed at a 10 % mirror fraction
 SHADOW_LOAD_CONCURRENCY = 16
@@ -42,14 +42,28 @@ def compare_endpoints(servers: dict[str, LocalService], student: str, teachers: 
             targets = [Target(teacher, "url", servers[teacher].base), Target(student, "url", servers[student].base)]
             run = asyncio.run(run_comparison(targets, users, k, c, timeout=10.0, max_seconds=600.0, reference=0))
             t, s = run["targets"]
-            rows.append({
-                "teacher": teacher, "concurrency": c, "users": run["users_done"], "wall_s": run["wall_s"],
-                "teacher_p50_ms": t["p50_ms"], "teacher_p99_ms": t["p99_ms"], "student_p50_ms": s["p50_ms"], "student_p99_ms": s["p99_ms"],
-                "p50_ratio": _ratio(t["p50_ms"], s["p50_ms"]), "p99_ratio": _ratio(t["p99_ms"], s["p99_ms"]),
-                "teacher_rps": t["throughput_rps"], "student_rps": s["throughput_rps"],
-                "errors": t["errors"] + s["errors"], "agreement": s["agreement"],
-            })
-            print(f"  {teacher} vs {student} at concurrency {c}: p50 {t['p50_ms']:.2f} / {s['p50_ms']:.2f} ms, overlap {s['agreement']['overlap_at_k']:.3f}", flush=True)
+            rows.append(
+                {
+                    "teacher": teacher,
+                    "concurrency": c,
+                    "users": run["users_done"],
+                    "wall_s": run["wall_s"],
+                    "teacher_p50_ms": t["p50_ms"],
+                    "teacher_p99_ms": t["p99_ms"],
+                    "student_p50_ms": s["p50_ms"],
+                    "student_p99_ms": s["p99_ms"],
+                    "p50_ratio": _ratio(t["p50_ms"], s["p50_ms"]),
+                    "p99_ratio": _ratio(t["p99_ms"], s["p99_ms"]),
+                    "teacher_rps": t["throughput_rps"],
+                    "student_rps": s["throughput_rps"],
+                    "errors": t["errors"] + s["errors"],
+                    "agreement": s["agreement"],
+                }
+            )
+            print(
+                f"  {teacher} vs {student} at concurrency {c}: p50 {t['p50_ms']:.2f} / {s['p50_ms']:.2f} ms, overlap {s['agreement']['overlap_at_k']:.3f}",
+                flush=True,
+            )
     return rows
 
 
@@ -58,7 +72,22 @@ def measured_load(server: LocalService, tool: str, concurrency: int, duration: i
     cpu0 = server.cpu_seconds()
     url = f"{server.base}/v1/recommend"
     if rate:
-        cmd = ["hey", "-z", f"{duration}s", "-c", str(concurrency), "-q", f"{rate / concurrency:g}", "-m", "POST", "-T", "application/json", "-d", bodies[0], url]
+        cmd = [
+            "hey",
+            "-z",
+            f"{duration}s",
+            "-c",
+            str(concurrency),
+            "-q",
+            f"{rate / concurrency:g}",
+            "-m",
+            "POST",
+            "-T",
+            "application/json",
+            "-d",
+            bodies[0],
+            url,
+        ]
         out = subprocess.run(cmd, capture_output=True, text=True, timeout=duration + 60, check=True).stdout
         result = {**parse_hey(out), "command": " ".join(cmd[:-3] + ["BODY", url])}
     else:
@@ -67,18 +96,27 @@ def measured_load(server: LocalService, tool: str, concurrency: int, duration: i
     return result
 
 
-def load_ratios(servers: dict[str, LocalService], student: str, teachers: list[str], bodies: list[str], concurrencies: list[int], tool: str, duration: int, workdir: Path) -> list[dict]:
+def load_ratios(
+    servers: dict[str, LocalService], student: str, teachers: list[str], bodies: list[str], concurrencies: list[int], tool: str, duration: int, workdir: Path
+) -> list[dict]:
     """wrk/hey against the teacher's and the student's process alone (same users), alternating which goes first."""
     rows = []
     for i, (teacher, c) in enumerate((t, c) for t in teachers for c in concurrencies):
         order = [teacher, student] if i % 2 == 0 else [student, teacher]
         res = {name: measured_load(servers[name], tool, c, duration, bodies, workdir) for name in order}
         t, s = res[teacher], res[student]
-        rows.append({
-            "teacher": teacher, "concurrency": c, "teacher_load": t, "student_load": s,
-            "p50_ratio": _ratio(t["p50_ms"], s["p50_ms"]), "p99_ratio": _ratio(t["p99_ms"], s["p99_ms"]),
-            "rps_ratio": _ratio(s["rps"], t["rps"]), "cpu_ratio": _ratio(t["server_cpu_ms"], s["server_cpu_ms"]),
-        })
+        rows.append(
+            {
+                "teacher": teacher,
+                "concurrency": c,
+                "teacher_load": t,
+                "student_load": s,
+                "p50_ratio": _ratio(t["p50_ms"], s["p50_ms"]),
+                "p99_ratio": _ratio(t["p99_ms"], s["p99_ms"]),
+                "rps_ratio": _ratio(s["rps"], t["rps"]),
+                "cpu_ratio": _ratio(t["server_cpu_ms"], s["server_cpu_ms"]),
+            }
+        )
         print(f"  {tool} c={c}: {teacher} p50 {t['p50_ms']:.2f} ms {t['rps']:.0f} req/s, {student} p50 {s['p50_ms']:.2f} ms {s['rps']:.0f} req/s", flush=True)
     return rows
 
@@ -104,11 +142,27 @@ def _shadow_counts(base: str, endpoint: str) -> dict:
 
 def bench_service(models_dir: Path, default_model: str, settings: dict | None = None) -> LocalService:
     """One service process as the benchmark runs it: one ONNX Runtime and one OpenMP thread, quiet logs."""
-    return LocalService(models_dir, default_model, settings={"BENCHMARK_MAX_REQUESTS": 1000, "ORT_THREADS": 1, **(settings or {})}, quiet=True, extra_env={"OMP_NUM_THREADS": "1"})
+    return LocalService(
+        models_dir,
+        default_model,
+        settings={"BENCHMARK_MAX_REQUESTS": 1000, "ORT_THREADS": 1, **(settings or {})},
+        quiet=True,
+        extra_env={"OMP_NUM_THREADS": "1"},
+    )
 
 
-def shadow_overhead(models_dir: Path, student: str, teacher: LocalService, users: list[str], fractions: list[float], tool: str, duration: int, rounds: int, workdir: Path,
-                    rate: int | None = None) -> list[dict]:
+def shadow_overhead(
+    models_dir: Path,
+    student: str,
+    teacher: LocalService,
+    users: list[str],
+    fractions: list[float],
+    tool: str,
+    duration: int,
+    rounds: int,
+    workdir: Path,
+    rate: int | None = None,
+) -> list[dict]:
     """The student's latency under load with shadow mode at each fraction (0 = off), rounds alternating."""
     endpoint = "shadow-teacher"
     servers = {}
@@ -123,14 +177,17 @@ def shadow_overhead(models_dir: Path, student: str, teacher: LocalService, users
         bodies = [json.dumps({"user_id": u, "k": 10}) for u in users]
         runs: dict[float, list[dict]] = {f: [] for f in fractions}
         for r in range(rounds):
-            order = fractions[r % len(fractions):] + fractions[: r % len(fractions)]  # who goes first rotates
+            order = fractions[r % len(fractions) :] + fractions[: r % len(fractions)]  # who goes first rotates
             for f in order:
                 before = _shadow_counts(servers[f].base, endpoint)
                 result = measured_load(servers[f], tool, SHADOW_LOAD_CONCURRENCY, duration, bodies, workdir, rate)
                 time.sleep(1.0)  # let the last mirrors finish
                 after = _shadow_counts(servers[f].base, endpoint)
                 runs[f].append({**result, **{f"mirrors_{key}": after[key] - before[key] for key in after}})
-                print(f"  shadow {100 * f:.0f} %, round {r + 1}: p50 {result['p50_ms']:.2f} ms, p99 {result['p99_ms']:.2f} ms, {result['rps']:.0f} req/s", flush=True)
+                print(
+                    f"  shadow {100 * f:.0f} %, round {r + 1}: p50 {result['p50_ms']:.2f} ms, p99 {result['p99_ms']:.2f} ms, {result['rps']:.0f} req/s",
+                    flush=True,
+                )
     finally:
         for server in servers.values():
             server.stop()
@@ -149,9 +206,22 @@ def shadow_overhead(models_dir: Path, student: str, teacher: LocalService, users
     return rows
 
 
-def run(models_dir: Path, student: str, teachers: list[str], out: Path, requests: int = 500, concurrency: list[int] | None = None, k: int = 10,
-        shadow_teacher: str | None = None, fractions: list[float] | None = None, tool: str = "wrk", duration: int = 10, rounds: int = 3, rate: int | None = None,
-        command: str = "") -> dict:
+def run(
+    models_dir: Path,
+    student: str,
+    teachers: list[str],
+    out: Path,
+    requests: int = 500,
+    concurrency: list[int] | None = None,
+    k: int = 10,
+    shadow_teacher: str | None = None,
+    fractions: list[float] | None = None,
+    tool: str = "wrk",
+    duration: int = 10,
+    rounds: int = 3,
+    rate: int | None = None,
+    command: str = "",
+) -> dict:
     """Runs both parts (see the module doc); writes endpoints.json / .md / .png into ``out``; returns the report."""
     concurrency = concurrency or [1, 16]
     fractions = fractions or [0.0, 0.1, 1.0]
@@ -176,14 +246,33 @@ def run(models_dir: Path, student: str, teachers: list[str], out: Path, requests
         for server in servers.values():
             server.stop()
     report = {
-        "student": student, "teachers": teachers, "users": len(users), "k": k, "concurrency": concurrency,
-        "compare": compared, "load": {"tool": tool, "duration_s": duration, "rows": loads},
-        "shadow": {"teacher": shadow_teacher, "tool": "hey" if rate else tool, "rate": rate, "duration_s": duration, "rounds": rounds, "load_concurrency": SHADOW_LOAD_CONCURRENCY, "rows": shadow},
-        "environment": {**environment(("numpy", "onnxruntime", "faiss-cpu", "fastapi", "uvicorn", "httpx")), **conditions}, "command": command,
+        "student": student,
+        "teachers": teachers,
+        "users": len(users),
+        "k": k,
+        "concurrency": concurrency,
+        "compare": compared,
+        "load": {"tool": tool, "duration_s": duration, "rows": loads},
+        "shadow": {
+            "teacher": shadow_teacher,
+            "tool": "hey" if rate else tool,
+            "rate": rate,
+            "duration_s": duration,
+            "rounds": rounds,
+            "load_concurrency": SHADOW_LOAD_CONCURRENCY,
+            "rows": shadow,
+        },
+        "environment": {**environment(("numpy", "onnxruntime", "faiss-cpu", "fastapi", "uvicorn", "httpx")), **conditions},
+        "command": command,
     }
     ten = next((row for row in shadow if abs(row["fraction"] - 0.1) < 1e-9), None)
-    report["shadow_target"] = {"fraction": 0.1, "max_p99_overhead": SHADOW_TARGET_OVERHEAD, "p99_overhead": ten["p99_overhead"] if ten else None,
-                               "cpu_overhead": ten["cpu_overhead"] if ten else None, "met": bool(ten and ten["p99_overhead"] < SHADOW_TARGET_OVERHEAD)}
+    report["shadow_target"] = {
+        "fraction": 0.1,
+        "max_p99_overhead": SHADOW_TARGET_OVERHEAD,
+        "p99_overhead": ten["p99_overhead"] if ten else None,
+        "cpu_overhead": ten["cpu_overhead"] if ten else None,
+        "met": bool(ten and ten["p99_overhead"] < SHADOW_TARGET_OVERHEAD),
+    }
     publish(out, "endpoints", report, markdown(report))
     if plot(report, Path(out) / "endpoints.png"):
         print(f"wrote {Path(out) / 'endpoints.png'}")
@@ -241,8 +330,11 @@ def markdown(report: dict) -> list[str]:
         )
     t = report["shadow_target"]
     if t["p99_overhead"] is not None:
-        lines += ["", f"Shadow mode at 10 %: p99 {100 * t['p99_overhead']:+.1f} % against off (target: under {100 * t['max_p99_overhead']:.0f} %) — "
-                  f"{'met' if t['met'] else 'missed'}; the student's CPU time per request {100 * t['cpu_overhead']:+.1f} %."]
+        lines += [
+            "",
+            f"Shadow mode at 10 %: p99 {100 * t['p99_overhead']:+.1f} % against off (target: under {100 * t['max_p99_overhead']:.0f} %) — "
+            f"{'met' if t['met'] else 'missed'}; the student's CPU time per request {100 * t['cpu_overhead']:+.1f} %.",
+        ]
     conditions = conditions_line(report["environment"])
     return lines + (["", f"Run conditions: {conditions}."] if conditions else [])
 

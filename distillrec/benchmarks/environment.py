@@ -8,6 +8,7 @@ import os
 import platform
 import sys
 from importlib import metadata
+from pathlib import Path
 
 #: the latency percentiles the benchmarks record (for their CDF plots)
 LATENCY_PERCENTILES = (1, 5, 10, 25, 50, 75, 90, 95, 99, 99.9)
@@ -15,7 +16,7 @@ LATENCY_PERCENTILES = (1, 5, 10, 25, 50, 75, 90, 95, 99, 99.9)
 
 def _cpu_model() -> str:
     try:
-        for line in open("/proc/cpuinfo"):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
                 return line.split(":", 1)[1].strip()
     except OSError:

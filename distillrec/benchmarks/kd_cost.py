@@ -63,8 +63,10 @@ def floor_batches(users, items, excluded, n_items: int, batch_size: int, negativ
     neg = sample_excluding(rng, users, excluded, negatives, unique=False, n_items=n_items)
     order = rng.permutation(len(users))
     u, i, n = (torch.from_numpy(a[order]) for a in (users, items, neg))
-    return [batch_entity_set(Batch(u[s : s + batch_size], i[s : s + batch_size], n[s : s + batch_size], 0, b))
-            for b, s in enumerate(range(0, len(users), batch_size))]
+    return [
+        batch_entity_set(Batch(u[s : s + batch_size], i[s : s + batch_size], n[s : s + batch_size], 0, b))
+        for b, s in enumerate(range(0, len(users), batch_size))
+    ]
 
 
 class ExpertFloor:
@@ -119,7 +121,7 @@ class ExpertFloor:
                             work.append((x[sl], h[sl], o[sl], g_x[sl], g_h[sl], bank.w1[m], bank.w2[m], g_w1[m], g_w2[m]))
                             start += cnt
                 t0 = time.perf_counter()
-                for x, h, o, g_x, g_h, w1, w2, g_w1, g_w2 in work:
+                for x, h, o, _g_x, _g_h, w1, w2, _g_w1, _g_w2 in work:
                     torch.mm(x, w1, out=h)
                     torch.mm(h, w2, out=o)
                 for x, h, o, g_x, g_h, w1, w2, g_w1, g_w2 in work:  # o stands in for the output gradient
@@ -188,14 +190,16 @@ def run(out: Path, experiment: Path, epochs: int, at_epochs: list[int], threads:
         t0 = time.perf_counter()
         kd = build_methods(cfg) if methods else []
         trainer = Trainer(cfg, dataset, model, Path(tmp.name) / str(i), methods=kd, teacher=prep["artifacts"])
-        rows.append({
-            "label": label,
-            "methods": methods,
-            "setup_s": time.perf_counter() - t0,
-            "training_only_parameters": sum(p.numel() for p in trainer.methods.parameters()),
-            "student_parameters": model.num_parameters(),
-            "epoch_seconds": {str(e): [] for e in at_epochs},
-        })
+        rows.append(
+            {
+                "label": label,
+                "methods": methods,
+                "setup_s": time.perf_counter() - t0,
+                "training_only_parameters": sum(p.numel() for p in trainer.methods.parameters()),
+                "student_parameters": model.num_parameters(),
+                "epoch_seconds": {str(e): [] for e in at_epochs},
+            }
+        )
         for m in trainer.methods:  # ConCF: time its epochs with the consensus learning on
             if hasattr(m, "warm_up"):
                 m.warm_up(model)
@@ -232,7 +236,9 @@ def run(out: Path, experiment: Path, epochs: int, at_epochs: list[int], threads:
             row["floor_median_s"] = {e: statistics.median(v) for e, v in row["floor_seconds"].items()}
             row["floor_ratio_to_scratch"] = {e: (scratch[e] + row["floor_median_s"][e]) / scratch[e] for e in scratch}
 
-    command = f"distillrec bench kd-cost --experiment {experiment} --epochs {epochs} --at-epochs {','.join(map(str, at_epochs))}" + (f" --threads {threads}" if threads else "")
+    command = f"distillrec bench kd-cost --experiment {experiment} --epochs {epochs} --at-epochs {','.join(map(str, at_epochs))}" + (
+        f" --threads {threads}" if threads else ""
+    )
     report = {
         "benchmark": "kd-cost",
         "command": command,
@@ -244,17 +250,30 @@ def run(out: Path, experiment: Path, epochs: int, at_epochs: list[int], threads:
         "torch_threads": torch.get_num_threads(),
         "rows": rows,
     }
-    head = ["method", *[f"s/epoch @ epoch {e}" for e in at_epochs], *[f"× scratch @ {e}" for e in at_epochs], *[f"floor ÷ scratch @ {e}" for e in at_epochs], "refresh s", "training-only params"]
+    head = [
+        "method",
+        *[f"s/epoch @ epoch {e}" for e in at_epochs],
+        *[f"× scratch @ {e}" for e in at_epochs],
+        *[f"floor ÷ scratch @ {e}" for e in at_epochs],
+        "refresh s",
+        "training-only params",
+    ]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for row in rows:
-        lines.append("| " + " | ".join([
-            row["label"],
-            *[f"{row['median_s'][str(e)]:.2f}" for e in at_epochs],
-            *[f"{row['ratio_to_scratch'][str(e)]:.1f}×" for e in at_epochs],
-            *[f"{row['floor_ratio_to_scratch'][str(e)]:.1f}×" if "floor_ratio_to_scratch" in row else "–" for e in at_epochs],
-            f"{row['refresh_median_s']:.2f}" if "refresh_median_s" in row else "–",
-            f"{row['training_only_parameters']:,}" if row["training_only_parameters"] else "–",
-        ]) + " |")
+        lines.append(
+            "| "
+            + " | ".join(
+                [
+                    row["label"],
+                    *[f"{row['median_s'][str(e)]:.2f}" for e in at_epochs],
+                    *[f"{row['ratio_to_scratch'][str(e)]:.1f}×" for e in at_epochs],
+                    *[f"{row['floor_ratio_to_scratch'][str(e)]:.1f}×" if "floor_ratio_to_scratch" in row else "–" for e in at_epochs],
+                    f"{row['refresh_median_s']:.2f}" if "refresh_median_s" in row else "–",
+                    f"{row['training_only_parameters']:,}" if row["training_only_parameters"] else "–",
+                ]
+            )
+            + " |"
+        )
     prep_line = ", ".join(f"{k} {v:.1f} s" for k, v in prep["times"].items())
     lines += [
         "",

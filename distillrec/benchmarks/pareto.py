@@ -32,8 +32,8 @@ from pathlib import Path
 
 import numpy as np
 
-from training.atomic import write_atomic
 from distillrec.benchmarks.environment import LATENCY_PERCENTILES, environment, footer, pyplot, run_conditions
+from training.atomic import write_atomic
 from training.errors import DistillrecError
 
 TEACHER_ROLES = ("teacher", "ensemble")
@@ -113,7 +113,7 @@ def time_models(models: dict, s: ParetoSettings) -> dict[str, dict[str, np.ndarr
     wall, cpu = time.perf_counter, time.thread_time
     for r in range(s.rounds):
         lo, hi = bounds[r], bounds[r + 1]
-        for name in names[r % len(names):] + names[: r % len(names)]:
+        for name in names[r % len(names) :] + names[: r % len(names)]:
             rec, block = models[name], users[name][lo:hi]
             for u in block[: s.warmup]:
                 rec.recommend(u, s.k)
@@ -153,30 +153,38 @@ def build_rows(models: dict, times: dict, s: ParetoSettings) -> list[dict]:
     for name, rec in models.items():
         m = rec.manifest
         w, c = times[name]["wall"], times[name]["cpu"]
-        rows.append({
-            "bundle": name,
-            "version": m.version,
-            "role": m.role,
-            "family": m.family,
-            "dim": m.dim,
-            "member_dims": [mem.manifest.dim for mem in getattr(rec, "members", [])] or None,
-            "parameters": m.parameters,
-            "score_function": m.score_function,
-            "index": m.index.factory if m.index else None,
-            "data": {"name": m.data.name, "split": m.data.split, "fingerprint": m.data.fingerprint, "users": m.data.n_users, "items": m.data.n_items},
-            "teacher": m.teacher,
-            "kd": [k.get("method", k) if isinstance(k, dict) else k for k in m.kd],
-            "offline": offline(m, s),
-            "requests": int(len(w)),
-            **latency_summary(w),
-            **{f"cpu_p{q}_ms": _pct(c, q) for q in (50, 99)},
-            "percentiles_ms": {str(q): _pct(w, q) for q in LATENCY_PERCENTILES},
-        })
+        rows.append(
+            {
+                "bundle": name,
+                "version": m.version,
+                "role": m.role,
+                "family": m.family,
+                "dim": m.dim,
+                "member_dims": [mem.manifest.dim for mem in getattr(rec, "members", [])] or None,
+                "parameters": m.parameters,
+                "score_function": m.score_function,
+                "index": m.index.factory if m.index else None,
+                "data": {"name": m.data.name, "split": m.data.split, "fingerprint": m.data.fingerprint, "users": m.data.n_users, "items": m.data.n_items},
+                "teacher": m.teacher,
+                "kd": [k.get("method", k) if isinstance(k, dict) else k for k in m.kd],
+                "offline": offline(m, s),
+                "requests": int(len(w)),
+                **latency_summary(w),
+                **{f"cpu_p{q}_ms": _pct(c, q) for q in (50, 99)},
+                "percentiles_ms": {str(q): _pct(w, q) for q in LATENCY_PERCENTILES},
+            }
+        )
     slowest = max(r["p50_ms"] for r in rows)
     for r in rows:
         r["speedup_vs_slowest"] = slowest / max(r["p50_ms"], 1e-12)
-        teachers = [t for t in rows if t["role"] in TEACHER_ROLES and t["offline"]["value"] is not None
-                    and t["data"]["fingerprint"] == r["data"]["fingerprint"] and t["offline"]["protocol"] == r["offline"]["protocol"]]
+        teachers = [
+            t
+            for t in rows
+            if t["role"] in TEACHER_ROLES
+            and t["offline"]["value"] is not None
+            and t["data"]["fingerprint"] == r["data"]["fingerprint"]
+            and t["offline"]["protocol"] == r["offline"]["protocol"]
+        ]
         best = max(teachers, key=lambda t: t["offline"]["value"], default=None)
         r["best_teacher"] = best["bundle"] if best else None
         ok = best is not None and r["offline"]["value"] is not None and best["offline"]["value"] > 0
@@ -196,8 +204,14 @@ def mark_pareto(rows: list[dict], cost: str, flag: str) -> None:
         if a is None:
             r[flag] = None
             continue
-        peers = [o for o in rows if o is not r and o["offline"]["value"] is not None
-                 and o["data"]["fingerprint"] == r["data"]["fingerprint"] and o["offline"]["protocol"] == r["offline"]["protocol"]]
+        peers = [
+            o
+            for o in rows
+            if o is not r
+            and o["offline"]["value"] is not None
+            and o["data"]["fingerprint"] == r["data"]["fingerprint"]
+            and o["offline"]["protocol"] == r["offline"]["protocol"]
+        ]
         r[flag] = not any(o[cost] <= r[cost] and o["offline"]["value"] >= a and (o[cost] < r[cost] or o["offline"]["value"] > a) for o in peers)
 
 
@@ -263,18 +277,35 @@ def plot(report: dict, path: Path) -> bool:
         colour = COLOURS.get(r["role"], "tab:grey")
         ax.plot([x, r["p99_ms"]], [y, y], color=colour, linewidth=1, alpha=0.5)
         ax.scatter([x], [y], s=40 + 1400 * r["parameters"] / biggest, color=colour, alpha=0.55, edgecolors="black", linewidths=0.6, zorder=3)
-        ax.annotate(f"{r['bundle']}\n{r['parameters']:,} params" + (f", d={r['dim']}" if r["dim"] else ""), (x, y), xytext=(8, 6),
-                    textcoords="offset points", fontsize=7)
+        ax.annotate(
+            f"{r['bundle']}\n{r['parameters']:,} params" + (f", d={r['dim']}" if r["dim"] else ""),
+            (x, y),
+            xytext=(8, 6),
+            textcoords="offset points",
+            fontsize=7,
+        )
     front = sorted((r for r in rows if r["pareto_latency"]), key=lambda r: r["p50_ms"])
     if len(front) > 1:
-        ax.step([r["p50_ms"] for r in front], [r["offline"]["value"] for r in front], where="post", color="grey", linestyle="--", linewidth=0.9, label="Pareto front (latency)")
+        ax.step(
+            [r["p50_ms"] for r in front],
+            [r["offline"]["value"] for r in front],
+            where="post",
+            color="grey",
+            linestyle="--",
+            linewidth=0.9,
+            label="Pareto front (latency)",
+        )
     for role, colour in COLOURS.items():
         if any(r["role"] == role for r in rows):
             ax.scatter([], [], color=colour, alpha=0.55, edgecolors="black", linewidths=0.6, s=60, label=role)
     s = report["settings"]
     protocols = sorted({r["offline"]["protocol"] or "?" for r in rows})
-    ax.set(xscale="log", xlabel="p50 latency per recommendation, ms (in-process, 1 thread; line to p99)",
-           ylabel=f"{s['metric']} ({s['part']}, {'/'.join(protocols)} ranking)", title="Accuracy vs latency vs parameters (marker area ∝ parameters)")
+    ax.set(
+        xscale="log",
+        xlabel="p50 latency per recommendation, ms (in-process, 1 thread; line to p99)",
+        ylabel=f"{s['metric']} ({s['part']}, {'/'.join(protocols)} ranking)",
+        title="Accuracy vs latency vs parameters (marker area ∝ parameters)",
+    )
     xs = [r["p50_ms"] for r in rows] + [r["p99_ms"] for r in rows]
     if xs:
         ax.set_xlim(min(xs) / 1.6, max(xs) * 2.5)

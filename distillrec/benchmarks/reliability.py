@@ -100,7 +100,9 @@ class Client:
         self.case: Case | None = None
         self._lock = threading.Lock()
 
-    def call(self, method: str, path: str, body=None, ok=(200,), headers: dict | None = None, raw: bytes | None = None, timeout: float = 120) -> tuple[int, bytes]:
+    def call(
+        self, method: str, path: str, body=None, ok=(200,), headers: dict | None = None, raw: bytes | None = None, timeout: float = 120
+    ) -> tuple[int, bytes]:
         """``method path`` (``body`` as JSON, or ``raw`` bytes) → (status, body); 0 when the connection failed."""
         hdrs = dict(headers if headers is not None else {"content-type": "application/json"})
         data = raw if raw is not None else (None if body is None else json.dumps(body).encode())
@@ -232,7 +234,10 @@ def case_bad_latest(h: Harness, case: Case) -> None:
         case.check(h.token.encode() not in public and h.canary.encode() not in public, f"{what}: a public answer leaks the environment")
         case.check(str(h.models).encode() not in public, f"{what}: a public answer shows a server path")
         case.check(len(public) < 64 * 1024, f"{what}: public answers are {len(public)} bytes")
-        case.check(h.client.call("POST", "/v1/recommend", {"user_id": h.user_ids(h.student)[0], "model": h.student})[0] == 200, f"{what}: the other bundle stopped serving")
+        case.check(
+            h.client.call("POST", "/v1/recommend", {"user_id": h.user_ids(h.student)[0], "model": h.student})[0] == 200,
+            f"{what}: the other bundle stopped serving",
+        )
     shutil.rmtree(bundle)
     h.client.admin("/v1/admin/reload")
 
@@ -426,7 +431,14 @@ def speed(h: Harness, rounds: int, duration: int = 10, concurrency: int = 16) ->
         for _ in range(rounds):
             health = run_load("wrk", base + "/healthz", concurrency, duration, None, Path(tmp))
             rec = run_load("wrk", base + "/v1/recommend", concurrency, duration, bodies, Path(tmp))
-            rows.append({"healthz_rps": round(health["rps"]), "recommend_rps": round(rec["rps"]), "ratio": round(rec["rps"] / health["rps"], 3), "errors": health["errors"] + rec["errors"]})
+            rows.append(
+                {
+                    "healthz_rps": round(health["rps"]),
+                    "recommend_rps": round(rec["rps"]),
+                    "ratio": round(rec["rps"] / health["rps"], 3),
+                    "errors": health["errors"] + rec["errors"],
+                }
+            )
             print(f"  speed round: {rows[-1]}", flush=True)
     return {"concurrency": concurrency, "duration_s": duration, "rounds": rows, "median_ratio": statistics.median(r["ratio"] for r in rows)}
 
@@ -439,19 +451,32 @@ def markdown(cases: list[Case], speed_report: dict | None) -> str:
     ]
     for c in cases:
         result = "pass" if c.passed else "FAIL: " + "; ".join(c.failed_checks)
-        lines.append(f"| {c.name} | {c.requests} | {c.expected_non_2xx} | {c.unexpected} | {c.server_errors} | {c.crashes} | {c.rss_before_mb:.0f} → {c.rss_after_mb:.0f} | {result} |")
+        lines.append(
+            f"| {c.name} | {c.requests} | {c.expected_non_2xx} | {c.unexpected} | {c.server_errors} | {c.crashes} | {c.rss_before_mb:.0f} → {c.rss_after_mb:.0f} | {result} |"
+        )
     for c in cases:
         extra = {k: v for k, v in c.notes.items() if k != "samples"}
         if extra:
             lines.append(f"\n{c.name}: " + ", ".join(f"{k} {v}" for k, v in extra.items()))
     if speed_report:
         ratios = ", ".join(str(r["ratio"]) for r in speed_report["rounds"])
-        lines.append(f"\nrecommend ÷ healthz throughput at concurrency {speed_report['concurrency']} (wrk): median {speed_report['median_ratio']:.3f} (rounds: {ratios})")
+        lines.append(
+            f"\nrecommend ÷ healthz throughput at concurrency {speed_report['concurrency']} (wrk): median {speed_report['median_ratio']:.3f} (rounds: {ratios})"
+        )
     return "\n".join(lines)
 
 
-def run(models_dir: Path, student: str, scorer: str, out: Path, soak_seconds: float = 600, speed_rounds: int = 0, only: list[str] | None = None,
-        memory_limit_mb: float = 150.0, benchmark_seconds: float = 5.0) -> int:
+def run(
+    models_dir: Path,
+    student: str,
+    scorer: str,
+    out: Path,
+    soak_seconds: float = 600,
+    speed_rounds: int = 0,
+    only: list[str] | None = None,
+    memory_limit_mb: float = 150.0,
+    benchmark_seconds: float = 5.0,
+) -> int:
     """Runs the cases (and the soak and speed, if asked); returns the exit status (1 when a case failed)."""
     out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="distillrec-reliability-") as tmp:
@@ -492,10 +517,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def register_cli(bsub) -> None:
     """``distillrec bench reliability``."""
-    p = bsub.add_parser("reliability", help="hostile requests, broken bundle files, scorer memory and a soak against the service on 127.0.0.1",
-                        description=DESCRIPTION)
+    p = bsub.add_parser(
+        "reliability", help="hostile requests, broken bundle files, scorer memory and a soak against the service on 127.0.0.1", description=DESCRIPTION
+    )
     add_arguments(p)
-    p.set_defaults(handler=lambda args: run(Path(args.models_dir), args.student, args.scorer, Path(args.out), args.soak_seconds, args.speed_rounds, args.only, args.memory_limit_mb))
+    p.set_defaults(
+        handler=lambda args: run(
+            Path(args.models_dir), args.student, args.scorer, Path(args.out), args.soak_seconds, args.speed_rounds, args.only, args.memory_limit_mb
+        )
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -58,9 +58,8 @@ def _train(name: str, work: Path, out: str, dataset, extra: list[str] = (), meth
     from training.runs import train_run
 
     if methods:
-        from training.distill.train_student import distill_run
-
         from training.config import DistillConfig
+        from training.distill.train_student import distill_run
 
         cfg = _config(name, work, extra)
         cfg.distill = DistillConfig(teacher=work / "teacher", methods=methods)
@@ -182,7 +181,9 @@ def growth_exponent(xs: list[float], ys: list[float]) -> float | None:
 
 def run(out: Path, sizes: list[int], wide: list[int], stages: list[str], timeout: float, requests: int, seed: int = 0) -> dict:
     out.mkdir(parents=True, exist_ok=True)
-    _fresh_warm = subprocess.run([sys.executable, "-m", "distillrec.benchmarks.scale", "--warm", "--work", str(out / "work" / "warm")], capture_output=True, text=True)
+    _fresh_warm = subprocess.run(
+        [sys.executable, "-m", "distillrec.benchmarks.scale", "--warm", "--work", str(out / "work" / "warm")], capture_output=True, text=True
+    )
     if _fresh_warm.returncode != 0:
         raise SystemExit(f"warming the compiled kernels failed: {_fresh_warm.stderr.strip()[-500:]}")
     results = []
@@ -199,7 +200,10 @@ def run(out: Path, sizes: list[int], wide: list[int], stages: list[str], timeout
                 continue
             entry["stages"][stage] = _fresh(stage, work, timeout, requests)
             row = entry["stages"][stage]
-            print(f"{shape.name}: {stage}: " + (row["error"] if "error" in row else f"{row['seconds']:.2f} s, peak RSS {row['peak_rss_mib']:.0f} MiB"), file=sys.stderr)
+            print(
+                f"{shape.name}: {stage}: " + (row["error"] if "error" in row else f"{row['seconds']:.2f} s, peak RSS {row['peak_rss_mib']:.0f} MiB"),
+                file=sys.stderr,
+            )
         results.append(entry)
         (out / "scale.json").write_text(json.dumps({"sizes": results}, indent=2))  # partial results survive an interrupted run
     return report(out, results, stages, sizes, wide, timeout, requests)
@@ -211,8 +215,11 @@ def report(out: Path, results: list[dict], stages: list[str], sizes: list[int], 
     for stage in stages:
         ok = [r for r in plain if "seconds" in r["stages"].get(stage, {})]
         exponents[stage] = growth_exponent([r["interactions"] for r in ok], [r["stages"][stage]["seconds"] for r in ok])
-    command = (f"distillrec bench scale --sizes {','.join(map(str, sizes))}" + (f" --wide {','.join(map(str, wide))}" if wide else "")
-               + f" --stages {','.join(stages)} --timeout {timeout:.0f} --requests {requests} --out {out}")
+    command = (
+        f"distillrec bench scale --sizes {','.join(map(str, sizes))}"
+        + (f" --wide {','.join(map(str, wide))}" if wide else "")
+        + f" --stages {','.join(stages)} --timeout {timeout:.0f} --requests {requests} --out {out}"
+    )
     rep = {"benchmark": "scale", "command": command, "environment": environment(), "sizes": results, "exponents": exponents}
 
     def cell(r: dict, stage: str) -> str:
@@ -228,15 +235,27 @@ def report(out: Path, results: list[dict], stages: list[str], sizes: list[int], 
         lines.append(f"| {stage} | " + " | ".join(cell(r, stage) for r in results) + f" | {'' if e is None else f'{e:.2f}'} |")
     pairs = [r for r in results if "seconds" in r["stages"].get("student", {})]
     if pairs:
-        lines += ["", "Student epoch, training pairs (user, positive, negative) per second: " + ", ".join(
-            f"{r['size']}: {r['stages']['student']['train_interactions'] * 4 / r['stages']['student']['seconds'] / 1e6:.2f} M" for r in pairs)]
+        lines += [
+            "",
+            "Student epoch, training pairs (user, positive, negative) per second: "
+            + ", ".join(f"{r['size']}: {r['stages']['student']['train_interactions'] * 4 / r['stages']['student']['seconds'] / 1e6:.2f} M" for r in pairs),
+        ]
     served = [r for r in results if "flat_p50_ms" in r["stages"].get("service", {})]
     if served:
-        lines += ["", "In-process recommend (k=10) p50 / p99 ms, exact · HNSW index: " + ", ".join(
-            f"{r['size']}: {s['flat_p50_ms']:.2f} / {s['flat_p99_ms']:.2f} · {s['hnsw_p50_ms']:.2f} / {s['hnsw_p99_ms']:.2f}"
-            for r in served for s in [r["stages"]["service"]])]
-    lines += ["", "Cells: seconds / peak resident memory of the stage's own process (it also holds the data); exponent: slope of "
-              "log(seconds) against log(interactions) over the MovieLens-shaped sizes."]
+        lines += [
+            "",
+            "In-process recommend (k=10) p50 / p99 ms, exact · HNSW index: "
+            + ", ".join(
+                f"{r['size']}: {s['flat_p50_ms']:.2f} / {s['flat_p99_ms']:.2f} · {s['hnsw_p50_ms']:.2f} / {s['hnsw_p99_ms']:.2f}"
+                for r in served
+                for s in [r["stages"]["service"]]
+            ),
+        ]
+    lines += [
+        "",
+        "Cells: seconds / peak resident memory of the stage's own process (it also holds the data); exponent: slope of "
+        "log(seconds) against log(interactions) over the MovieLens-shaped sizes.",
+    ]
     _plot(out / "scale.png", plain, stages)
     publish(out, "scale", rep, lines)
     return rep

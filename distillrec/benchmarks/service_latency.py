@@ -65,14 +65,17 @@ end"""
         make = """init = function(args)
   reqs[1] = wrk.format("GET", nil)
 end"""
-    return f"""local reqs = {{}}
+    return (
+        f"""local reqs = {{}}
 local i = 0
 {make}
 request = function()
   i = i % #reqs + 1
   return reqs[i]
 end
-""" + WRK_DONE
+"""
+        + WRK_DONE
+    )
 
 
 WRK_DONE = """
@@ -157,8 +160,15 @@ def in_process(models_dir: Path, bundle: str, n: int, seed: int = 0) -> dict:
         rec.recommend(u, 10)
         lat[i] = time.perf_counter() - t0
     summary = {k: v for k, v in latency_summary(lat).items() if k != "requests_per_second"}
-    return {"bundle": bundle, "role": rec.role, "family": rec.family, "parameters": rec.manifest.parameters, "requests": n,
-            **summary, "percentiles_ms": {str(q): float(np.percentile(lat * 1e3, q)) for q in LATENCY_PERCENTILES}}
+    return {
+        "bundle": bundle,
+        "role": rec.role,
+        "family": rec.family,
+        "parameters": rec.manifest.parameters,
+        "requests": n,
+        **summary,
+        "percentiles_ms": {str(q): float(np.percentile(lat * 1e3, q)) for q in LATENCY_PERCENTILES},
+    }
 
 
 def median_of(rows: list[dict], key: str) -> float:
@@ -211,9 +221,22 @@ def _user_sample(models_dir: Path, models: list[str], size: int = 512) -> list[s
     return [ids[i] for i in np.random.default_rng(0).integers(0, len(ids), size=min(len(ids), size))]
 
 
-def run(models_dir: Path, student: str, teachers: list[str], out: Path, tool: str = "wrk", duration: int = 10, concurrency=DEFAULT_CONCURRENCY,
-        rounds: int = 3, bench_requests: int = 1000, in_process_requests: int = 5000, ort_threads: int = 1, command: str = "",
-        sweep_rounds: int = 1, teacher_in_process_requests: int | None = None) -> dict:
+def run(
+    models_dir: Path,
+    student: str,
+    teachers: list[str],
+    out: Path,
+    tool: str = "wrk",
+    duration: int = 10,
+    concurrency=DEFAULT_CONCURRENCY,
+    rounds: int = 3,
+    bench_requests: int = 1000,
+    in_process_requests: int = 5000,
+    ort_threads: int = 1,
+    command: str = "",
+    sweep_rounds: int = 1,
+    teacher_in_process_requests: int | None = None,
+) -> dict:
     """Runs the measurements (see the module doc); writes JSON + markdown + PNG into ``out``; returns the report.
 
     ``concurrency``: an int or a list (comma-separated string allowed). ``teacher_in_process_requests``
@@ -227,8 +250,13 @@ def run(models_dir: Path, student: str, teachers: list[str], out: Path, tool: st
     env = {**environment(), **run_conditions()}
     inproc_all = [in_process(models_dir, student, in_process_requests)] + [in_process(models_dir, t, n_teacher) for t in teachers]
     inproc = inproc_all[0]
-    server = LocalService(models_dir, student, settings={"BENCHMARK_MAX_REQUESTS": max(bench_requests, 1), "ORT_THREADS": ort_threads},
-                          quiet=True, extra_env={"OMP_NUM_THREADS": "1"})
+    server = LocalService(
+        models_dir,
+        student,
+        settings={"BENCHMARK_MAX_REQUESTS": max(bench_requests, 1), "ORT_THREADS": ort_threads},
+        quiet=True,
+        extra_env={"OMP_NUM_THREADS": "1"},
+    )
     try:
         ready = server.start()
         loaded = {b["name"]: b for b in ready["loaded"]}
@@ -257,8 +285,14 @@ def run(models_dir: Path, student: str, teachers: list[str], out: Path, tool: st
             for r in range(rounds):
                 order = ["healthz", student] if r % 2 == 0 else [student, "healthz"]
                 res = {("healthz" if what == "healthz" else "recommend"): measure(what, head, work) for what in order}
-                rows.append({"round": r + 1, **res, "rps_ratio": res["recommend"]["rps"] / res["healthz"]["rps"],
-                             "cpu_ratio": res["healthz"]["server_cpu_us"] / res["recommend"]["server_cpu_us"]})
+                rows.append(
+                    {
+                        "round": r + 1,
+                        **res,
+                        "rps_ratio": res["recommend"]["rps"] / res["healthz"]["rps"],
+                        "cpu_ratio": res["healthz"]["server_cpu_us"] / res["recommend"]["server_cpu_us"],
+                    }
+                )
             sweep[("healthz", head)] = [r["healthz"] for r in rows]
             sweep[(student, head)] = [r["recommend"] for r in rows]
             # the sweep: every target at every concurrency; the order flips from one concurrency to the next
@@ -267,7 +301,9 @@ def run(models_dir: Path, student: str, teachers: list[str], out: Path, tool: st
                 for target in targets if i % 2 == 0 else targets[::-1]:
                     if (target, c) not in sweep:
                         sweep[(target, c)] = [measure(target, c, work) for _ in range(sweep_rounds)]
-        bench = request_json("POST", server.base + "/v1/benchmark", {"models": [student, *teachers], "requests": bench_requests, "k": 10, "warmup": min(50, bench_requests)})
+        bench = request_json(
+            "POST", server.base + "/v1/benchmark", {"models": [student, *teachers], "requests": bench_requests, "k": 10, "warmup": min(50, bench_requests)}
+        )
     finally:
         server.stop()
 
@@ -295,7 +331,8 @@ def run(models_dir: Path, student: str, teachers: list[str], out: Path, tool: st
     by_model = {row["model"]: row for row in bench["results"]}
     speedups = {t: by_model[t]["p50_ms"] / by_model[student]["p50_ms"] for t in teachers}
     checks = {
-        f"recommend RPS >= {TARGETS['rps_ratio']} x healthz RPS at concurrency {head} (median of per-round ratios)": summary["rps_ratio"] >= TARGETS["rps_ratio"],
+        f"recommend RPS >= {TARGETS['rps_ratio']} x healthz RPS at concurrency {head} (median of per-round ratios)": summary["rps_ratio"]
+        >= TARGETS["rps_ratio"],
         f"recommend p99 <= {TARGETS['p99_ms']:g} ms at concurrency {head} (median over rounds)": summary["recommend_p99_ms"] <= TARGETS["p99_ms"],
         "zero errors (every load run)": summary["load_errors"] == 0,
         f"in-process student p99 <= {TARGETS['in_process_p99_ms']} ms": inproc["p99_ms"] <= TARGETS["in_process_p99_ms"],
@@ -353,8 +390,11 @@ def markdown(report: dict, student: str) -> str:
         f"**{s['recommend_p50_ms']:.2f} / {s['recommend_p95_ms']:.2f} / {s['recommend_p99_ms']:.2f}** | **{s['errors']}** | "
         f"**{s['healthz_server_cpu_us']:.0f} / {s['recommend_server_cpu_us']:.0f} ({s['cpu_ratio']:.2f})** |"
     )
-    lines += ["", "Server CPU per request (user + system time of the uvicorn process / requests) does not depend on other load on the machine; "
-              "its healthz/recommend ratio is the throughput ratio a dedicated core would show."]
+    lines += [
+        "",
+        "Server CPU per request (user + system time of the uvicorn process / requests) does not depend on other load on the machine; "
+        "its healthz/recommend ratio is the throughput ratio a dedicated core would show.",
+    ]
     if report.get("load"):
         lines += [
             "",
@@ -412,6 +452,7 @@ def plot(report: dict, path: Path) -> bool:
     if plt is None:
         return False
     import matplotlib.ticker
+
     fig, (ax_lat, ax_rps, ax_in) = plt.subplots(1, 3, figsize=(15, 4.6))
     targets = list(dict.fromkeys(row["target"] for row in report["load"]))
     colours = {t: plt.cm.tab10(i) for i, t in enumerate(targets)}

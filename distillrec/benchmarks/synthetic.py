@@ -70,8 +70,7 @@ def generate(shape: Shape, seed: int = 0, item_exponent: float = 1.0, user_expon
     n_u, n_i, n = shape.n_users, shape.n_items, shape.n_interactions
     floor = min(min_per_user, n // n_u)
     activity = _power_weights(n_u, user_exponent, rng)
-    users = np.concatenate([np.repeat(np.arange(n_u, dtype=np.int64), floor),
-                            rng.choice(n_u, size=n - floor * n_u, p=activity).astype(np.int64)])
+    users = np.concatenate([np.repeat(np.arange(n_u, dtype=np.int64), floor), rng.choice(n_u, size=n - floor * n_u, p=activity).astype(np.int64)])
     cdf = np.cumsum(_power_weights(n_i, item_exponent, rng))
     items = np.minimum(np.searchsorted(cdf, rng.random(n) * cdf[-1]), n_i - 1).astype(np.int64)
     keep = np.unique(users * n_i + items, return_index=True)[1]
@@ -94,8 +93,14 @@ def write_log(shape: Shape, path: str | Path, seed: int = 0) -> dict:
         pq.write_table(table, path)
     else:
         pacsv.write_csv(table, path)
-    return {"path": str(path), "shape": shape.name, "users": int(len(np.unique(users))), "items": int(len(np.unique(items))),
-            "interactions": int(len(users)), "bytes": path.stat().st_size}
+    return {
+        "path": str(path),
+        "shape": shape.name,
+        "users": int(len(np.unique(users))),
+        "items": int(len(np.unique(items))),
+        "interactions": int(len(users)),
+        "bytes": path.stat().st_size,
+    }
 
 
 def data_config(path: str | Path) -> dict:

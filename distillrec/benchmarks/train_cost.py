@@ -23,7 +23,6 @@ from pathlib import Path
 
 from distillrec.benchmarks.environment import environment, publish
 
-
 CONFIG = Path(__file__).resolve().parents[2] / "configs" / "ml-100k" / "bpr-teacher.yaml"
 
 
@@ -39,7 +38,9 @@ def measure_one(dim: int, epochs: int, threads: int | None, engine: str = "torch
     from training.trainer import Trainer
 
     rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    overrides = [f"model.dim={dim}", f"train.epochs={epochs + 1}", "train.progress=false", f"train.engine={engine}"] + ([f"train.threads={threads}"] if threads else [])
+    overrides = [f"model.dim={dim}", f"train.epochs={epochs + 1}", "train.progress=false", f"train.engine={engine}"] + (
+        [f"train.threads={threads}"] if threads else []
+    )
     cfg = load_config(CONFIG, overrides)
     ds = load_dataset(cfg.data)
     model = model_from_config(cfg.model, ds.n_users, ds.n_items, ds.train)
@@ -83,7 +84,7 @@ def run(out: Path, dims: list[int], epochs: int, threads: int | None, engines: t
                 proc = subprocess.run(cmd, capture_output=True, text=True, check=True)
                 runs.setdefault((engine, dim), []).append(json.loads(proc.stdout.strip().splitlines()[-1]))
     rows = []
-    for (engine, dim), done in runs.items():
+    for done in runs.values():
         row = dict(done[0])
         for key in ("median_epoch_seconds", "pairs_per_second", "peak_rss_mib"):
             row[key] = statistics.median(r[key] for r in done)
@@ -94,19 +95,30 @@ def run(out: Path, dims: list[int], epochs: int, threads: int | None, engines: t
     for r in rows:
         if r["dim"] in torch_s:
             r["speedup_over_torch"] = torch_s[r["dim"]] / r["median_epoch_seconds"]
-    command = (f"distillrec bench train-cost --dims {','.join(map(str, dims))} --epochs {epochs} --engines {','.join(engines)} --rounds {rounds}"
-               + (f" --threads {threads}" if threads else "") + f" --out {out}")
+    command = (
+        f"distillrec bench train-cost --dims {','.join(map(str, dims))} --epochs {epochs} --engines {','.join(engines)} --rounds {rounds}"
+        + (f" --threads {threads}" if threads else "")
+        + f" --out {out}"
+    )
     report = {"benchmark": "train-cost", "command": command, "environment": environment(), "rows": rows}
-    publish(out, "train_cost", report, [
-        "| model | loop | dim | parameters | median s/epoch | training pairs/s | × torch loop | peak RSS (MiB) |",
-        "|---|---|---|---|---|---|---|---|",
-        *(f"| BPR-MF | {r['engine']} | {r['dim']} | {r['parameters']:,} | {r['median_epoch_seconds']:.3f} | {r['pairs_per_second'] / 1e6:.2f} M | "
-          f"{r.get('speedup_over_torch', float('nan')):.1f} | {r['peak_rss_mib']:.0f} |" for r in rows),
-        "",
-        f"MovieLens-100K, {rows[0]['interactions_per_epoch']:,} training interactions per epoch, batch {rows[0]['batch_size']}, "
-        f"{rows[0]['negatives']} negatives (the shipped configs); a training pair is one (user, positive, negative) triple; "
-        f"median of {epochs} epochs per process, median over {rounds} alternating round(s).",
-    ])
+    publish(
+        out,
+        "train_cost",
+        report,
+        [
+            "| model | loop | dim | parameters | median s/epoch | training pairs/s | × torch loop | peak RSS (MiB) |",
+            "|---|---|---|---|---|---|---|---|",
+            *(
+                f"| BPR-MF | {r['engine']} | {r['dim']} | {r['parameters']:,} | {r['median_epoch_seconds']:.3f} | {r['pairs_per_second'] / 1e6:.2f} M | "
+                f"{r.get('speedup_over_torch', float('nan')):.1f} | {r['peak_rss_mib']:.0f} |"
+                for r in rows
+            ),
+            "",
+            f"MovieLens-100K, {rows[0]['interactions_per_epoch']:,} training interactions per epoch, batch {rows[0]['batch_size']}, "
+            f"{rows[0]['negatives']} negatives (the shipped configs); a training pair is one (user, positive, negative) triple; "
+            f"median of {epochs} epochs per process, median over {rounds} alternating round(s).",
+        ],
+    )
     return report
 
 

@@ -6,7 +6,11 @@ from __future__ import annotations
 def register(sub) -> None:
     p = sub.add_parser("bench", help="run a benchmark (prints tables, writes JSON)", description="Benchmarks print markdown tables and write JSON into --out.")
     bsub = p.add_subparsers(dest="bench_command", metavar="BENCHMARK", required=True)
-    tc = bsub.add_parser("train-cost", help="epoch time, training pairs/s and peak memory of BPR-MF training on MovieLens-100K (torch and fused loops)", description="Epoch time, training pairs per second and peak resident memory (RSS) of BPR-MF (matrix factorisation, Bayesian Personalized Ranking loss) training on MovieLens-100K, with the torch and the fused training loops, each dimension in a fresh process.")
+    tc = bsub.add_parser(
+        "train-cost",
+        help="epoch time, training pairs/s and peak memory of BPR-MF training on MovieLens-100K (torch and fused loops)",
+        description="Epoch time, training pairs per second and peak resident memory (RSS) of BPR-MF (matrix factorisation, Bayesian Personalized Ranking loss) training on MovieLens-100K, with the torch and the fused training loops, each dimension in a fresh process.",
+    )
     tc.add_argument("--dims", default="20,200", help="comma-separated embedding dimensions (default 20,200)")
     tc.add_argument("--epochs", type=int, default=5, help="epochs to time per dimension (median reported)")
     tc.add_argument("--threads", type=int, default=None, help="torch threads (default: the CPUs available to the process)")
@@ -48,12 +52,17 @@ def register(sub) -> None:
     sv.add_argument("--teachers", default="", help="comma-separated teacher bundles, loaded over HTTP and in /v1/benchmark (NeuMF, ensemble ...)")
     sv.add_argument("--tool", choices=["wrk", "hey"], default="wrk", help="load generator (default wrk: a random user per request)")
     sv.add_argument("--duration", type=int, default=10, help="seconds per load run (default 10)")
-    sv.add_argument("--concurrency", default="1,4,16", help="comma-separated concurrent connections of the sweep (default 1,4,16); "
-                    "the headline targets are measured at 16 if listed, else at the largest")
+    sv.add_argument(
+        "--concurrency",
+        default="1,4,16",
+        help="comma-separated concurrent connections of the sweep (default 1,4,16); the headline targets are measured at 16 if listed, else at the largest",
+    )
     sv.add_argument("--rounds", type=int, default=3, help="healthz/student rounds at the headline concurrency; medians are reported (default 3)")
     sv.add_argument("--sweep-rounds", type=int, default=1, help="load runs per (model, concurrency) of the sweep; medians are reported (default 1)")
     sv.add_argument("--bench-requests", type=int, default=1000, help="requests per model in /v1/benchmark (default 1000)")
-    sv.add_argument("--in-process-requests", type=int, default=5000, help="in-process recommendations timed for the student (default 5000; teachers: a fifth, at least 200)")
+    sv.add_argument(
+        "--in-process-requests", type=int, default=5000, help="in-process recommendations timed for the student (default 5000; teachers: a fifth, at least 200)"
+    )
     sv.add_argument("--ort-threads", type=int, default=1, help="ONNX Runtime intra-op threads in the server (default 1)")
     sv.add_argument("--out", default="results/bench-service", help="folder for service_latency.json / .md / .png")
     sv.set_defaults(handler=run_service)
@@ -86,7 +95,11 @@ def register_scale(bsub) -> None:
             "scale.json, scale.md and scale.png into --out."
         ),
     )
-    sc.add_argument("--sizes", default="100000,300000,1000000", help="comma-separated interaction counts of the MovieLens-shaped logs (default 100000,300000,1000000; MovieLens-20M is 20000000)")
+    sc.add_argument(
+        "--sizes",
+        default="100000,300000,1000000",
+        help="comma-separated interaction counts of the MovieLens-shaped logs (default 100000,300000,1000000; MovieLens-20M is 20000000)",
+    )
     sc.add_argument("--wide", default="", help="comma-separated interaction counts of wide-catalogue logs (1,000,000 items); default none")
     sc.add_argument("--stages", default=",".join(STAGES), help=f"comma-separated stages to run (default all: {','.join(STAGES)})")
     sc.add_argument("--timeout", type=float, default=3600, help="seconds one stage may run before it is reported as failed (default 3600)")
@@ -159,9 +172,13 @@ def register_catalogue(bsub) -> None:
     ct.add_argument("--train-points-per-list", type=int, default=64, help="IVF k-means sample per list (default 64; FAISS wants >= 39)")
     ct.add_argument("--data", choices=["mixture", "iid"], default="mixture", help="synthetic model: calibrated mixture (default) or iid Gaussian")
     ct.add_argument("--seed", type=int, default=0)
-    ct.add_argument("--max-p99-ms", type=float, default=None,
-                    help="acceptance limit: exit 1 when the student's fastest approximate index at the largest catalogue "
-                         "(at --target-recall) has a p99 above this many ms, e.g. 1.0 (default: no limit, exit 0)")
+    ct.add_argument(
+        "--max-p99-ms",
+        type=float,
+        default=None,
+        help="acceptance limit: exit 1 when the student's fastest approximate index at the largest catalogue "
+        "(at --target-recall) has a p99 above this many ms, e.g. 1.0 (default: no limit, exit 0)",
+    )
     ct.add_argument("--out", default="results/bench-catalogue", help="folder for catalogue.json / .md / .png")
     ct.set_defaults(handler=run_catalogue)
 
@@ -198,9 +215,21 @@ def run_service(args) -> int:
         concurrency = parse_concurrency(args.concurrency)
     except ValueError as exc:
         raise DistillrecError(str(exc)) from None
-    report = run(Path(args.models_dir), args.student, teachers, Path(args.out), tool=args.tool, duration=args.duration, concurrency=concurrency,
-                 rounds=args.rounds, bench_requests=args.bench_requests, in_process_requests=args.in_process_requests,
-                 ort_threads=args.ort_threads, command=command, sweep_rounds=args.sweep_rounds)
+    report = run(
+        Path(args.models_dir),
+        args.student,
+        teachers,
+        Path(args.out),
+        tool=args.tool,
+        duration=args.duration,
+        concurrency=concurrency,
+        rounds=args.rounds,
+        bench_requests=args.bench_requests,
+        in_process_requests=args.in_process_requests,
+        ort_threads=args.ort_threads,
+        command=command,
+        sweep_rounds=args.sweep_rounds,
+    )
     return 0 if all(report["checks"].values()) else 1
 
 
@@ -210,8 +239,16 @@ def run_pareto(args) -> int:
     from distillrec.benchmarks.pareto import ParetoSettings, run
 
     bundles = [b for b in args.bundles.split(",") if b] if args.bundles else None
-    settings = ParetoSettings(requests=args.requests, rounds=args.rounds, warmup=args.warmup, k=args.k, metric=args.metric, part=args.part,
-                        ort_threads=args.ort_threads, seed=args.seed)
+    settings = ParetoSettings(
+        requests=args.requests,
+        rounds=args.rounds,
+        warmup=args.warmup,
+        k=args.k,
+        metric=args.metric,
+        part=args.part,
+        ort_threads=args.ort_threads,
+        seed=args.seed,
+    )
     report = run(Path(args.models_dir), Path(args.out), bundles, settings)
     return 1 if report["failed"] else 0
 
@@ -236,10 +273,20 @@ def run_catalogue(args) -> int:
     sizes = tuple(_count(v) for v in args.sizes.split(",")) if args.sizes else (QUICK_SIZES if args.quick else DEFAULT_SIZES)
     quick_queries = 300 if args.quick else None
     settings = CatalogueSettings(
-        sizes=sizes, student_dim=args.student_dim, teacher_dim=args.teacher_dim, methods=tuple(m for m in args.methods.split(",") if m),
-        queries=args.queries or quick_queries or 2000, tune_queries=args.tune_queries or quick_queries or 1000,
-        exact_queries=min(args.exact_queries, args.queries or quick_queries or 2000), warmup=args.warmup, repeats=args.repeats,
-        target_recall=args.target_recall, build_threads=args.build_threads, train_points_per_list=args.train_points_per_list, seed=args.seed, data=args.data,
+        sizes=sizes,
+        student_dim=args.student_dim,
+        teacher_dim=args.teacher_dim,
+        methods=tuple(m for m in args.methods.split(",") if m),
+        queries=args.queries or quick_queries or 2000,
+        tune_queries=args.tune_queries or quick_queries or 1000,
+        exact_queries=min(args.exact_queries, args.queries or quick_queries or 2000),
+        warmup=args.warmup,
+        repeats=args.repeats,
+        target_recall=args.target_recall,
+        build_threads=args.build_threads,
+        train_points_per_list=args.train_points_per_list,
+        seed=args.seed,
+        data=args.data,
         max_p99_ms=args.max_p99_ms,
     )
     report = run(Path(args.out), settings)

@@ -29,7 +29,12 @@ def register(bsub) -> None:
     p.add_argument("--tool", choices=["wrk", "hey"], default="wrk", help="load generator of the shadow part (default wrk)")
     p.add_argument("--duration", type=int, default=10, help="seconds per shadow load run (default 10)")
     p.add_argument("--rounds", type=int, default=3, help="alternating rounds of the shadow part; medians are reported (default 3)")
-    p.add_argument("--rate", type=int, default=None, help="shadow part at this fixed total rate in requests per second with hey (default: closed loop, as fast as the student answers)")
+    p.add_argument(
+        "--rate",
+        type=int,
+        default=None,
+        help="shadow part at this fixed total rate in requests per second with hey (default: closed loop, as fast as the student answers)",
+    )
     p.add_argument("--out", default="results/bench-compare", help="folder for endpoints.json / .md / .png")
     p.set_defaults(handler=run)
 
@@ -51,7 +56,19 @@ def run(args) -> int:
         raise DistillrecError("--concurrency values must be at least 1 and --fractions between 0 and 1.")
     teachers = [t for t in args.teachers.split(",") if t]
     command = "distillrec " + " ".join(shlex.quote(a) for a in sys.argv[1:])
-    report = run_bench(Path(args.models_dir), args.student, teachers, Path(args.out), requests=args.requests, concurrency=concurrency,
-                       shadow_teacher=args.shadow_teacher, fractions=[0.0, *[f for f in fractions if f > 0]], tool=args.tool,
-                       duration=args.duration, rounds=args.rounds, rate=args.rate, command=command)
+    report = run_bench(
+        Path(args.models_dir),
+        args.student,
+        teachers,
+        Path(args.out),
+        requests=args.requests,
+        concurrency=concurrency,
+        shadow_teacher=args.shadow_teacher,
+        fractions=[0.0, *[f for f in fractions if f > 0]],
+        tool=args.tool,
+        duration=args.duration,
+        rounds=args.rounds,
+        rate=args.rate,
+        command=command,
+    )
     return 0 if report["shadow_target"]["met"] or report["shadow_target"]["p99_overhead"] is None else 1

@@ -16,9 +16,19 @@ def register(sub) -> None:
             "this command needs no torch. Writes compare.json, compare.md and compare.png into --out."
         ),
     )
-    p.add_argument("--student", required=True, metavar="URL[#MODEL]", help="the student service's base URL, e.g. http://127.0.0.1:8001 (#MODEL: the bundle to ask for; default: the service's default model)")
-    p.add_argument("--teacher", required=True, action="append", metavar="[NAME=]URL[#MODEL]",
-                   help="a teacher service, e.g. teacher=http://127.0.0.1:8002#ml100k-teacher (repeatable; agreement is measured against the first)")
+    p.add_argument(
+        "--student",
+        required=True,
+        metavar="URL[#MODEL]",
+        help="the student service's base URL, e.g. http://127.0.0.1:8001 (#MODEL: the bundle to ask for; default: the service's default model)",
+    )
+    p.add_argument(
+        "--teacher",
+        required=True,
+        action="append",
+        metavar="[NAME=]URL[#MODEL]",
+        help="a teacher service, e.g. teacher=http://127.0.0.1:8002#ml100k-teacher (repeatable; agreement is measured against the first)",
+    )
     p.add_argument("--users", required=True, help="user ids to sample from: a file with one id per line, a range such as 1-943, or a comma-separated list")
     p.add_argument("--requests", type=int, default=200, help="users sampled; every service gets one request per user (default 200)")
     p.add_argument("--concurrency", default="1", help="comma-separated users in flight, one run each (default 1), e.g. 1,16")
@@ -54,4 +64,3 @@ def run(args) -> int:
         print(f"wrote {path}")
     failed = all(t["ok"] == 0 for r in report["runs"] for t in r["targets"] if t["name"] == student.name)
     return 1 if failed else 0
-

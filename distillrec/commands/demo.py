@@ -29,5 +29,7 @@ def run(args) -> int:
 
     from distillrec.demo import DemoOptions, run_demo
 
-    opts = DemoOptions(runs_dir=Path(args.runs_dir), models_dir=Path(args.models_dir), port=args.port, exit_after=args.exit_after, progress=not args.no_progress)
+    opts = DemoOptions(
+        runs_dir=Path(args.runs_dir), models_dir=Path(args.models_dir), port=args.port, exit_after=args.exit_after, progress=not args.no_progress
+    )
     return run_demo(opts)

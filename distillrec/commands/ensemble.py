@@ -26,7 +26,11 @@ def register(sub) -> None:
     b.add_argument("--out", required=True, help="ensemble run folder, e.g. runs/hc-ml100k-ensemble")
     b.set_defaults(handler=run_build)
 
-    t = esub.add_parser("trajectory", help="store a teacher run's trajectory (top-N lists of a few checkpoints)", description="Write RUN/trajectory.npz from the run's periodic checkpoints and its best one.")
+    t = esub.add_parser(
+        "trajectory",
+        help="store a teacher run's trajectory (top-N lists of a few checkpoints)",
+        description="Write RUN/trajectory.npz from the run's periodic checkpoints and its best one.",
+    )
     t.add_argument("--run", required=True, help="teacher run folder trained with train.checkpoint_every > 0")
     t.add_argument("--fractions", default="0.1,0.3,0.6", help="earlier checkpoints at these fractions of the best epoch")
     t.add_argument("--top-n", type=int, default=100, help="items kept per user and checkpoint")
@@ -46,8 +50,7 @@ def register(sub) -> None:
     e = esub.add_parser(
         "experiment",
         help="the same as `distillrec experiment` (teachers → ensemble → students, then the table)",
-        description="The same command as `distillrec experiment`, kept under this name for existing scripts; "
-        "see `distillrec experiment --help`.",
+        description="The same command as `distillrec experiment`, kept under this name for existing scripts; see `distillrec experiment --help`.",
     )
     add_experiment_args(e)
 

@@ -24,8 +24,21 @@ def add_experiment_args(p) -> None:
     p.add_argument("--config", required=True, help="experiment config, e.g. configs/experiments/citeulike-loo.yaml or configs/hetcomp/ml100k.yaml")
     p.add_argument("--out", required=True, help="experiment folder, e.g. results/kd-citeulike-loo")
     p.add_argument("--only", action="append", default=None, metavar="LABEL", help="teacher run: train only this entry (repeatable; 'scratch' is an entry)")
-    p.add_argument("--seed", action="append", type=int, default=None, metavar="S", help="teacher run: train only this seed of the config (repeatable); parallel processes may train different seeds of one entry, and each rewrites the tables with every run finished so far")
-    p.add_argument("--force", action="append", default=[], metavar="STEP", help="ensemble: redo a step: all, teachers, ensemble, students, a run folder or a student label (repeatable)")
+    p.add_argument(
+        "--seed",
+        action="append",
+        type=int,
+        default=None,
+        metavar="S",
+        help="teacher run: train only this seed of the config (repeatable); parallel processes may train different seeds of one entry, and each rewrites the tables with every run finished so far",
+    )
+    p.add_argument(
+        "--force",
+        action="append",
+        default=[],
+        metavar="STEP",
+        help="ensemble: redo a step: all, teachers, ensemble, students, a run folder or a student label (repeatable)",
+    )
     p.add_argument("--report-only", "--table-only", dest="report_only", action="store_true", help="train nothing; rebuild the reports from the finished runs")
     p.set_defaults(handler=run)
 

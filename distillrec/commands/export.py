@@ -27,8 +27,12 @@ def register(sub) -> None:
     p.add_argument("--hnsw-m", type=int, default=32, help="hnsw: graph degree M (default 32)")
     p.add_argument("--ef-search", type=int, default=None, help="hnsw: pin efSearch instead of tuning it")
     p.add_argument("--opset", type=int, default=18, help="ONNX opset (default 18)")
-    p.add_argument("--refit-all", action="store_true", help="first retrain the run's config on every interaction (training, validation, test) for its selected "
-                   "epoch count, and export that model; the manifest keeps the selected run's offline metrics (runs of `distillrec train` only)")
+    p.add_argument(
+        "--refit-all",
+        action="store_true",
+        help="first retrain the run's config on every interaction (training, validation, test) for its selected "
+        "epoch count, and export that model; the manifest keeps the selected run's offline metrics (runs of `distillrec train` only)",
+    )
     p.set_defaults(handler=run)
 
 

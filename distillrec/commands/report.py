@@ -13,7 +13,11 @@ def register(sub) -> None:
         description="Read RUN/result.json of each run folder and print one markdown row per run (test metrics at the best validation epoch).",
     )
     p.add_argument("runs", nargs="+", help="run folders")
-    p.add_argument("--metrics", default="ndcg@10,hr@10", help="comma-separated test metrics to show (default ndcg@10,hr@10: normalised discounted cumulative gain and hit rate of the top 10)")
+    p.add_argument(
+        "--metrics",
+        default="ndcg@10,hr@10",
+        help="comma-separated test metrics to show (default ndcg@10,hr@10: normalised discounted cumulative gain and hit rate of the top 10)",
+    )
     p.add_argument(
         "--replay-stopping",
         metavar="PATIENCE:METRIC,METRIC,...",
@@ -32,9 +36,16 @@ def table(results: list[dict], metrics: list[str]) -> str:
     for r in results:
         test = r["test"]
         cells = [
-            r.get("name") or "", r["model"]["family"], str(r["model"]["dim"]), f"{r['model']['parameters']:,}", test["protocol"],
+            r.get("name") or "",
+            r["model"]["family"],
+            str(r["model"]["dim"]),
+            f"{r['model']['parameters']:,}",
+            test["protocol"],
             *[f"{test['metrics'][m]:.4f}" for m in metrics],
-            str(r["best_epoch"]), str(r["epochs"]), f"{r['train_seconds']:.0f}", f"{r['seconds_per_epoch']:.2f}",
+            str(r["best_epoch"]),
+            str(r["epochs"]),
+            f"{r['train_seconds']:.0f}",
+            f"{r['seconds_per_epoch']:.2f}",
         ]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
@@ -70,8 +81,10 @@ def replay_table(folders: list[str], rule: str) -> str:
         if missing:
             raise DistillrecError(f"{log}: the validation records have no {', '.join(missing)} (they have {', '.join(evals[0]['valid'])})")
         other = replay_stopping(evals, patience, metrics, select)
-        lines.append(f"| {folder} | {select} | {evals[-1]['epoch']} | {res['best_epoch']} | "
-                     f"{other['stop_epoch'] if other['stop_epoch'] is not None else 'not before ' + str(evals[-1]['epoch'])} | {other['best_epoch']} |")
+        lines.append(
+            f"| {folder} | {select} | {evals[-1]['epoch']} | {res['best_epoch']} | "
+            f"{other['stop_epoch'] if other['stop_epoch'] is not None else 'not before ' + str(evals[-1]['epoch'])} | {other['best_epoch']} |"
+        )
     return "\n".join(lines)
 
 

@@ -159,7 +159,7 @@ class Manifest(_Strict):
     files: list[FileEntry]
 
     @model_validator(mode="after")
-    def _consistent(self) -> "Manifest":
+    def _consistent(self) -> Manifest:
         listed = {f.path for f in self.files}
         required = set(COMMON_FILES)
         if self.score_function == "rank_aggregation":
@@ -291,7 +291,9 @@ def read_manifest(folder: str | Path) -> Manifest:
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise BundleError(f"{path}: not valid JSON ({exc}). Re-export the bundle.") from None
     if isinstance(raw, dict) and raw.get("schema_version") not in (None, SCHEMA_VERSION):
-        raise BundleError(f"{path}: schema_version {raw.get('schema_version')!r} is not supported (this service reads {SCHEMA_VERSION}). Re-export with this version of distillrec.")
+        raise BundleError(
+            f"{path}: schema_version {raw.get('schema_version')!r} is not supported (this service reads {SCHEMA_VERSION}). Re-export with this version of distillrec."
+        )
     try:
         return Manifest.model_validate(raw)
     except ValidationError as exc:
@@ -314,7 +316,9 @@ def verify_files(folder: str | Path, manifest: Manifest) -> None:
             raise BundleError(f"{path}: size {size} bytes, the manifest says {entry.bytes}: the file is corrupt or was changed. Re-export the bundle.")
         digest = sha256_file(path)
         if digest != entry.sha256:
-            raise BundleError(f"{path}: sha256 {digest[:12]}… does not match the manifest ({entry.sha256[:12]}…): the file is corrupt or was changed. Re-export the bundle.")
+            raise BundleError(
+                f"{path}: sha256 {digest[:12]}… does not match the manifest ({entry.sha256[:12]}…): the file is corrupt or was changed. Re-export the bundle."
+            )
 
 
 # ----------------------------------------------------------------------------- LATEST pointer
@@ -362,23 +366,31 @@ def read_latest(bundle_dir: str | Path, models_dir: str | Path | None = None) ->
     pointer = bundle_dir / LATEST
     _inside(bundle_dir, root, "bundle folder")
     if not pointer.exists() and not pointer.is_symlink():
-        raise BundleError(f"{pointer}: missing, so no version of bundle '{bundle_dir.name}' is published. Export one with `distillrec export --bundle {bundle_dir.name}`.")
+        raise BundleError(
+            f"{pointer}: missing, so no version of bundle '{bundle_dir.name}' is published. Export one with `distillrec export --bundle {bundle_dir.name}`."
+        )
     _inside(pointer, root, "LATEST pointer")
     try:
         info = pointer.stat()
         if not stat.S_ISREG(info.st_mode):
             raise BundleError(f"{pointer}: not a regular file. LATEST is a small text file written by `distillrec export`; re-export the bundle.")
         if info.st_size > LATEST_MAX_BYTES:
-            raise BundleError(f"{pointer}: {info.st_size} bytes, a version name has at most {LATEST_MAX_BYTES}. Re-export the bundle (LATEST is written by `distillrec export`).")
+            raise BundleError(
+                f"{pointer}: {info.st_size} bytes, a version name has at most {LATEST_MAX_BYTES}. Re-export the bundle (LATEST is written by `distillrec export`)."
+            )
         with open(pointer, "rb") as fh:
             raw = fh.read(LATEST_MAX_BYTES + 1)
         version = raw.decode("utf-8").strip()
     except UnicodeDecodeError:
         raise BundleError(f"{pointer}: not UTF-8 text. Re-export the bundle (LATEST is written by `distillrec export`).") from None
     except OSError as exc:
-        raise BundleError(f"{pointer}: cannot be read ({type(exc).__name__}: {exc.strerror or 'error'}). Check its permissions or re-export the bundle.") from None
+        raise BundleError(
+            f"{pointer}: cannot be read ({type(exc).__name__}: {exc.strerror or 'error'}). Check its permissions or re-export the bundle."
+        ) from None
     if len(raw) > LATEST_MAX_BYTES or not VERSION_RE.match(version):
-        raise BundleError(f"{pointer}: does not hold a version name (letters, digits, '.', '_', '-'; at most 128). Re-export the bundle (LATEST is written by `distillrec export`).")
+        raise BundleError(
+            f"{pointer}: does not hold a version name (letters, digits, '.', '_', '-'; at most 128). Re-export the bundle (LATEST is written by `distillrec export`)."
+        )
     folder = bundle_dir / version
     if not folder.is_dir():
         raise BundleError(f"{pointer}: names version '{version}' but {folder} does not exist. Re-export the bundle.")

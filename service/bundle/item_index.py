@@ -14,13 +14,13 @@ import numpy as np
 from service.bundle.artifacts import BundleError, IndexSpec
 
 
-def set_search_params(index: "faiss.Index", params: dict[str, int]) -> None:
+def set_search_params(index: faiss.Index, params: dict[str, int]) -> None:
     """Applies search parameters (``nprobe`` for IVF, ``efSearch`` for HNSW) to ``index``."""
     if params:
         faiss.ParameterSpace().set_index_parameters(index, ",".join(f"{k}={int(v)}" for k, v in sorted(params.items())))
 
 
-def load_item_index(path: Path, spec: IndexSpec, n_items: int, dim: int) -> "faiss.Index":
+def load_item_index(path: Path, spec: IndexSpec, n_items: int, dim: int) -> faiss.Index:
     """Reads ``items.faiss``, checks it holds ``n_items`` vectors of ``dim``, applies the manifest's search parameters."""
     try:
         index = faiss.read_index(str(path))

@@ -9,9 +9,9 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from service.errors import Conflict, Forbidden, Unauthorized
-from service.served_models import load_registry
 from service.routes.common import error, settings
 from service.schemas import ReloadResponse
+from service.served_models import load_registry
 
 router = APIRouter(prefix="/v1/admin", tags=["admin"])
 bearer = HTTPBearer(auto_error=False, description="DISTILLREC_ADMIN_TOKEN")
@@ -44,7 +44,9 @@ def _reload(request: Request) -> dict:
     responses={
         401: error("missing or wrong bearer token"),
         403: error("admin endpoints are disabled (no DISTILLREC_ADMIN_TOKEN)"),
-        409: error("a bundle failed at this reload (not one that failed the same way before); it keeps serving its previous version, if any; details hold the full report"),
+        409: error(
+            "a bundle failed at this reload (not one that failed the same way before); it keeps serving its previous version, if any; details hold the full report"
+        ),
     },
     summary="load each bundle's LATEST version, validate it, and swap it in; a failing bundle keeps its old version",
 )
@@ -55,5 +57,7 @@ async def reload(request: Request, credentials: HTTPAuthorizationCredentials | N
     request.app.state.metrics.reloads.labels(outcome).inc()
     if report["failed"]:
         names = ", ".join(f"{f['bundle']} ({f['reason']})" for f in report["failed"])
-        raise Conflict(f"reload failed for {names}; those keep serving their previous version, if any. Other bundles were updated.", details=report, code="reload_failed")
+        raise Conflict(
+            f"reload failed for {names}; those keep serving their previous version, if any. Other bundles were updated.", details=report, code="reload_failed"
+        )
     return report

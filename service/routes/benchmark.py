@@ -11,8 +11,8 @@ from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect
 
-from service.latency_benchmark import run_benchmark, unique_models
 from service.errors import Busy
+from service.latency_benchmark import run_benchmark, unique_models
 from service.prometheus import set_model_label
 from service.routes.common import INVALID, NOT_FOUND, NOT_READY, capped_default, check_limit, error, json_body, parse_body, registry, settings
 from service.schemas import BenchmarkRequest, BenchmarkResponse
@@ -27,7 +27,13 @@ DISCONNECT_POLL_S = 0.25
 @router.post(
     "/benchmark",
     response_model=BenchmarkResponse,
-    responses={**NOT_FOUND, **INVALID, **NOT_READY, 429: error("another benchmark is running; retry when it is done"), 503: error("no bundle is loaded, or the benchmark stopped early: it ran past DISTILLREC_BENCHMARK_MAX_SECONDS")},
+    responses={
+        **NOT_FOUND,
+        **INVALID,
+        **NOT_READY,
+        429: error("another benchmark is running; retry when it is done"),
+        503: error("no bundle is loaded, or the benchmark stopped early: it ran past DISTILLREC_BENCHMARK_MAX_SECONDS"),
+    },
     openapi_extra=json_body(BenchmarkRequest),
     summary="latency percentiles, throughput, speed-up and top-k agreement of several models on the same users",
 )

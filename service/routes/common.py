@@ -15,8 +15,8 @@ from service.error_handlers import ErrorResponse
 from service.errors import InvalidRequest
 from service.prometheus import set_model_label
 from service.recommender import Recommendation, Recommender
-from service.served_models import Registry
 from service.request_guard import read_json_body
+from service.served_models import Registry
 from service.settings import Settings
 
 T = TypeVar("T", bound=BaseModel)

@@ -8,10 +8,10 @@ import numpy as np
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
-from service.latency_benchmark import common_users
 from service.compare_schemas import CompareRequest, CompareResponse
 from service.comparison import Target, run_comparison
 from service.errors import Busy, InvalidRequest, NotFound
+from service.latency_benchmark import common_users
 from service.routes.common import INVALID, NOT_FOUND, NOT_READY, capped_default, check_limit, error, json_body, parse_body, registry, settings
 
 router = APIRouter(prefix="/v1", tags=["benchmark"])

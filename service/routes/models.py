@@ -19,7 +19,11 @@ def info(request: Request, name: str) -> dict:
     return {**rec.describe(), "default": name == reg.default_name}
 
 
-@router.get("/models", response_model=ModelsWithRemoteResponse, summary="served bundles, the default one, bundles that failed to load, and the teacher endpoints with their reachability")
+@router.get(
+    "/models",
+    response_model=ModelsWithRemoteResponse,
+    summary="served bundles, the default one, bundles that failed to load, and the teacher endpoints with their reachability",
+)
 async def list_models(request: Request) -> dict:
     reg, s = registry(request), settings(request)
     return {
@@ -30,6 +34,8 @@ async def list_models(request: Request) -> dict:
     }
 
 
-@router.get("/models/{name}", response_model=ModelInfo, responses=NOT_FOUND, summary="one bundle: role, family, dimension, parameters, index, offline metrics, version")
+@router.get(
+    "/models/{name}", response_model=ModelInfo, responses=NOT_FOUND, summary="one bundle: role, family, dimension, parameters, index, offline metrics, version"
+)
 async def get_model(request: Request, name: str = Path(description="bundle name")) -> dict:
     return info(request, name)

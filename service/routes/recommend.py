@@ -12,7 +12,20 @@ from fastapi import APIRouter, Path, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
 
-from service.routes.common import INVALID, NOT_FOUND, NOT_READY, capped_default, check_limit, json_body, json_response, ms_since, parse_body, resolve_model, scored, settings
+from service.routes.common import (
+    INVALID,
+    NOT_FOUND,
+    NOT_READY,
+    capped_default,
+    check_limit,
+    json_body,
+    json_response,
+    ms_since,
+    parse_body,
+    resolve_model,
+    scored,
+    settings,
+)
 from service.schemas import (
     BatchRecommendRequest,
     BatchRecommendResponse,
@@ -37,7 +50,9 @@ def _k_checked(body, s) -> int:
     return k
 
 
-@router.post("/recommend", response_model=RecommendResponse, responses=ERRORS, openapi_extra=json_body(RecommendRequest), summary="top-k items for a known user")
+@router.post(
+    "/recommend", response_model=RecommendResponse, responses=ERRORS, openapi_extra=json_body(RecommendRequest), summary="top-k items for a known user"
+)
 async def recommend(request: Request) -> Response:
     t0 = time.perf_counter()
     body = await parse_body(request, RecommendRequest)
@@ -45,12 +60,20 @@ async def recommend(request: Request) -> Response:
     k = _k_checked(body, s)
     rec = resolve_model(request, body.model)
     out = rec.recommend(body.user_id, k, body.exclude_seen, body.exclude_items, body.fallback)
-    response = json_response({"model": rec.name, "version": rec.version, "user_id": body.user_id, "items": scored(out), "fallback_used": out.fallback_used, "took_ms": ms_since(t0)})
+    response = json_response(
+        {"model": rec.name, "version": rec.version, "user_id": body.user_id, "items": scored(out), "fallback_used": out.fallback_used, "took_ms": ms_since(t0)}
+    )
     offer_shadow(request, response, body, k, out)
     return response
 
 
-@router.post("/recommend/batch", response_model=BatchRecommendResponse, responses=ERRORS, openapi_extra=json_body(BatchRecommendRequest), summary="top-k items for many known users in one call")
+@router.post(
+    "/recommend/batch",
+    response_model=BatchRecommendResponse,
+    responses=ERRORS,
+    openapi_extra=json_body(BatchRecommendRequest),
+    summary="top-k items for many known users in one call",
+)
 async def recommend_batch(request: Request) -> Response:
     t0 = time.perf_counter()
     body = await parse_body(request, BatchRecommendRequest)
@@ -63,7 +86,13 @@ async def recommend_batch(request: Request) -> Response:
     return json_response({"model": rec.name, "version": rec.version, "results": results, "took_ms": ms_since(t0)})
 
 
-@router.post("/recommend/history", response_model=ItemListResponse, responses=ERRORS, openapi_extra=json_body(HistoryRequest), summary="top-k items for a user the model has never seen, from their item ids")
+@router.post(
+    "/recommend/history",
+    response_model=ItemListResponse,
+    responses=ERRORS,
+    openapi_extra=json_body(HistoryRequest),
+    summary="top-k items for a user the model has never seen, from their item ids",
+)
 async def recommend_history(request: Request) -> Response:
     t0 = time.perf_counter()
     body = await parse_body(request, HistoryRequest)
@@ -75,7 +104,9 @@ async def recommend_history(request: Request) -> Response:
     return json_response({"model": rec.name, "version": rec.version, "items": scored(out), "took_ms": ms_since(t0)})
 
 
-@router.get("/items/{item_id}/similar", response_model=SimilarItemsResponse, responses=ERRORS, summary="the k items most similar to an item (cosine of item vectors)")
+@router.get(
+    "/items/{item_id}/similar", response_model=SimilarItemsResponse, responses=ERRORS, summary="the k items most similar to an item (cosine of item vectors)"
+)
 async def similar_items(
     request: Request,
     item_id: str = Path(max_length=MAX_ID_CHARS, description="external item id"),

@@ -14,8 +14,30 @@ def test_tiny_run_writes_json_markdown_and_plot(tmp_path):
     from distillrec.cli import main
 
     out = tmp_path / "bench"
-    code = main(["bench", "catalogue", "--sizes", "2k", "--student-dim", "8", "--teacher-dim", "24", "--queries", "60",
-                 "--tune-queries", "40", "--exact-queries", "30", "--warmup", "5", "--repeats", "2", "--out", str(out)])
+    code = main(
+        [
+            "bench",
+            "catalogue",
+            "--sizes",
+            "2k",
+            "--student-dim",
+            "8",
+            "--teacher-dim",
+            "24",
+            "--queries",
+            "60",
+            "--tune-queries",
+            "40",
+            "--exact-queries",
+            "30",
+            "--warmup",
+            "5",
+            "--repeats",
+            "2",
+            "--out",
+            str(out),
+        ]
+    )
     assert code == 0  # without --max-p99-ms no timing can fail the run
     report = json.loads((out / "catalogue.json").read_text())
     assert report["benchmark"] == "catalogue"
@@ -23,7 +45,9 @@ def test_tiny_run_writes_json_markdown_and_plot(tmp_path):
     assert {"cpu", "cores", "python", "versions", "load_average"} <= set(report["environment"])
     assert "faiss-cpu" in report["environment"]["versions"]
     rows = report["rows"]
-    assert [(r["dim"], r["role"], r["method"]) for r in rows] == [(d, role, m) for d, role in ((8, "student"), (24, "teacher")) for m in ("flat", "ivf", "hnsw")]
+    assert [(r["dim"], r["role"], r["method"]) for r in rows] == [
+        (d, role, m) for d, role in ((8, "student"), (24, "teacher")) for m in ("flat", "ivf", "hnsw")
+    ]
     for r in rows:
         assert r["n_items"] == 2000 and r["build_s"] >= 0 and r["index_bytes"] > r["n_items"] * r["dim"] * 4 * 0.99
         assert 0 < r["p50_ms"] <= r["p90_ms"] <= r["p99_ms"] and r["cpu_p99_ms"] > 0 and r["p99_ms_first_pass"] > 0
@@ -36,7 +60,9 @@ def test_tiny_run_writes_json_markdown_and_plot(tmp_path):
             assert param == {"ivf": "nprobe", "hnsw": "efSearch"}[r["method"]]
             assert r["recall_at_10_tuning"] >= 0.95, "the chosen parameter reaches the target on the tuning queries"
             assert 0 < r["recall_at_10"] <= 1 and r["sweep"][-1][param] == r["params"][param]
-            assert [s["recall_at_10"] >= 0.95 for s in r["sweep"]] == [False] * (len(r["sweep"]) - 1) + [True], "the smallest value reaching the target is chosen"
+            assert [s["recall_at_10"] >= 0.95 for s in r["sweep"]] == [False] * (len(r["sweep"]) - 1) + [True], (
+                "the smallest value reaching the target is chosen"
+            )
     assert rows[1]["factory"] == f"IVF{cb.default_nlist(2000)},Flat" and rows[2]["factory"] == "HNSW32,Flat"
     h = report["headline"]
     assert h["n_items"] == 2000 and h["within_p99_limit"] is None and h["student"]["method"] in ("ivf", "hnsw")
@@ -68,8 +94,19 @@ def test_recall_grids_and_the_exporters_ivf_rule():
 
 
 def _row(role, method, p99, recall, n=1_000_000):
-    return {"n_items": n, "role": role, "method": method, "factory": method, "params": {}, "recall_at_10": recall, "p50_ms": p99 / 2, "p99_ms": p99,
-            "p99_ms_first_pass": p99, "cpu_p99_ms": p99, "index_bytes": 1}
+    return {
+        "n_items": n,
+        "role": role,
+        "method": method,
+        "factory": method,
+        "params": {},
+        "recall_at_10": recall,
+        "p50_ms": p99 / 2,
+        "p99_ms": p99,
+        "p99_ms_first_pass": p99,
+        "cpu_p99_ms": p99,
+        "index_bytes": 1,
+    }
 
 
 def test_headline_checks_the_p99_limit_only_when_given():

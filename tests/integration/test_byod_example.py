@@ -51,8 +51,7 @@ def test_the_readme_example_trains_and_evaluates_on_a_csv(tmp_path, monkeypatch)
     write_sample_csv(tmp_path / readme_example()["data"]["path"])
     (tmp_path / "my-teacher.yaml").write_text(yaml.safe_dump(readme_example()))
     assert main(["data", "info", "--config", "my-teacher.yaml"]) == 0
-    code = main(["train", "--config", "my-teacher.yaml", "--out", "runs/shop-teacher", "--no-progress",
-                 "--set", "train.epochs=2", "--set", "train.threads=1"])
+    code = main(["train", "--config", "my-teacher.yaml", "--out", "runs/shop-teacher", "--no-progress", "--set", "train.epochs=2", "--set", "train.threads=1"])
     assert code == 0
     result = json.loads((tmp_path / "runs" / "shop-teacher" / "result.json").read_text())
     assert result["dataset"]["users"] == 60 and result["dataset"]["split"] == "loo-time"

@@ -12,9 +12,9 @@ from conftest import clustered_interactions
 from fastapi.testclient import TestClient
 from svc_support import service_settings
 
+from distillrec.cli import main
 from service.app import create_app
 from service.bundle.artifacts import read_manifest
-from distillrec.cli import main
 from training.config import config_from_dict
 from training.data.interactions import Interactions
 from training.data.splits import leave_one_out
@@ -62,8 +62,9 @@ def test_train_command_runs_concf_and_the_bundle_is_a_single_head_model(tmp_path
     single, concf = bundles["single"], bundles["concf"]
     assert (concf.family, concf.dim, concf.parameters, concf.score_function) == (single.family, single.dim, single.parameters, single.score_function)
     assert concf.parameters == (120 + 96) * 16  # the target head only: the shared embeddings, no head networks
-    shapes = {label: {f.path: np.load(folders[label] / f.path, allow_pickle=False).shape for f in b.files if f.path.endswith(".npy")}
-              for label, b in bundles.items()}
+    shapes = {
+        label: {f.path: np.load(folders[label] / f.path, allow_pickle=False).shape for f in b.files if f.path.endswith(".npy")} for label, b in bundles.items()
+    }
     assert shapes["concf"] == shapes["single"]
 
     with TestClient(create_app(service_settings(models, default_model="concf"))) as client:
@@ -110,10 +111,16 @@ def test_cost_benchmark_times_the_consensus_refresh_apart(tmp_path):
     single.write_text(yaml.safe_dump(_tree(csv, epochs=1)))
     assert main(["train", "--config", str(single), "--out", str(tmp_path / "single"), "--no-progress"]) == 0
     exp = tmp_path / "exp.yaml"
-    exp.write_text(yaml.safe_dump({
-        "name": "tiny-concf-cost", "teacher": {"run": str(tmp_path / "single")}, "student": {"config": str(single)},
-        "methods": [{"label": "ConCF", "methods": [CONCF], "set": ["train.base_loss_weight=0"]}],
-    }))
+    exp.write_text(
+        yaml.safe_dump(
+            {
+                "name": "tiny-concf-cost",
+                "teacher": {"run": str(tmp_path / "single")},
+                "student": {"config": str(single)},
+                "methods": [{"label": "ConCF", "methods": [CONCF], "set": ["train.base_loss_weight=0"]}],
+            }
+        )
+    )
     report = run(tmp_path / "bench", exp, epochs=2, at_epochs=[1], threads=1)
     scratch, concf = report["rows"]
     assert "refresh_seconds" not in scratch

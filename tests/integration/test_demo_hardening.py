@@ -12,9 +12,9 @@ import threading
 
 import pytest
 
-from training.errors import DistillrecError
-from distillrec.local_service import LocalService
 from distillrec.demo import _check_identity, _check_port_free, stop_on_signals
+from distillrec.local_service import LocalService
+from training.errors import DistillrecError
 
 
 def test_a_port_in_use_is_named_with_the_fix():

@@ -183,7 +183,9 @@ def test_env_example_documents_every_service_setting_and_validates():
     settings = Settings(_env_file=ENV_EXAMPLE)  # the example's values must be valid settings
     defaults = Settings(_env_file=None)
     for name in ("max_k", "max_batch", "max_history", "ort_threads", "benchmark_max_requests", "warmup_requests", "log_level"):
-        assert getattr(settings, name) == getattr(defaults, name), f".env.example shows {name}={getattr(settings, name)!r}, the default is {getattr(defaults, name)!r}"
+        assert getattr(settings, name) == getattr(defaults, name), (
+            f".env.example shows {name}={getattr(settings, name)!r}, the default is {getattr(defaults, name)!r}"
+        )
     assert not settings.default_model and not settings.admin_token.get_secret_value(), "empty values must mean 'unset'"
 
 

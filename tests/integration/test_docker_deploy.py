@@ -14,7 +14,6 @@ import subprocess
 from pathlib import Path
 
 import pytest
-
 from test_docker_compose import ENV_EXAMPLE, _env, _ports, _volumes, compose_config
 
 REPO = Path(__file__).resolve().parents[2]
@@ -65,8 +64,9 @@ def test_haproxy_retries_failed_reads_elsewhere_but_never_admin_or_benchmark():
 
 
 def _build(*args: str, **env: str) -> subprocess.CompletedProcess:
-    return subprocess.run(["bash", str(BUILD), *args], cwd=REPO, capture_output=True, text=True, timeout=60,
-                          env={"PATH": "/usr/bin:/bin", "HOME": "/nonexistent", **env})
+    return subprocess.run(
+        ["bash", str(BUILD), *args], cwd=REPO, capture_output=True, text=True, timeout=60, env={"PATH": "/usr/bin:/bin", "HOME": "/nonexistent", **env}
+    )
 
 
 def test_build_script_explains_itself_and_rejects_bad_inputs_before_using_docker(tmp_path):
@@ -111,15 +111,17 @@ def _lib(snippet: str, path: str, tmp_path: Path) -> subprocess.CompletedProcess
 
 def test_the_stand_in_base_image_uses_the_mirror_apt_already_uses(tmp_path):
     one_line = tmp_path / "sources.list"
-    one_line.write_text("# a comment\ndeb [signed-by=/k.gpg] http://security.debian.org/debian-security bookworm-security main\n"
-                        "deb [arch=amd64 signed-by=/k.gpg] http://mirror.example/debian bookworm main\n")
+    one_line.write_text(
+        "# a comment\ndeb [signed-by=/k.gpg] http://security.debian.org/debian-security bookworm-security main\n"
+        "deb [arch=amd64 signed-by=/k.gpg] http://mirror.example/debian bookworm main\n"
+    )
     deb822 = tmp_path / "debian.sources"
     deb822.write_text("Types: deb\nURIs: https://deb822.example/debian\nSuites: bookworm\n")
     found = _lib(f"debian_mirror {tmp_path}/missing.list {one_line} {deb822}", "/usr/bin:/bin", tmp_path)
     assert found.returncode == 0 and found.stdout.strip() == "http://mirror.example/debian"
     found = _lib(f"debian_mirror {tmp_path}/missing.list {deb822}", "/usr/bin:/bin", tmp_path)
     assert found.stdout.strip() == "https://deb822.example/debian"
-    none = _lib(f"set -euo pipefail; m=$(debian_mirror {tmp_path}/missing.list); echo \"[$m]\"", "/usr/bin:/bin", tmp_path)
+    none = _lib(f'set -euo pipefail; m=$(debian_mirror {tmp_path}/missing.list); echo "[$m]"', "/usr/bin:/bin", tmp_path)
     assert none.returncode == 0 and none.stdout.strip() == "[]", "no mirror must not abort a `set -e` script silently"
 
 

@@ -125,7 +125,21 @@ def pip_installs(stage: Stage) -> list[list[str]]:
     return out
 
 
-OPTIONS_WITH_VALUE = {"-r", "--requirement", "-c", "--constraint", "-i", "--index-url", "--extra-index-url", "-f", "--find-links", "--target", "-t", "--prefix", "--root"}
+OPTIONS_WITH_VALUE = {
+    "-r",
+    "--requirement",
+    "-c",
+    "--constraint",
+    "-i",
+    "--index-url",
+    "--extra-index-url",
+    "-f",
+    "--find-links",
+    "--target",
+    "-t",
+    "--prefix",
+    "--root",
+}
 
 
 def install_targets(args: list[str]) -> tuple[list[str], dict[str, list[str]]]:
@@ -214,7 +228,11 @@ def test_the_torch_check_would_catch_torch(tmp_path):
         '[project.optional-dependencies]\ntrain = ["torch==2.13.0"]\nserve = ["fastapi", "distillrec[train]"]\ndev = ["pytest"]\n'
     )
     dockerfile = tmp_path / "Dockerfile"
-    for body in ('RUN pip install ".[serve]"', "RUN pip install --no-cache-dir fastapi torchvision", 'RUN pip install --extra-index-url https://download.pytorch.org/whl/cpu ".[dev]"'):
+    for body in (
+        'RUN pip install ".[serve]"',
+        "RUN pip install --no-cache-dir fastapi torchvision",
+        'RUN pip install --extra-index-url https://download.pytorch.org/whl/cpu ".[dev]"',
+    ):
         dockerfile.write_text(f"FROM python:3.11-slim\nWORKDIR /src\n{body}\n")
         assert torch_reachable(parse_dockerfile(dockerfile), tmp_path), f"not caught: {body}"
     dockerfile.write_text('FROM python:3.11-slim\nRUN python -m venv /v && pip install --no-cache-dir ".[dev]"\n')

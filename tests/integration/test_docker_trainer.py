@@ -53,8 +53,11 @@ def trainer(tmp_path):
     def run(**env):
         paths["calls"].write_text("")
         full = {
-            "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}", "CALLS": str(paths["calls"]),
-            "DISTILLREC_MODELS_DIR": str(paths["models"]), "RUNS_DIR": str(paths["runs"]), **env,
+            "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}",
+            "CALLS": str(paths["calls"]),
+            "DISTILLREC_MODELS_DIR": str(paths["models"]),
+            "RUNS_DIR": str(paths["runs"]),
+            **env,
         }
         proc = subprocess.run(["sh", str(SCRIPT)], cwd=REPO, env=full, capture_output=True, text=True, timeout=30)
         calls = [json.loads(line) for line in paths["calls"].read_text().splitlines()]
@@ -147,8 +150,14 @@ def test_started_as_root_it_writes_the_bundles_as_the_owner_of_the_models_folder
         calls.chmod(0o666)
         runs.chmod(0o777)
         os.chown(models, 12345, 12346)
-        env = {"PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}", "CALLS": str(calls), "RUN_AS_MODELS_OWNER": "1",
-               "DISTILLREC_MODELS_DIR": str(models), "RUNS_DIR": str(runs), "HOME": str(root)}
+        env = {
+            "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}",
+            "CALLS": str(calls),
+            "RUN_AS_MODELS_OWNER": "1",
+            "DISTILLREC_MODELS_DIR": str(models),
+            "RUNS_DIR": str(runs),
+            "HOME": str(root),
+        }
         proc = subprocess.run(["sh", str(SCRIPT)], cwd=REPO, env=env, capture_output=True, text=True, timeout=30)
         assert proc.returncode == 0, proc.stdout + proc.stderr
         assert "running as 12345:12346" in proc.stdout

@@ -10,8 +10,8 @@ import pytest
 import torch
 from svc_support import exported, trained_run
 
-from service.bundle.artifacts import LATEST, MANIFEST, read_latest, read_manifest, verify_files
 from distillrec.cli import main as cli_main
+from service.bundle.artifacts import LATEST, MANIFEST, read_latest, read_manifest, verify_files
 from training.export import ExportError, IndexOptions, export_run
 from training.runs import load_run
 

@@ -7,14 +7,14 @@ import json
 import numpy as np
 import pytest
 import yaml
-
 from hetcomp_tiny import ensemble_tree, run_tree, train_teachers
+
 from training.config import config_from_dict
+from training.distill.train_student import distill_run
 from training.ensemble import Ensemble
 from training.ensemble.build import build_ensemble, load_ensemble_config
-from training.distill.train_student import distill_run
-from training.experiments import run_experiment
 from training.errors import ConfigError
+from training.experiments import run_experiment
 from training.runs import load_run, train_run
 
 
@@ -38,8 +38,7 @@ def student_tree(csv, ensemble, methods, **train):
 
 def test_hetcomp_student_end_to_end(built):
     folder, csv, runs = built
-    hetcomp = {"name": "hetcomp", "weight": 0.01, "top_k": 10, "positives": 3, "period": 2, "start_epoch": 2,
-               "discrepancy_k": 10, "listwise_depths": [6, 2]}
+    hetcomp = {"name": "hetcomp", "weight": 0.01, "top_k": 10, "positives": 3, "period": 2, "start_epoch": 2, "discrepancy_k": 10, "listwise_depths": [6, 2]}
     cfg = config_from_dict(student_tree(csv, folder / "ensemble", [hetcomp], base_loss_weight=0.0))
     result = distill_run(cfg, folder / "hetcomp")
     log = [json.loads(line) for line in (folder / "hetcomp" / "metrics.jsonl").read_text().splitlines()]
@@ -73,10 +72,14 @@ def test_rrd_and_scratch_students_from_the_ensemble(built):
 
     exp = {
         "name": "tiny",
-        "teacher": {"members": [{"config": str(folder / f"t{i}.yaml"), "run": str(r)} for i, r in enumerate(runs)],
-                    "ensemble": {"config": str(folder / "ensemble.yaml"), "run": str(folder / "ensemble")}},
-        "students": [{"label": "scratch", "config": str(folder / "s.yaml"), "run": str(folder / "scratch")},
-                     {"label": "RRD", "config": str(folder / "s.yaml"), "run": str(folder / "rrd")}],
+        "teacher": {
+            "members": [{"config": str(folder / f"t{i}.yaml"), "run": str(r)} for i, r in enumerate(runs)],
+            "ensemble": {"config": str(folder / "ensemble.yaml"), "run": str(folder / "ensemble")},
+        },
+        "students": [
+            {"label": "scratch", "config": str(folder / "s.yaml"), "run": str(folder / "scratch")},
+            {"label": "RRD", "config": str(folder / "s.yaml"), "run": str(folder / "rrd")},
+        ],
         "timing": {"users": 20, "repeats": 1},
         "metric": "recall@10",
         "report": ["ndcg@10"],

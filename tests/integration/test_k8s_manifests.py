@@ -45,7 +45,9 @@ def test_manifest_validates_against_the_kubernetes_schema(kind, version):
 
 def test_the_validator_rejects_a_misspelled_field():
     bad = copy.deepcopy(DOCS["Deployment"])
-    bad["spec"]["template"]["spec"]["containers"][0]["readinessProbe"]["httpGett"] = bad["spec"]["template"]["spec"]["containers"][0]["readinessProbe"].pop("httpGet")
+    bad["spec"]["template"]["spec"]["containers"][0]["readinessProbe"]["httpGett"] = bad["spec"]["template"]["spec"]["containers"][0]["readinessProbe"].pop(
+        "httpGet"
+    )
     with pytest.raises(kubernetes_validate.ValidationError):
         kubernetes_validate.validate(bad, VERSIONS[-1], strict=True)
 

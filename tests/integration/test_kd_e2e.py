@@ -80,15 +80,23 @@ def test_distill_command_records_teacher_methods_and_kd_terms(csv_data, tmp_path
 def test_experiment_runs_tables_and_resumes(csv_data, tmp_path, monkeypatch):
     t = _write_yaml(tmp_path / "teacher.yaml", {**teacher_config(epochs=10).model_dump(mode="json"), "data": csv_data})
     s = _write_yaml(tmp_path / "student.yaml", {**student_tree(epochs=4), "data": csv_data})
-    exp = _write_yaml(tmp_path / "exp.yaml", {
-        "name": "tiny-exp", "teacher": {"config": str(t)}, "student": {"config": str(s)},
-        "seeds": [0, 1], "metric": "ndcg@10", "report": ["hr@10"],
-        "methods": [{"label": "RRD", "methods": [RRD]}, {"label": "RD", "methods": [{"name": "rd", "weight": 0.01}], "seeds": [0]}],
-    })
+    exp = _write_yaml(
+        tmp_path / "exp.yaml",
+        {
+            "name": "tiny-exp",
+            "teacher": {"config": str(t)},
+            "student": {"config": str(s)},
+            "seeds": [0, 1],
+            "metric": "ndcg@10",
+            "report": ["hr@10"],
+            "methods": [{"label": "RRD", "methods": [RRD]}, {"label": "RD", "methods": [{"name": "rd", "weight": 0.01}], "seeds": [0]}],
+        },
+    )
     out = tmp_path / "exp"
     # one entry and one seed (what parallel processes do); a seed outside the config is refused
     with pytest.raises(ConfigError, match=r"--seed: \[7\]"):
         run_experiment(exp, out, only=["RRD"], seeds=[7], log=lambda msg: None)
+
     # while it trains, a "parallel process" finishes a run of an entry this one has already passed:
     # the final report still counts it
     def parallel_process(msg):
@@ -115,7 +123,11 @@ def test_experiment_runs_tables_and_resumes(csv_data, tmp_path, monkeypatch):
     assert rows["RRD"]["valid"]["mean"] == pytest.approx(np.mean([runs[("RRD", k)]["valid"]["metrics"][select] for k in (0, 1)]))
     md = (out / "results.md").read_text()
     assert "| RRD | 2 |" in md and "teacher (mf dim 16)" in md and (out / "results.png").stat().st_size > 1000
-    assert f"valid {select.upper()}" in md and "Best method on validation (highest mean validation" in md and md.count(f": {best_on_validation(results['summary'])}.") == 1
+    assert (
+        f"valid {select.upper()}" in md
+        and "Best method on validation (highest mean validation" in md
+        and md.count(f": {best_on_validation(results['summary'])}.") == 1
+    )
     before = json.loads((out / "runs" / "rrd-seed1" / "result.json").read_text())
 
     # an interrupted run: only its last checkpoint is left → it resumes; finished runs are skipped
@@ -164,10 +176,15 @@ def test_cost_benchmark_times_every_entry_next_to_scratch(csv_data, tmp_path):
     t = _write_yaml(tmp_path / "teacher.yaml", {**teacher_config(epochs=3).model_dump(mode="json"), "data": csv_data})
     train_run(config_from_dict(yaml.safe_load(t.read_text())), tmp_path / "teacher")
     s = _write_yaml(tmp_path / "student.yaml", {**student_tree(), "data": csv_data})
-    exp = _write_yaml(tmp_path / "exp.yaml", {
-        "name": "tiny-cost", "teacher": {"run": str(tmp_path / "teacher")}, "student": {"config": str(s)},
-        "methods": [{"label": "DE", "methods": [{"name": "de", "experts": 4}]}, {"label": "RRD", "methods": [RRD]}],
-    })
+    exp = _write_yaml(
+        tmp_path / "exp.yaml",
+        {
+            "name": "tiny-cost",
+            "teacher": {"run": str(tmp_path / "teacher")},
+            "student": {"config": str(s)},
+            "methods": [{"label": "DE", "methods": [{"name": "de", "experts": 4}]}, {"label": "RRD", "methods": [RRD]}],
+        },
+    )
     report = run(tmp_path / "bench", exp, epochs=1, at_epochs=[0, 50], threads=1)
     assert [r["label"] for r in report["rows"]] == ["scratch", "DE", "RRD"]
     assert report["rows"][0]["ratio_to_scratch"] == {"0": 1.0, "50": 1.0}

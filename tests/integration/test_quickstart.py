@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import socket
 import time
+from pathlib import Path
 
 import yaml
 
@@ -17,7 +18,7 @@ def _free_port() -> int:
 
 
 def _tiny(src: str, dst, **train) -> None:
-    tree = yaml.safe_load(open(src))
+    tree = yaml.safe_load(Path(src).read_text())
     tree["model"]["dim"] = min(tree["model"]["dim"], 16)
     tree["train"].update({"epochs": 2, "threads": 1, **train})
     dst.write_text(yaml.safe_dump(tree))
@@ -27,8 +28,15 @@ def test_demo_runs_and_reuses_everything(tmp_path, capsys):
     teacher_cfg, student_cfg = tmp_path / "teacher.yaml", tmp_path / "student.yaml"
     _tiny("configs/ml-100k/lightgcn-teacher.yaml", teacher_cfg)
     _tiny("configs/ml-100k/demo-student.yaml", student_cfg)
-    opts = DemoOptions(runs_dir=tmp_path / "runs", models_dir=tmp_path / "models", port=_free_port(), exit_after=True,
-                       progress=False, teacher_config=teacher_cfg, student_config=student_cfg)
+    opts = DemoOptions(
+        runs_dir=tmp_path / "runs",
+        models_dir=tmp_path / "models",
+        port=_free_port(),
+        exit_after=True,
+        progress=False,
+        teacher_config=teacher_cfg,
+        student_config=student_cfg,
+    )
     assert run_demo(opts) == 0
     out = capsys.readouterr().out
     assert "[6/6]" in out and "/v1/recommend" in out

@@ -6,13 +6,11 @@ import hashlib
 
 import numpy as np
 import pytest
+from conftest import CITEULIKE_USERS
 
 from training.config import DataConfig, config_from_dict
-from training.data import load_dataset
-from training.data import movielens
+from training.data import load_dataset, movielens
 from training.runs import train_run
-
-from conftest import CITEULIKE_USERS
 
 
 def test_ml100k_is_verified_and_split_by_time(ml100k):
@@ -52,11 +50,13 @@ def test_citeulike_users_dat_hetcomp_protocol():
 
 @pytest.mark.slow
 def test_citeulike_sampled_protocol_smoke(citeulike_loo, tmp_path):
-    cfg = config_from_dict({
-        "model": {"family": "mf", "dim": 20},
-        "train": {"epochs": 2, "progress": False},
-        "eval": {"protocol": "sampled", "ks": [10], "select": "hr@10"},
-    })
+    cfg = config_from_dict(
+        {
+            "model": {"family": "mf", "dim": 20},
+            "train": {"epochs": 2, "progress": False},
+            "eval": {"protocol": "sampled", "ks": [10], "select": "hr@10"},
+        }
+    )
     result = train_run(cfg, tmp_path, dataset=citeulike_loo)
     assert result["test"]["protocol"] == "sampled-499"
     assert result["test"]["users"] == 5219

@@ -8,8 +8,8 @@ import pytest
 from fastapi.testclient import TestClient
 from svc_support import ensemble_run, service_settings, trained_models_dir, trained_run
 
-from service.bundle.aggregation import aggregate_lists
 from service.app import create_app
+from service.bundle.aggregation import aggregate_lists
 from training.evaluation import TorchScorer, top_k_excluding
 from training.export.bundle_writer import all_interactions
 from training.runs import load_run
@@ -40,9 +40,9 @@ def assert_same_lists(service: list[list[str]], reference: np.ndarray, scores: n
     for u, (got_ids, want) in enumerate(zip(service, reference)):
         got = np.array([index[i] for i in got_ids])
         assert not np.isin(got, all_interactions(dataset)[u].indices).any(), f"{what}: a seen item was returned for user {u}"
-        if len(got) != len(want) or not np.array_equal(got, want):
-            if len(got) != len(want) or not np.allclose(scores[u, got], scores[u, want], atol=TIE):
-                mismatches.append(u)
+        same = len(got) == len(want) and (np.array_equal(got, want) or np.allclose(scores[u, got], scores[u, want], atol=TIE))
+        if not same:
+            mismatches.append(u)
     assert not mismatches, f"{what}: top-{K} differs from torch for {len(mismatches)} users, e.g. {mismatches[:5]}"
 
 

@@ -33,8 +33,26 @@ def test_every_bundle_gets_a_row_in_json_markdown_and_plot(tmp_path):
     assert report["settings"] == {"requests": 40, "rounds": 2, "warmup": 2, "k": 10, "metric": "ndcg@10", "part": "test", "ort_threads": 1, "seed": 0}
     rows = {r["bundle"]: r for r in report["rows"]}
     assert set(rows) >= set(BUNDLES)  # the shared models dir may hold more bundles than these
-    keys = {"bundle", "version", "role", "family", "dim", "parameters", "offline", "requests", "p50_ms", "p95_ms", "p99_ms", "cpu_p50_ms",
-            "speedup_vs_slowest", "best_teacher", "accuracy_vs_best_teacher", "pareto_latency", "pareto_parameters", "percentiles_ms"}
+    keys = {
+        "bundle",
+        "version",
+        "role",
+        "family",
+        "dim",
+        "parameters",
+        "offline",
+        "requests",
+        "p50_ms",
+        "p95_ms",
+        "p99_ms",
+        "cpu_p50_ms",
+        "speedup_vs_slowest",
+        "best_teacher",
+        "accuracy_vs_best_teacher",
+        "pareto_latency",
+        "pareto_parameters",
+        "percentiles_ms",
+    }
     for name, r in rows.items():
         m = _manifest(name)
         assert keys <= set(r)
@@ -67,7 +85,24 @@ def test_bundles_option_selects_and_unknown_names_are_refused(tmp_path, capsys):
     from distillrec.cli import main
 
     models = models_dir(*BUNDLES)
-    code = main(["bench", "pareto", "--models-dir", str(models), "--bundles", "neumf,student", "--out", str(tmp_path / "a"), "--requests", "10", "--rounds", "1", "--warmup", "1"])
+    code = main(
+        [
+            "bench",
+            "pareto",
+            "--models-dir",
+            str(models),
+            "--bundles",
+            "neumf,student",
+            "--out",
+            str(tmp_path / "a"),
+            "--requests",
+            "10",
+            "--rounds",
+            "1",
+            "--warmup",
+            "1",
+        ]
+    )
     assert code == 0
     report = json.loads((tmp_path / "a" / "pareto.json").read_text())
     assert sorted(r["bundle"] for r in report["rows"]) == ["neumf", "student"] and "--bundles neumf,student" in report["command"]

@@ -49,8 +49,15 @@ def test_keep_alive_reuse_chunked_and_prefix():
         assert head.startswith(b"POST /base/v1/recommend HTTP/1.1")
         if n == 2:  # chunked, in two chunks
             half = len(REPLY) // 2
-            return (b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n" + b"%x\r\n" % half + REPLY[:half] + b"\r\n"
-                    + b"%x\r\n" % (len(REPLY) - half) + REPLY[half:] + b"\r\n0\r\n\r\n")
+            return (
+                b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n"
+                + b"%x\r\n" % half
+                + REPLY[:half]
+                + b"\r\n"
+                + b"%x\r\n" % (len(REPLY) - half)
+                + REPLY[half:]
+                + b"\r\n0\r\n\r\n"
+            )
         return _ok()
 
     async def scenario():
@@ -113,7 +120,13 @@ def test_failures_are_classified_not_raised():
         return out
 
     out = asyncio.run(scenario())
-    assert {name: r.error for name, r in out.items()} == {"slow": "timeout", "error": "http_503", "garbage": "bad_reply", "not_json": "bad_reply", "down": "unreachable"}
+    assert {name: r.error for name, r in out.items()} == {
+        "slow": "timeout",
+        "error": "http_503",
+        "garbage": "bad_reply",
+        "not_json": "bad_reply",
+        "down": "unreachable",
+    }
     assert 0.15 < out["slow"].seconds < 2.5 and all(r.items is None for r in out.values())
 
 

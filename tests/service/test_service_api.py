@@ -48,7 +48,11 @@ def test_health_ready_and_models(client):
     assert listing["default_model"] == "student"
     by_name = {m["name"]: m for m in listing["models"]}
     assert {n: (m["role"], m["family"]) for n, m in by_name.items()} == {
-        "student": ("student", "mf"), "neumf": ("teacher", "neumf"), "lightgcn": ("teacher", "lightgcn"), "ensemble": ("ensemble", "ensemble")}
+        "student": ("student", "mf"),
+        "neumf": ("teacher", "neumf"),
+        "lightgcn": ("teacher", "lightgcn"),
+        "ensemble": ("ensemble", "ensemble"),
+    }
     one = client.get("/v1/models/student").json()
     assert one["dimension"] == 16 and one["parameters"] == (943 + 1682) * 16 and one["index"]["kind"] == "flat"
     assert one["metrics"]["valid"]["protocol"] == "full" and one["default"] is True and one["version"] == by_name["student"]["version"]
@@ -197,7 +201,9 @@ def test_openapi_advertises_the_configured_limits(client):
     comps = schema["components"]["schemas"]
     assert comps["RecommendRequest"]["properties"]["k"]["maximum"] == 1000
     assert comps["BatchRecommendRequest"]["properties"]["user_ids"]["maxItems"] == 50
-    assert schema["paths"]["/v1/recommend"]["post"]["responses"]["422"]["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/ErrorResponse"}
+    assert schema["paths"]["/v1/recommend"]["post"]["responses"]["422"]["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/ErrorResponse"
+    }
     assert "HTTPValidationError" not in comps
     assert schema["components"]["securitySchemes"]["HTTPBearer"]["scheme"] == "bearer"
     page = client.get("/docs")

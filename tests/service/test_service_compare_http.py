@@ -19,8 +19,8 @@ import time
 
 import httpx
 import pytest
-
 from svc_support import models_dir
+
 from distillrec.local_service import LocalService, free_port
 
 TIMEOUT_S = 2.0  # DISTILLREC_REMOTE_TIMEOUT_S of the students (generous: the machine running the tests may be busy)
@@ -30,7 +30,7 @@ def _stub(delay: float, status: int) -> tuple[http.server.ThreadingHTTPServer, s
     """A 127.0.0.1 server answering every request with ``status`` after ``delay`` seconds."""
 
     class Handler(http.server.BaseHTTPRequestHandler):
-        def do_POST(self):  # noqa: N802
+        def do_POST(self):
             self.rfile.read(int(self.headers.get("content-length", 0)))
             time.sleep(delay)
             body = b'{"error": {"code": "boom", "message": "stub", "details": null}}' if status != 200 else b'{"items": []}'
@@ -43,7 +43,7 @@ def _stub(delay: float, status: int) -> tuple[http.server.ThreadingHTTPServer, s
             except OSError:  # the client gave up (timeout)
                 pass
 
-        do_GET = do_POST  # noqa: N815
+        do_GET = do_POST
 
         def log_message(self, *args):
             pass
@@ -74,10 +74,19 @@ def cluster():
         # the student mirrors every request to the same bundle (agreement 1.0) …
         student = LocalService(models, "student", quiet=True, extra_env={**common, "DISTILLREC_SHADOW_ENDPOINT": "same", "DISTILLREC_SHADOW_FRACTION": "1"})
         # … and a second one mirrors to a teacher that never answers, through a tiny queue
-        shadowed = LocalService(models, "student", quiet=True, extra_env={
-            "DISTILLREC_TEACHER_ENDPOINTS": f"hung={hung_url}", "DISTILLREC_REMOTE_TIMEOUT_S": "0.5",
-            "DISTILLREC_SHADOW_ENDPOINT": "hung", "DISTILLREC_SHADOW_FRACTION": "1", "DISTILLREC_SHADOW_CONCURRENCY": "2", "DISTILLREC_SHADOW_QUEUE": "4",
-        })
+        shadowed = LocalService(
+            models,
+            "student",
+            quiet=True,
+            extra_env={
+                "DISTILLREC_TEACHER_ENDPOINTS": f"hung={hung_url}",
+                "DISTILLREC_REMOTE_TIMEOUT_S": "0.5",
+                "DISTILLREC_SHADOW_ENDPOINT": "hung",
+                "DISTILLREC_SHADOW_FRACTION": "1",
+                "DISTILLREC_SHADOW_CONCURRENCY": "2",
+                "DISTILLREC_SHADOW_QUEUE": "4",
+            },
+        )
         servers += [student, shadowed]
         student.start()
         shadowed.start()
@@ -122,10 +131,18 @@ def test_compare_same_bundle_agrees_fully_and_counts_every_request(cluster):
     same, student = rows["same"], rows["student"]
     assert same["kind"] == "endpoint" and student["kind"] == "local"
     agree = student["agreement"]
-    assert agree["users"] == 24 and agree["overlap_at_k"] == 1.0 and agree["ndcg_at_k"] == pytest.approx(1.0) and agree["rbo"] == pytest.approx(1.0) and agree["kendall_tau"] == 1.0
+    assert (
+        agree["users"] == 24
+        and agree["overlap_at_k"] == 1.0
+        and agree["ndcg_at_k"] == pytest.approx(1.0)
+        and agree["rbo"] == pytest.approx(1.0)
+        and agree["kendall_tau"] == 1.0
+    )
     assert rows["remote-neumf"]["agreement"]["overlap_at_k"] < 1.0  # a different model: the numbers are measured, not assumed
     # same seed → same users → the same agreement; the reference can be chosen
-    again = httpx.post(f"{cluster['student']}/v1/compare", json={"targets": ["same", "remote-neumf"], "users": 24, "k": 5, "reference": "remote-neumf"}, timeout=60).json()
+    again = httpx.post(
+        f"{cluster['student']}/v1/compare", json={"targets": ["same", "remote-neumf"], "users": 24, "k": 5, "reference": "remote-neumf"}, timeout=60
+    ).json()
     assert again["reference"] == "remote-neumf"
     assert {t["name"]: t for t in again["targets"]}["same"]["agreement"]["overlap_at_k"] == pytest.approx(rows["remote-neumf"]["agreement"]["overlap_at_k"])
 
@@ -234,8 +251,25 @@ print(json.dumps({"rc": rc, "heavy": heavy}))
 
 def test_compare_client_between_two_services(cluster, tmp_path):
     student, teacher = cluster["student"], cluster["teacher"]
-    args = ["compare", "--student", student, "--teacher", f"same={teacher}#student", "--teacher", f"neumf={teacher}#neumf",
-            "--users", "1-60", "--requests", "16", "--concurrency", "1,4", "--k", "5", "--out", str(tmp_path)]
+    args = [
+        "compare",
+        "--student",
+        student,
+        "--teacher",
+        f"same={teacher}#student",
+        "--teacher",
+        f"neumf={teacher}#neumf",
+        "--users",
+        "1-60",
+        "--requests",
+        "16",
+        "--concurrency",
+        "1,4",
+        "--k",
+        "5",
+        "--out",
+        str(tmp_path),
+    ]
     proc = subprocess.run([sys.executable, "-c", CLIENT, *args], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     status = json.loads(proc.stdout.strip().splitlines()[-1])
@@ -248,7 +282,12 @@ def test_compare_client_between_two_services(cluster, tmp_path):
         assert all(t["ok"] == 16 and len(t["latencies_ms"]) == 16 for t in rows.values())
         assert rows["student"]["agreement"]["overlap_at_k"] == 1.0 and rows["neumf"]["agreement"]["overlap_at_k"] < 1.0
     assert (tmp_path / "compare.png").stat().st_size > 10_000 and (tmp_path / "compare.md").read_text().startswith("| concurrency |")
-    bad = subprocess.run([sys.executable, "-m", "distillrec.cli", "compare", "--student", "ftp://x", "--teacher", teacher, "--users", "1-3"], capture_output=True, text=True, timeout=60)
+    bad = subprocess.run(
+        [sys.executable, "-m", "distillrec.cli", "compare", "--student", "ftp://x", "--teacher", teacher, "--users", "1-3"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert bad.returncode == 2 and "not an http:// or https:// URL" in bad.stderr
 
 

@@ -27,8 +27,8 @@ from service.bundle.artifacts import (
     read_manifest,
     write_manifest,
 )
-from service.latency_benchmark import BenchmarkStopped, run_benchmark
 from service.failures import PUBLIC_REASON_CHARS, public_reason
+from service.latency_benchmark import BenchmarkStopped, run_benchmark
 from service.loading import load_recommender
 from service.provenance import teacher_info
 from service.request_guard import CLIENT_CLOSED
@@ -71,7 +71,16 @@ def _version_outside(bundle_dir, tmp_path):
     version.symlink_to(outside, target_is_directory=True)
 
 
-@pytest.mark.parametrize(("damage", "fragment"), [(_not_utf8, "not UTF-8"), (_fifo, "not a regular file"), (_environ, "leaves the models dir"), (_huge, "bytes, a version name"), (_version_outside, "leaves the models dir")])
+@pytest.mark.parametrize(
+    ("damage", "fragment"),
+    [
+        (_not_utf8, "not UTF-8"),
+        (_fifo, "not a regular file"),
+        (_environ, "leaves the models dir"),
+        (_huge, "bytes, a version name"),
+        (_version_outside, "leaves the models dir"),
+    ],
+)
 def test_a_bad_latest_is_contained_to_its_bundle_and_never_leaks(tmp_path, monkeypatch, damage, fragment):
     monkeypatch.setenv("DISTILLREC_HARDENING_SECRET", "do-not-leak-me")
     models = copy_models(tmp_path / "models", "student", "neumf")
@@ -154,7 +163,10 @@ def _truncate_tables(folder, axis: int, size: int) -> None:
     write_manifest(folder, manifest.model_copy(update={"files": file_entries(folder)}))
 
 
-@pytest.mark.parametrize(("bundle", "axis", "fragment"), [("neumf", 0, "fails on the last user/item index"), ("student", 0, "fails on the last user/item index"), ("student", 1, "answers shape")])
+@pytest.mark.parametrize(
+    ("bundle", "axis", "fragment"),
+    [("neumf", 0, "fails on the last user/item index"), ("student", 0, "fails on the last user/item index"), ("student", 1, "answers shape")],
+)
 def test_a_swapped_graph_is_refused_at_load_naming_the_file(tmp_path, bundle, axis, fragment):
     models = copy_models(tmp_path / "models", bundle)
     folder = read_latest(models / bundle)
@@ -212,7 +224,11 @@ def test_body_size_and_type_are_limited(client):
 
 
 def test_ids_are_bounded_and_echoes_are_short(client):
-    for path, body in (("/v1/recommend/batch", {"user_ids": ["u" * 257]}), ("/v1/recommend/history", {"item_ids": ["i" * 257]}), ("/v1/recommend", {"user_id": "1", "exclude_items": ["i" * 257]})):
+    for path, body in (
+        ("/v1/recommend/batch", {"user_ids": ["u" * 257]}),
+        ("/v1/recommend/history", {"item_ids": ["i" * 257]}),
+        ("/v1/recommend", {"user_id": "1", "exclude_items": ["i" * 257]}),
+    ):
         r = client.post(path, json=body)
         assert r.status_code == 422 and "u" * 257 not in r.text and "i" * 257 not in r.text
     r = client.get("/v1/items/" + "i" * 300 + "/similar")
@@ -271,8 +287,20 @@ def test_a_client_gone_mid_body_is_neither_logged_as_an_error_nor_a_500(client, 
     async def send(message):
         sent.append(message)
 
-    scope = {"type": "http", "method": "POST", "path": "/v1/recommend", "raw_path": b"/v1/recommend", "query_string": b"", "root_path": "",
-             "headers": [(b"content-type", b"application/json"), (b"content-length", b"100")], "scheme": "http", "server": ("127.0.0.1", 80), "client": ("127.0.0.1", 1), "http_version": "1.1", "app": app}
+    scope = {
+        "type": "http",
+        "method": "POST",
+        "path": "/v1/recommend",
+        "raw_path": b"/v1/recommend",
+        "query_string": b"",
+        "root_path": "",
+        "headers": [(b"content-type", b"application/json"), (b"content-length", b"100")],
+        "scheme": "http",
+        "server": ("127.0.0.1", 80),
+        "client": ("127.0.0.1", 1),
+        "http_version": "1.1",
+        "app": app,
+    }
     with caplog.at_level(logging.ERROR, logger="distillrec.service"):
         asyncio.run(app(scope, receive, send))
     assert sent[0]["status"] == CLIENT_CLOSED and not caplog.records

@@ -61,8 +61,19 @@ def test_concurrency_lists_and_the_headline_concurrency():
 
 @pytest.mark.skipif(shutil.which("wrk") is None, reason="wrk is not installed")
 def test_smoke_run_on_127_0_0_1(tmp_path):
-    report = run(models_dir(), "student", ["neumf"], tmp_path, tool="wrk", duration=1, concurrency=[1, 4], rounds=1,
-                 bench_requests=20, in_process_requests=200, command="pytest smoke")
+    report = run(
+        models_dir(),
+        "student",
+        ["neumf"],
+        tmp_path,
+        tool="wrk",
+        duration=1,
+        concurrency=[1, 4],
+        rounds=1,
+        bench_requests=20,
+        in_process_requests=200,
+        command="pytest smoke",
+    )
     assert (tmp_path / "service_latency.json").is_file() and "| target | met |" in (tmp_path / "service_latency.md").read_text()
     [row] = report["rounds"]
     assert row["healthz"]["requests"] > 0 and row["recommend"]["requests"] > 0 and report["summary"]["errors"] == 0

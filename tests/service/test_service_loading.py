@@ -6,8 +6,8 @@ import json
 import logging
 
 import pytest
-from fastapi.testclient import TestClient
 from bundle_factory import write_bundle
+from fastapi.testclient import TestClient
 from svc_support import copy_models, service_settings
 
 from service.app import create_app
@@ -73,7 +73,12 @@ def test_no_bundle_means_not_ready(tmp_path):
     with TestClient(create_app(service_settings(tmp_path / "empty"))) as c:
         r = c.get("/readyz")
         body = r.json()
-        assert r.status_code == 503 and {k: body[k] for k in ("ready", "loaded", "failed", "default_model")} == {"ready": False, "loaded": [], "failed": [], "default_model": None}
+        assert r.status_code == 503 and {k: body[k] for k in ("ready", "loaded", "failed", "default_model")} == {
+            "ready": False,
+            "loaded": [],
+            "failed": [],
+            "default_model": None,
+        }
         assert "does not exist" in body["reason"] and str(tmp_path) not in body["reason"]
         assert c.get("/healthz").status_code == 200
         r = c.post("/v1/recommend", json={"user_id": "1"})
@@ -106,7 +111,9 @@ def test_reload_swaps_new_versions_and_keeps_old_ones_on_failure(tmp_path):
         assert r.status_code == 200, r.text
         report = r.json()
         assert {ch["bundle"]: (ch["previous_version"], ch["version"]) for ch in report["changed"]} == {
-            "student": (old["student"], new_student.name), "lightgcn": (None, read_latest(models / "lightgcn").name)}
+            "student": (old["student"], new_student.name),
+            "lightgcn": (None, read_latest(models / "lightgcn").name),
+        }
         assert report["unchanged"] == ["neumf"] and report["failed"] == []
         assert c.post("/v1/recommend", json={"user_id": "1"}).json()["version"] == new_student.name
         assert c.post("/v1/recommend", json={"user_id": "1", "model": "lightgcn"}).status_code == 200

@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from pathlib import Path
 
 from svc_support import REPO, models_dir
 
@@ -50,7 +51,20 @@ def _free_port() -> int:
 
 def test_distillrec_serve_runs_without_torch():
     port = _free_port()
-    cmd = [sys.executable, "-m", "distillrec.cli", "serve", "--models-dir", str(models_dir()), "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "distillrec.cli",
+        "serve",
+        "--models-dir",
+        str(models_dir()),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--log-level",
+        "warning",
+    ]
     proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 60
@@ -66,7 +80,7 @@ def test_distillrec_serve_runs_without_torch():
         req = urllib.request.Request(f"http://127.0.0.1:{port}/v1/recommend", data=b'{"user_id": "1", "k": 2}', headers={"content-type": "application/json"})
         with urllib.request.urlopen(req, timeout=5) as r:
             assert len(json.load(r)["items"]) == 2
-        maps = open(f"/proc/{proc.pid}/maps").read()
+        maps = Path(f"/proc/{proc.pid}/maps").read_text()
         assert "libtorch" not in maps and "onnxruntime" in maps, "the serve process must not load torch's libraries"
     finally:
         proc.terminate()

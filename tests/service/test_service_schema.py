@@ -17,7 +17,19 @@ EXAMPLES_PER_OPERATION = 25
 # The app is created at import (cheap: bundles load in its lifespan) so that schemathesis can read
 # its schema at collection time; the fixture below exports the bundles and runs the lifespan.
 # Small limits keep every generated request cheap (a benchmark of at most 8 models × 20 requests).
-APP = create_app(service_settings(ROOT / "models", admin_token="schema-test-token", max_k=50, max_batch=20, max_history=50, benchmark_max_requests=20, compare_max_users=10, remote_timeout_s=0.5, teacher_endpoints="down=http://127.0.0.1:9"))
+APP = create_app(
+    service_settings(
+        ROOT / "models",
+        admin_token="schema-test-token",
+        max_k=50,
+        max_batch=20,
+        max_history=50,
+        benchmark_max_requests=20,
+        compare_max_users=10,
+        remote_timeout_s=0.5,
+        teacher_endpoints="down=http://127.0.0.1:9",
+    )
+)
 schema = schemathesis.openapi.from_asgi("/openapi.json", APP)
 
 

@@ -6,8 +6,8 @@ import json
 import subprocess
 import sys
 
-
 from conftest import write_block_log
+
 from distillrec.cli import main
 
 

@@ -54,7 +54,7 @@ def test_head_scores_share_one_form():
     cml = Head("cml", 8)
     pu, pi = cml.project(u), cml.project(i)
     assert (pu.norm(dim=-1) <= 1 + 1e-6).all()
-    assert torch.allclose(cml.matrix(pu, pi), -torch.cdist(pu, pi) ** 2, atol=1e-5)
+    assert torch.allclose(cml.matrix(pu, pi), -(torch.cdist(pu, pi) ** 2), atol=1e-5)
     bce = Head("bce", 8)
     with torch.no_grad():
         bce.a.copy_(torch.arange(2.0)), bce.b.fill_(0.5)

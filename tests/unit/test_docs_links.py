@@ -63,7 +63,7 @@ def test_links_are_found_outside_code_only(tmp_path):
     page = tmp_path / "p.md"
     page.write_text("[a](a.md) ![img](i.png) [web](https://x.org) `[no](code.md)`\n```\n[no](fence.md)\n```\n[b](b.md#x)\n")
     assert links(page) == ["a.md", "i.png", "b.md#x"]
-    page.write_text("# Title\n## Title\n<a id=\"custom\"></a>\n```\n# not a heading\n```\n")
+    page.write_text('# Title\n## Title\n<a id="custom"></a>\n```\n# not a heading\n```\n')
     assert anchors(page) == {"title", "title-1", "custom"}
 
 
@@ -121,7 +121,28 @@ def test_every_acronym_in_the_help_texts_is_spelled_out():
         texts.append(text)
         for action in parser._actions:
             metavars |= {action.dest.upper(), *re.findall(r"[A-Za-z]+", str(action.metavar or ""))}
-    known = {"HTTP", "REST", "JSON", "YAML", "GET", "POST", "FastAPI", "LATEST", "CI", "MovieLens", "MovieLens-", "CPU", "CPUs", "PNG", "COMMAND", "SUBCOMMAND", "BENCHMARK", "METRICs"}
+    known = {
+        "HTTP",
+        "REST",
+        "JSON",
+        "YAML",
+        "GET",
+        "POST",
+        "FastAPI",
+        "LATEST",
+        "CI",
+        "MovieLens",
+        "MovieLens-",
+        "CPU",
+        "CPUs",
+        "PNG",
+        "COMMAND",
+        "SUBCOMMAND",
+        "BENCHMARK",
+        "METRICs",
+    }
     words = set(re.findall(r"\b[A-Z][A-Za-z]*[A-Z][A-Za-z-]*\b", "\n".join(texts))) | set(re.findall(r"\b(?:ndcg|hr|mrr)@", "\n".join(texts)))
-    unexplained = sorted(w for w in words - metavars - known if all(part not in GLOSSARY for part in (w, w.upper().rstrip("@"))) and not all(p in GLOSSARY for p in w.split("-")))
+    unexplained = sorted(
+        w for w in words - metavars - known if all(part not in GLOSSARY for part in (w, w.upper().rstrip("@"))) and not all(p in GLOSSARY for p in w.split("-"))
+    )
     assert not unexplained, f"acronyms in --help texts missing from distillrec/cli.py GLOSSARY: {unexplained}"

@@ -8,16 +8,16 @@ import math
 
 import numpy as np
 import pytest
-
 from hetcomp_tiny import ensemble_tree, train_teachers
+
 from service.bundle.aggregation import aggregate_lists
 from training.checkpoint import save_checkpoint
 from training.data.dataset import Dataset
+from training.distill.teacher_protocol import EmbeddingTeacher, ItemListTeacher, Teacher, TrajectoryTeacher, require_teacher
 from training.ensemble import Ensemble
 from training.ensemble.build import EnsembleConfig, build_ensemble
 from training.ensemble.teacher import UNLISTED_SCORE
 from training.ensemble.trajectory import load_trajectory, select_checkpoints
-from training.distill.teacher_protocol import EmbeddingTeacher, ItemListTeacher, Teacher, TrajectoryTeacher, require_teacher
 from training.errors import ConfigError, DistillrecError
 from training.evaluation import evaluate
 from training.run_folder import RunFolder
@@ -40,7 +40,9 @@ def toy_dataset() -> Dataset:
     """2 users × 5 items; user 0 has seen item 4, user 1 item 0; test targets: user 0 → item 1, user 1 → item 4."""
     ids = lambda n, p: np.array([f"{p}{i}" for i in range(n)])  # noqa: E731
     return Dataset.from_indices(
-        "toy", ids(2, "u"), ids(5, "i"),
+        "toy",
+        ids(2, "u"),
+        ids(5, "i"),
         train=(np.array([0, 1]), np.array([4, 0])),
         valid=(np.array([0, 1]), np.array([2, 2])),
         test=(np.array([0, 1]), np.array([1, 4])),
@@ -134,7 +136,7 @@ def test_loaded_ensemble_merges_member_lists(tiny_ensemble):
     assert np.array_equal(ens.user_topn(20), expected)
     seen = ens.dataset.train
     top = ens.user_topn(20)
-    assert not any(set(top[u]) & set(seen.indices[seen.indptr[u]:seen.indptr[u + 1]]) for u in users)
+    assert not any(set(top[u]) & set(seen.indices[seen.indptr[u] : seen.indptr[u + 1]]) for u in users)
     # a ranking teacher, but neither item lists nor one embedding space: methods needing them say so
     assert isinstance(ens, Teacher) and isinstance(ens, TrajectoryTeacher)
     assert not isinstance(ens, ItemListTeacher) and not isinstance(ens, EmbeddingTeacher)

@@ -9,8 +9,14 @@ from training.errors import ConfigError
 from training.experiments.schema import EnsembleTeacher, RunTeacher, load_experiment
 
 RUN = {"name": "x", "teacher": {"run": "runs/t"}, "student": {"config": "s.yaml"}, "methods": [{"label": "DE", "methods": [{"name": "de"}]}]}
-ENSEMBLE = {"name": "y", "teacher": {"members": [{"config": "t.yaml", "run": "runs/t"}], "ensemble": {"config": "e.yaml", "run": "runs/e"}},
-            "students": [{"config": "s.yaml", "run": "runs/s"}], "set": ["train.threads=1"], "metric": "recall@10", "report": ["ndcg@10"]}
+ENSEMBLE = {
+    "name": "y",
+    "teacher": {"members": [{"config": "t.yaml", "run": "runs/t"}], "ensemble": {"config": "e.yaml", "run": "runs/e"}},
+    "students": [{"config": "s.yaml", "run": "runs/s"}],
+    "set": ["train.threads=1"],
+    "metric": "recall@10",
+    "report": ["ndcg@10"],
+}
 
 
 def _load(tmp_path, tree):

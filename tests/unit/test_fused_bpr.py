@@ -107,12 +107,14 @@ def test_the_sampler_draws_uniformly_outside_each_users_training_row():
 
 
 def _cfg(engine, family="mf"):
-    return config_from_dict({
-        "name": "tiny",
-        "model": {"family": family, "dim": 8, "init_std": 0.1},
-        "train": {"epochs": 40, "batch_size": 64, "lr": 0.05, "weight_decay": 0.0, "progress": False, "engine": engine},
-        "eval": {"ks": [5], "select": "hr@5", "patience": 100},
-    })
+    return config_from_dict(
+        {
+            "name": "tiny",
+            "model": {"family": family, "dim": 8, "init_std": 0.1},
+            "train": {"epochs": 40, "batch_size": 64, "lr": 0.05, "weight_decay": 0.0, "progress": False, "engine": engine},
+            "eval": {"ks": [5], "select": "hr@5", "patience": 100},
+        }
+    )
 
 
 def test_the_fused_path_learns_the_block_structure_and_resumes_exactly(tiny_dataset, tmp_path):

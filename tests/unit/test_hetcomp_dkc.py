@@ -13,10 +13,10 @@ from training.distill.base import KDContext
 from training.distill.hetcomp import (
     HetComp,
     HetCompParams,
+    complement_logsumexp,
     discrepancy,
     dkc_threshold,
     dkc_update,
-    complement_logsumexp,
     position_gains,
     relaxed_listmle,
 )
@@ -88,8 +88,15 @@ def _setup(threshold: str, n_users: int = 6, n_items: int = 30, n_teachers: int 
     rng = np.random.default_rng(0)
     train_u = np.repeat(np.arange(n_users), 3)
     train_i = np.concatenate([rng.choice(n_items, 3, replace=False) for _ in range(n_users)])
-    ds = Dataset.from_indices("t", np.arange(n_users).astype(str), np.arange(n_items).astype(str), (train_u, train_i),
-                              (np.array([0]), np.array([0])), (np.array([0]), np.array([1])), "ratio")
+    ds = Dataset.from_indices(
+        "t",
+        np.arange(n_users).astype(str),
+        np.arange(n_items).astype(str),
+        (train_u, train_i),
+        (np.array([0]), np.array([0])),
+        (np.array([0]), np.array([1])),
+        "ratio",
+    )
     trajs = []
     for _ in range(n_teachers):
         items = np.empty((4, n_users, 12), dtype=np.int32)
@@ -207,7 +214,6 @@ def test_epoch_mode_distils_every_user_once_per_epoch():
             batch = Batch(torch.zeros(n, dtype=torch.long), torch.zeros(n, dtype=torch.long), torch.zeros(n, 1, dtype=torch.long), epoch, b)
             seen += method.batch_users(batch).tolist()
         assert sorted(seen) == list(range(23))
-
 
 
 def test_without_trajectory_the_final_targets_and_the_listwise_phase_start_at_once():

@@ -15,7 +15,7 @@ def _serve(statuses: list[int]):
     """A 127.0.0.1 server answering each GET with the next status of ``statuses`` (then 200)."""
 
     class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self):  # noqa: N802
+        def do_GET(self):
             status = statuses.pop(0) if statuses else 200
             body = json.dumps({"status": "ok" if status == 200 else "loading"}).encode()
             self.send_response(status)

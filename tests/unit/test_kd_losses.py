@@ -65,8 +65,13 @@ def small():
     train = [(0, 0), (0, 1), (1, 2), (1, 3), (2, 4), (3, 5), (3, 6), (4, 7)]
     u, i = np.array(train).T
     ds = Dataset.from_indices(
-        "golden", np.array([f"u{k}" for k in range(5)]), np.array([f"i{k}" for k in range(12)]),
-        (u, i), (np.array([0]), np.array([8])), (np.array([0]), np.array([9])), "presplit",
+        "golden",
+        np.array([f"u{k}" for k in range(5)]),
+        np.array([f"i{k}" for k in range(12)]),
+        (u, i),
+        (np.array([0]), np.array([8])),
+        (np.array([0]), np.array([9])),
+        "presplit",
     )
     teacher = FakeTeacher(rng.normal(size=(5, 6)).astype(np.float32), rng.normal(size=(12, 6)).astype(np.float32), ds.train)
     student = MF(5, 12, 3)

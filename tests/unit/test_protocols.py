@@ -26,8 +26,12 @@ class FixedScorer:
 def _dataset():
     # 2 users × 6 items. user 0: train {0}, valid {1}, test {2}; user 1: train {3}, valid {4}, test {5}
     return Dataset.from_indices(
-        "hand", np.array(["a", "b"]), np.array([f"i{k}" for k in range(6)]),
-        (np.array([0, 1]), np.array([0, 3])), (np.array([0, 1]), np.array([1, 4])), (np.array([0, 1]), np.array([2, 5])),
+        "hand",
+        np.array(["a", "b"]),
+        np.array([f"i{k}" for k in range(6)]),
+        (np.array([0, 1]), np.array([0, 3])),
+        (np.array([0, 1]), np.array([1, 4])),
+        (np.array([0, 1]), np.array([2, 5])),
         split="presplit",
     )
 

@@ -19,12 +19,14 @@ from training.trainer import Trainer, base_loss
 
 
 def _cfg(**train):
-    return config_from_dict({
-        "name": "tiny",
-        "model": {"family": "mf", "dim": 8, "init_std": 0.1},
-        "train": {"epochs": 40, "batch_size": 64, "lr": 0.05, "weight_decay": 0.0, "progress": False, **train},
-        "eval": {"ks": [5], "select": "hr@5", "patience": 100},
-    })
+    return config_from_dict(
+        {
+            "name": "tiny",
+            "model": {"family": "mf", "dim": 8, "init_std": 0.1},
+            "train": {"epochs": 40, "batch_size": 64, "lr": 0.05, "weight_decay": 0.0, "progress": False, **train},
+            "eval": {"ks": [5], "select": "hr@5", "patience": 100},
+        }
+    )
 
 
 def test_base_losses_by_hand():
@@ -77,11 +79,13 @@ def test_a_run_is_finished_only_with_its_config_best_checkpoint_and_result(tiny_
 def test_periodic_checkpoints_and_early_stopping(tiny_dataset, tmp_path):
     # lr ~0: the validation metric never improves after the first evaluation, so with patience 2
     # training stops after epochs 0 (best), 1 and 2.
-    cfg = config_from_dict({
-        "model": {"family": "mf", "dim": 8},
-        "train": {"epochs": 50, "lr": 1e-12, "checkpoint_every": 2, "progress": False},
-        "eval": {"ks": [5], "select": "hr@5", "patience": 2},
-    })
+    cfg = config_from_dict(
+        {
+            "model": {"family": "mf", "dim": 8},
+            "train": {"epochs": 50, "lr": 1e-12, "checkpoint_every": 2, "progress": False},
+            "eval": {"ks": [5], "select": "hr@5", "patience": 2},
+        }
+    )
     early = train_run(cfg, tmp_path / "e", dataset=tiny_dataset)
     assert early["stopped_early"] and early["epochs"] == 3 and early["best_epoch"] == 0
     ckpts = sorted(p.name for p in (tmp_path / "e" / "checkpoints").iterdir())
@@ -123,7 +127,6 @@ def test_interrupt_saves_progress(tiny_dataset, tmp_path, monkeypatch):
         trainer.fit()
     _, meta = load_checkpoint(tmp_path / "last.ckpt.npz")
     assert meta["state"]["epoch"] == 2
-
 
 
 def _scripted(tiny_dataset, folder, n_epochs, eval_cfg, metrics_at):

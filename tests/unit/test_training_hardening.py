@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timezone
+from datetime import UTC, datetime
 
 import numpy as np
 import pytest
@@ -22,7 +22,14 @@ def _write(path, text: str):
 
 
 def test_iso_timestamps_are_accepted(tmp_path):
-    rows = ["1,a,1714571100", "1,b,2024-05-01", "2,a,2024-05-01T13:45:00", "2,b,2024-05-01 13:45:00.250", "3,a,2024-05-01T13:45:00Z", "3,b,2024-05-01T15:45:00+02:00"]
+    rows = [
+        "1,a,1714571100",
+        "1,b,2024-05-01",
+        "2,a,2024-05-01T13:45:00",
+        "2,b,2024-05-01 13:45:00.250",
+        "3,a,2024-05-01T13:45:00Z",
+        "3,b,2024-05-01T15:45:00+02:00",
+    ]
     data = read_table(_write(tmp_path / "x.csv", "user,item,ts\n" + "\n".join(rows) + "\n"), "user", "item", timestamp_col="ts")
     at = datetime(2024, 5, 1, 13, 45, tzinfo=UTC).timestamp()
     np.testing.assert_allclose(data.timestamp, [1714571100, datetime(2024, 5, 1, tzinfo=UTC).timestamp(), at, at + 0.25, at, at])
@@ -70,7 +77,10 @@ def test_kd_cache_follows_the_teacher_checkpoint(tiny_dataset, tmp_path):
 
 def test_train_refuses_to_replace_a_finished_run_unless_asked(tmp_path, capsys):
     log = write_block_log(tmp_path / "log.csv", n_users=30, n_blocks=3, per_user=6)
-    cfg = _write(tmp_path / "c.yaml", f"data: {{source: file, path: {log}, user_col: user, item_col: item}}\nmodel: {{family: mf, dim: 4}}\ntrain: {{epochs: 2}}\neval: {{ks: [5], select: hr@5}}\n")
+    cfg = _write(
+        tmp_path / "c.yaml",
+        f"data: {{source: file, path: {log}, user_col: user, item_col: item}}\nmodel: {{family: mf, dim: 4}}\ntrain: {{epochs: 2}}\neval: {{ks: [5], select: hr@5}}\n",
+    )
     out = tmp_path / "run"
     args = ["train", "--config", str(cfg), "--out", str(out), "--no-progress"]
     assert main(args) == 0

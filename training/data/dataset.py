@@ -57,7 +57,7 @@ class Dataset:
         test: tuple[np.ndarray, np.ndarray],
         split: str,
         source: str = "",
-    ) -> "Dataset":
+    ) -> Dataset:
         """Builds a dataset from (user index, item index) pairs for each part."""
         nu, ni = len(user_ids), len(item_ids)
         return cls(

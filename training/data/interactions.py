@@ -26,7 +26,7 @@ class Interactions:
     def __len__(self) -> int:
         return len(self.user)
 
-    def take(self, mask_or_index: np.ndarray) -> "Interactions":
+    def take(self, mask_or_index: np.ndarray) -> Interactions:
         return Interactions(
             user=self.user[mask_or_index],
             item=self.item[mask_or_index],
@@ -47,10 +47,7 @@ def filter_min_rating(data: Interactions, min_rating: float | None) -> Interacti
     if min_rating is None:
         return data
     if data.rating is None:
-        raise DataError(
-            f"{data.origin}: data.min_rating={min_rating} is set but the data has no rating column; "
-            "set data.rating_col or remove data.min_rating."
-        )
+        raise DataError(f"{data.origin}: data.min_rating={min_rating} is set but the data has no rating column; set data.rating_col or remove data.min_rating.")
     return _require_rows(
         data.take(data.rating >= min_rating),
         f"keeping ratings >= {min_rating}",

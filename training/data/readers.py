@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -115,9 +115,7 @@ def read_table(
                     path,
                     read_options=read_opts,
                     parse_options=pacsv.ParseOptions(delimiter=sep),
-                    convert_options=pacsv.ConvertOptions(
-                        column_types={c: pa.string() for c in (user_col, item_col) if c}
-                    ),
+                    convert_options=pacsv.ConvertOptions(column_types={c: pa.string() for c in (user_col, item_col) if c}),
                 )
     except (pa.ArrowInvalid, OSError) as exc:
         raise DataError(f"{path}: cannot be read as a {'Parquet' if path.suffix.lower() in ('.parquet', '.pq') else 'delimited text'} table: {exc}") from None
@@ -125,10 +123,7 @@ def read_table(
     names = table.column_names
     for field_name, col in (("user_col", user_col), ("item_col", item_col), ("rating_col", rating_col), ("timestamp_col", timestamp_col)):
         if col is not None and col not in names:
-            raise DataError(
-                f"{path}: column '{col}' (data.{field_name}) not found; the file has columns {names}. "
-                f"Set data.{field_name} to one of them."
-            )
+            raise DataError(f"{path}: column '{col}' (data.{field_name}) not found; the file has columns {names}. Set data.{field_name} to one of them.")
 
     def checked(col: str):
         column = table.column(col)
@@ -141,7 +136,9 @@ def read_table(
         column = pc.cast(checked(col), pa.string())
         nul = pc.match_substring(column, "\x00").to_numpy(zero_copy_only=False)
         if nul.any():  # numpy's fixed-width strings drop trailing NULs: 'u1\0' would silently become 'u1'
-            raise DataError(f"{path}: column '{col}' holds a NUL character in data row {int(np.flatnonzero(nul)[0]) + 1}; ids must be text. Remove it from the file.")
+            raise DataError(
+                f"{path}: column '{col}' holds a NUL character in data row {int(np.flatnonzero(nul)[0]) + 1}; ids must be text. Remove it from the file."
+            )
         values = column.to_numpy(zero_copy_only=False).astype(str)
         blank = np.flatnonzero(np.char.str_len(np.char.strip(values)) == 0)
         if len(blank):

@@ -69,9 +69,14 @@ def leave_one_out(data: Interactions, name: str, seed: int) -> Dataset:
     role[ends - 1] = 2
     role[ends - 2] = 1
     return Dataset.from_indices(
-        name, user_ids, item_ids,
-        (u[role == 0], i[role == 0]), (u[role == 1], i[role == 1]), (u[role == 2], i[role == 2]),
-        split=split, source=data.origin,
+        name,
+        user_ids,
+        item_ids,
+        (u[role == 0], i[role == 0]),
+        (u[role == 1], i[role == 1]),
+        (u[role == 2], i[role == 2]),
+        split=split,
+        source=data.origin,
     )
 
 
@@ -114,6 +119,4 @@ def presplit(train: Interactions, valid: Interactions, test: Interactions, name:
     union = Interactions(user=allu, item=alli, rating=None, timestamp=None, origin=origin)
     user_ids, item_ids, u, i = index_ids(union)
     a, b = len(train), len(train) + len(valid)
-    return Dataset.from_indices(
-        name, user_ids, item_ids, (u[:a], i[:a]), (u[a:b], i[a:b]), (u[b:], i[b:]), split="presplit", source=origin
-    )
+    return Dataset.from_indices(name, user_ids, item_ids, (u[:a], i[:a]), (u[a:b], i[a:b]), (u[b:], i[b:]), split="presplit", source=origin)

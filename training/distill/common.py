@@ -11,10 +11,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-
 #: Stand-in for −∞ in masked log-sum-exps: finite, so masked entries get exactly zero gradient and
 #: never produce NaN (exp(−1e30 − x) underflows to 0 in float32).
 NEG_INF = -1e30
+
 
 # ------------------------------------------------------------------------------------ losses
 class _RelaxedRanking(torch.autograd.Function):

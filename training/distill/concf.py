@@ -208,7 +208,10 @@ class ConCF(KDMethod[ConCFParams]):
         return terms
 
     def log_state(self) -> dict:
-        state = {"weights": {k: round(float(v), 4) for k, v in zip(HEAD_KINDS, self.w)}, "consensus_learning": self.consensus is not None and self.params.consensus_learning}
+        state = {
+            "weights": {k: round(float(v), 4) for k, v in zip(HEAD_KINDS, self.w)},
+            "consensus_learning": self.consensus is not None and self.params.consensus_learning,
+        }
         if self._last.get("refresh_epoch") == self._epoch:
             state.update(self._last)
         return state

@@ -169,9 +169,7 @@ class ExpertBank(nn.Module):
         rows, experts, w = rows[order], experts[order], w[order]
         counts = torch.bincount(experts, minlength=self.n_experts).tolist()
         c = torch.as_tensor(weight, dtype=student.dtype, device=student.device).expand(n).contiguous()
-        return _ExpertRegression.apply(
-            student, w, self.w1, self.b1, self.w2, self.b2, teacher.detach(), c, rows, experts, counts
-        )
+        return _ExpertRegression.apply(student, w, self.w1, self.b1, self.w2, self.b2, teacher.detach(), c, rows, experts, counts)
 
     def loss(self, student: torch.Tensor, teacher: torch.Tensor, tau: float, weight: torch.Tensor | float = 1.0) -> torch.Tensor:
         """Σ_x w_x ‖e_t(x) − Σ_m s_{x,m} E_m(e_s(x))‖² with s the Gumbel selection at τ (scalar)."""

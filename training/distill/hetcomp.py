@@ -172,7 +172,9 @@ class HetCompParams(BaseModel):
     start_epoch: int = Field(10, ge=1, description="first DKC call (it only stores distances)")
     alpha: float = Field(1.05, gt=0)
     decay: float = Field(0.995, gt=0, le=1)
-    threshold: Literal["official", "adaptive"] = Field("official", description="official: θ=α·decay^j (forces all pairs forward once θ<1); adaptive: θ floored above 1 plus a per-stage call cap")
+    threshold: Literal["official", "adaptive"] = Field(
+        "official", description="official: θ=α·decay^j (forces all pairs forward once θ<1); adaptive: θ floored above 1 plus a per-stage call cap"
+    )
     threshold_floor: float = Field(1.01, ge=1.0, description="adaptive: lower bound of θ")
     max_calls_per_stage: int = Field(5, ge=1, description="adaptive: calls on one checkpoint before a forced advance")
     discrepancy_k: int = Field(50, ge=1, description="list depth of the DKC discrepancy")
@@ -199,7 +201,9 @@ class HetComp(KDMethod[HetCompParams]):
     def setup(self, ctx: KDContext) -> None:
         p = self.params
         if not isinstance(ctx.teacher, TrajectoryTeacher):
-            raise ConfigError("hetcomp needs an ensemble teacher with trajectories (distill.teacher: an ensemble run folder built by `distillrec ensemble build`).")
+            raise ConfigError(
+                "hetcomp needs an ensemble teacher with trajectories (distill.teacher: an ensemble run folder built by `distillrec ensemble build`)."
+            )
         teacher = ctx.teacher
         if p.listwise_depths[0] > p.top_k or p.listwise_depths[1] > p.listwise_depths[0]:
             raise ConfigError(f"hetcomp: listwise_depths {p.listwise_depths} must satisfy top_k ≥ a ≥ b.")
@@ -273,8 +277,14 @@ class HetComp(KDMethod[HetCompParams]):
         j = epoch // p.period
         self.theta = dkc_threshold(j, p.alpha, p.decay, p.threshold, p.threshold_floor)
         v, stored, stage = dkc_update(
-            self.v.numpy(), self.stored.numpy(), dist, self.last, self.theta, first=self.calls == 0,
-            stage_calls=self.stage_calls.numpy(), max_calls=p.max_calls_per_stage if p.threshold == "adaptive" else None,
+            self.v.numpy(),
+            self.stored.numpy(),
+            dist,
+            self.last,
+            self.theta,
+            first=self.calls == 0,
+            stage_calls=self.stage_calls.numpy(),
+            max_calls=p.max_calls_per_stage if p.threshold == "adaptive" else None,
         )
         self.v.copy_(torch.from_numpy(v))
         self.stored.copy_(torch.from_numpy(stored))

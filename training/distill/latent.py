@@ -21,7 +21,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
-from training.distill.base import P, Batch, KDContext, KDMethod
+from training.distill.base import Batch, KDContext, KDMethod, P
 from training.distill.common import annealed_temperature
 from training.distill.experts import ExpertBank, expert_hidden
 from training.distill.registry import register

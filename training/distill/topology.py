@@ -47,6 +47,7 @@ class FTD(TeacherTables[None]):
 
     name = "ftd"
     default_weight = 1e-3
+
     def setup(self, ctx: KDContext) -> None:
         self._load_teacher(ctx)
 
@@ -146,7 +147,9 @@ class HTDParams(Params):
         "clusters of the teacher representations (the paper's ablation), the experts of L_GA routed by them",
     )
     gamma: float = Field(0.5, ge=0, le=1, description="L_HTD = γ L_TD + (1 − γ) L_GA")
-    group_level: Literal["prototype-entity", "prototype-prototype"] = Field("prototype-entity", description="official 'second' (Group(P,e)) or 'first' (Group(P,P))")
+    group_level: Literal["prototype-entity", "prototype-prototype"] = Field(
+        "prototype-entity", description="official 'second' (Group(P,e)) or 'first' (Group(P,P))"
+    )
     mask_own_group: bool = Field(False, description="exclude entities from their own group's prototype relations (the paper; the code does not)")
     tau_start: float = Field(1.0, gt=0)
     tau_end: float = Field(1e-10, gt=0)

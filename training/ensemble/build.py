@@ -137,13 +137,15 @@ def build_ensemble(cfg: EnsembleConfig, out: str | Path, log=print) -> dict:
     trajectories = ensure_trajectories(ens, cfg.trajectory, ec.ks, log) if cfg.trajectory is not None else None
     members = []
     for m, scorer in zip(ens.runs, ens.scorers):
-        members.append({
-            "run": str(m.path),
-            "family": m.model.family,
-            "parameters": m.model.num_parameters(),
-            "valid": evaluate(scorer, ens.dataset, "valid", ec.protocol, ec.ks, ec.sampled_negatives, ec.seed).to_dict(),
-            "test": evaluate(scorer, ens.dataset, "test", ec.protocol, ec.ks, ec.sampled_negatives, ec.seed).to_dict(),
-        })
+        members.append(
+            {
+                "run": str(m.path),
+                "family": m.model.family,
+                "parameters": m.model.num_parameters(),
+                "valid": evaluate(scorer, ens.dataset, "valid", ec.protocol, ec.ks, ec.sampled_negatives, ec.seed).to_dict(),
+                "test": evaluate(scorer, ens.dataset, "test", ec.protocol, ec.ks, ec.sampled_negatives, ec.seed).to_dict(),
+            }
+        )
     valid = evaluate(ens, ens.dataset, "valid", ec.protocol, ec.ks, ec.sampled_negatives, ec.seed).to_dict()
     test = evaluate(ens, ens.dataset, "test", ec.protocol, ec.ks, ec.sampled_negatives, ec.seed).to_dict()
     best = {k: max(mm["test"]["metrics"][k] for mm in members) for k in test["metrics"]}

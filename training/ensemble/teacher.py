@@ -71,7 +71,7 @@ class Ensemble:
 
     # ------------------------------------------------------------------------------ loading
     @classmethod
-    def load(cls, folder: str | Path, dataset: Dataset | None = None) -> "Ensemble":
+    def load(cls, folder: str | Path, dataset: Dataset | None = None) -> Ensemble:
         """Loads an ensemble run folder (``ensemble.json``); member paths are relative to it or absolute."""
         folder = Path(folder)
         spec_path = folder / ENSEMBLE_FILE
@@ -79,12 +79,12 @@ class Ensemble:
             raise DistillrecError(f"{folder}: not an ensemble run ({ENSEMBLE_FILE} is missing). Build it with `distillrec ensemble build`.")
         spec = json.loads(spec_path.read_text())
         if spec.get("kind") != "ensemble" or not spec.get("members"):
-            raise DistillrecError(f"{spec_path}: expected {{\"kind\": \"ensemble\", \"members\": [...]}}.")
+            raise DistillrecError(f'{spec_path}: expected {{"kind": "ensemble", "members": [...]}}.')
         paths = [resolve_member(folder, m["run"]) for m in spec["members"]]
         return cls.from_runs(paths, [m.get("weight", 1.0) for m in spec["members"]], spec.get("temperature", 10.0), spec.get("list_length", 100), dataset)
 
     @classmethod
-    def from_runs(cls, runs: list[str | Path], weights: list[float], temperature: float, list_length: int, dataset: Dataset | None = None) -> "Ensemble":
+    def from_runs(cls, runs: list[str | Path], weights: list[float], temperature: float, list_length: int, dataset: Dataset | None = None) -> Ensemble:
         """Loads the member run folders (the data is rebuilt once, from the first member's config)."""
         loaded: list[LoadedRun] = []
         for path in runs:
@@ -158,8 +158,7 @@ class Ensemble:
         return {
             "family": "ensemble",
             "members": [
-                {"run": str(r.path), **r.model.constructor_args(), "parameters": r.model.num_parameters(), "weight": w}
-                for r, w in zip(self.runs, self.weights)
+                {"run": str(r.path), **r.model.constructor_args(), "parameters": r.model.num_parameters(), "weight": w} for r, w in zip(self.runs, self.weights)
             ],
             "temperature": self.temperature,
             "list_length": self.list_length,

@@ -15,7 +15,6 @@ import numpy as np
 import scipy.sparse as sp
 
 from training.data.dataset import Dataset
-from training.evaluation.topk import topk_excluding_rows
 from training.evaluation.ranking_metrics import (
     coverage,
     hits_from_sampled_ranks,
@@ -23,6 +22,7 @@ from training.evaluation.ranking_metrics import (
     metrics_from_hits,
     pessimistic_rank,
 )
+from training.evaluation.topk import topk_excluding_rows
 from training.sampling import sample_excluding
 
 
@@ -63,8 +63,10 @@ def top_k_excluding(scorer: Scorer, users: np.ndarray, excluded: sp.csr_matrix, 
     if not excluded.has_sorted_indices:
         excluded = excluded.sorted_indices()
     k = min(k, excluded.shape[1])
-    return np.concatenate([topk_excluding_rows(scorer.score_all(batch), batch, excluded, k)
-                           for batch in _user_batches(users, excluded.shape[1])] or [np.empty((0, k), dtype=np.int64)])
+    return np.concatenate(
+        [topk_excluding_rows(scorer.score_all(batch), batch, excluded, k) for batch in _user_batches(users, excluded.shape[1])]
+        or [np.empty((0, k), dtype=np.int64)]
+    )
 
 
 def _parts(dataset: Dataset, part: str) -> tuple[sp.csr_matrix, sp.csr_matrix]:

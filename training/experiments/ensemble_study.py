@@ -16,11 +16,11 @@ import sys
 import time
 from pathlib import Path
 
-from training.errors import ConfigError, DistillrecError
-from training.run_folder import RunFolder
 from training.atomic import write_atomic
+from training.errors import ConfigError, DistillrecError
 from training.experiments.report import ensemble_markdown
 from training.experiments.schema import EnsembleTeacher, ExperimentConfig
+from training.run_folder import RunFolder
 
 
 def _teacher(cfg: ExperimentConfig) -> EnsembleTeacher:
@@ -59,7 +59,21 @@ def run_steps(cfg: ExperimentConfig, force: set[str] | None = None, log=print) -
         _cli(["ensemble", "build", "--config", str(teacher.ensemble.config), "--out", str(teacher.ensemble.run)], log)
     for s in cfg.students:
         if force & {"all", "students", str(s.run), s.label or ""} or not RunFolder(s.run).finished:
-            _cli(["ensemble", "distill", "--config", str(s.config), "--out", str(s.run), "--ensemble", str(teacher.ensemble.run), "--no-progress", *_sets(cfg.set)], log)
+            _cli(
+                [
+                    "ensemble",
+                    "distill",
+                    "--config",
+                    str(s.config),
+                    "--out",
+                    str(s.run),
+                    "--ensemble",
+                    str(teacher.ensemble.run),
+                    "--no-progress",
+                    *_sets(cfg.set),
+                ],
+                log,
+            )
 
 
 def _row(role: str, label: str, result: dict, timing: dict, metrics: list[str]) -> dict:
@@ -121,8 +135,9 @@ def collect(cfg: ExperimentConfig) -> dict:
     }
 
 
-def run_ensemble_study(cfg: ExperimentConfig, config_path: str | Path, out: str | Path, force: set[str] | None = None,
-                       report_only: bool = False, log=print) -> dict:
+def run_ensemble_study(
+    cfg: ExperimentConfig, config_path: str | Path, out: str | Path, force: set[str] | None = None, report_only: bool = False, log=print
+) -> dict:
     """Runs the steps (unless ``report_only``), then writes ``OUT/results.json`` and ``OUT/results.md``."""
     t0 = time.time()
     if not report_only:

@@ -96,13 +96,29 @@ def markdown(results: dict) -> str:
     extra = [m for m in cfg["report"] if m != metric]
     teacher = results["teacher"]
     protocol = results["protocol"]
-    proto = f"sampled ({protocol['sampled_negatives']} negatives, pessimistic ties)" if protocol["protocol"] == "sampled" else "full ranking (train items and the other held-out item excluded)"
+    proto = (
+        f"sampled ({protocol['sampled_negatives']} negatives, pessimistic ties)"
+        if protocol["protocol"] == "sampled"
+        else "full ranking (train items and the other held-out item excluded)"
+    )
     select = protocol["select"]
-    head = ["method", "seeds", f"test {metric.upper()}", "vs scratch", "/ teacher", *[m.upper() for m in extra], f"valid {select.upper()}", "params", "training-only params", "s/epoch", "best epoch"]
+    head = [
+        "method",
+        "seeds",
+        f"test {metric.upper()}",
+        "vs scratch",
+        "/ teacher",
+        *[m.upper() for m in extra],
+        f"valid {select.upper()}",
+        "params",
+        "training-only params",
+        "s/epoch",
+        "best epoch",
+    ]
     lines = [
         f"### {results['experiment']}",
         "",
-        *( [results["description"], ""] if results.get("description") else [] ),
+        *([results["description"], ""] if results.get("description") else []),
         f"Data: {results['data']['name']} ({results['data']['users']:,} users, {results['data']['items']:,} items, "
         f"{results['data']['train_interactions']:,} training interactions). Protocol: {proto}; selection on validation "
         f"{protocol['select']}, test at the best validation epoch.",
@@ -112,33 +128,56 @@ def markdown(results: dict) -> str:
     tm = teacher["test"]["metrics"]
     model = teacher.get("model") or {}
     lines.append(
-        _md_row([
-            f"teacher ({model.get('family', '?')} dim {model.get('dim', '?')})", "1", f"{tm[metric]:.4f}", "", "1.00",
-            *[f"{tm[m]:.4f}" for m in extra], "–", f"{teacher['parameters']:,}", "–",
-            f"{teacher['seconds_per_epoch']:.2f}" if teacher.get("seconds_per_epoch") else "–", str(teacher.get("best_epoch", "–")),
-        ])
+        _md_row(
+            [
+                f"teacher ({model.get('family', '?')} dim {model.get('dim', '?')})",
+                "1",
+                f"{tm[metric]:.4f}",
+                "",
+                "1.00",
+                *[f"{tm[m]:.4f}" for m in extra],
+                "–",
+                f"{teacher['parameters']:,}",
+                "–",
+                f"{teacher['seconds_per_epoch']:.2f}" if teacher.get("seconds_per_epoch") else "–",
+                str(teacher.get("best_epoch", "–")),
+            ]
+        )
     )
     for row in results["summary"]:
         if not row["finished"]:
             lines.append(f"| {row['label']} | 0 | (not run yet) |" + " |" * (len(head) - 3))
             continue
         lines.append(
-            _md_row([
-                row["label"], str(row["finished"]), _fmt(row[metric]),
-                "" if row["label"] == SCRATCH else _pct(row["gain_vs_scratch"]),
-                f"{row['ratio_to_teacher']:.2f}" if row["ratio_to_teacher"] else "–",
-                *[_fmt(row.get(m)) for m in extra], _fmt(row.get("valid")),
-                f"{row['parameters']:,}", f"{row['training_only_parameters']:,}" if row["training_only_parameters"] else "–",
-                f"{row['seconds_per_epoch']:.2f}", f"{row['best_epoch']:.0f}",
-            ])
+            _md_row(
+                [
+                    row["label"],
+                    str(row["finished"]),
+                    _fmt(row[metric]),
+                    "" if row["label"] == SCRATCH else _pct(row["gain_vs_scratch"]),
+                    f"{row['ratio_to_teacher']:.2f}" if row["ratio_to_teacher"] else "–",
+                    *[_fmt(row.get(m)) for m in extra],
+                    _fmt(row.get("valid")),
+                    f"{row['parameters']:,}",
+                    f"{row['training_only_parameters']:,}" if row["training_only_parameters"] else "–",
+                    f"{row['seconds_per_epoch']:.2f}",
+                    f"{row['best_epoch']:.0f}",
+                ]
+            )
         )
     best = best_on_validation(results["summary"])
     if best:
         lines += ["", f"Best method on validation (highest mean validation {select.upper()} over its seeds): {best}."]
-    lines += ["", "Methods and weights: " + "; ".join(
-        f"{r['label']} = " + " + ".join(f"{m['name']}(" + ", ".join(f"{k}={v}" for k, v in m.items() if k != "name") + ")" for m in r["methods"])
-        for r in results["summary"] if r["methods"]
-    ) + "."]
+    lines += [
+        "",
+        "Methods and weights: "
+        + "; ".join(
+            f"{r['label']} = " + " + ".join(f"{m['name']}(" + ", ".join(f"{k}={v}" for k, v in m.items() if k != "name") + ")" for m in r["methods"])
+            for r in results["summary"]
+            if r["methods"]
+        )
+        + ".",
+    ]
     return "\n".join(lines) + "\n"
 
 
@@ -161,8 +200,11 @@ def ensemble_markdown(table: dict) -> str:
         cells = [r["role"], name, f"{r['parameters']:,}", *[f"{r['test'][m]:.4f}" for m in ms], f"{r['scoring']['ms_per_1k_users']:.1f}", train_s, rss]
         lines.append(_md_row(cells))
     t = table["timing"]
-    lines += ["", f"Scoring: fastest of {t['repeats']} runs producing top-{t['k']} lists (seen items excluded) for {min(t['users'], ds['users'])} users, "
-              f"{t['threads']} torch thread(s), scaled to 1,000 users. The ensemble's time includes every member's scoring plus the aggregation."]
+    lines += [
+        "",
+        f"Scoring: fastest of {t['repeats']} runs producing top-{t['k']} lists (seen items excluded) for {min(t['users'], ds['users'])} users, "
+        f"{t['threads']} torch thread(s), scaled to 1,000 users. The ensemble's time includes every member's scoring plus the aggregation.",
+    ]
     return "\n".join(lines) + "\n"
 
 

@@ -140,7 +140,9 @@ def run_experiment(
     exp = load_experiment(config_path)
     if exp.ensemble is not None:
         if only or seeds:
-            raise ConfigError(f"{config_path}: --only and --seed select the entries and seeds of a teacher-run study; this study has an ensemble teacher (use --force STEP to redo a step).")
+            raise ConfigError(
+                f"{config_path}: --only and --seed select the entries and seeds of a teacher-run study; this study has an ensemble teacher (use --force STEP to redo a step)."
+            )
         from training.experiments.ensemble_study import run_ensemble_study
 
         return run_ensemble_study(exp, config_path, out, force, report_only, log)
@@ -194,8 +196,9 @@ class _StudentTrainer:
         return result
 
 
-def _run_seed_study(exp: ExperimentConfig, config_path: str | Path, out: Path, only: list[str] | None, report_only: bool,
-                    seeds: list[int] | None, log: Callable[[str], None]) -> dict:
+def _run_seed_study(
+    exp: ExperimentConfig, config_path: str | Path, out: Path, only: list[str] | None, report_only: bool, seeds: list[int] | None, log: Callable[[str], None]
+) -> dict:
     """The teacher-run study (see the module docstring)."""
     out.mkdir(parents=True, exist_ok=True)
     (out / "experiment.yaml").write_text(Path(config_path).read_text())

@@ -62,7 +62,7 @@ class RunTeacher(Strict):
     set: list[str] = Field(default_factory=list, description="overrides for training the teacher")
 
     @model_validator(mode="after")
-    def _one_needed(self) -> "RunTeacher":
+    def _one_needed(self) -> RunTeacher:
         if self.run is None and self.config is None:
             raise ValueError("teacher needs `run` (a finished run folder) or `config` (to train one)")
         return self
@@ -147,7 +147,7 @@ class ExperimentConfig(Strict):
         return [self.metric, *[m for m in self.report if m != self.metric]]
 
     @model_validator(mode="after")
-    def _variant(self) -> "ExperimentConfig":
+    def _variant(self) -> ExperimentConfig:
         given = self.model_fields_set
         if self.ensemble is None:
             wrong = sorted(given & {"students", "set", "timing"})
@@ -161,7 +161,7 @@ class ExperimentConfig(Strict):
         return self
 
     @model_validator(mode="after")
-    def _unique_labels(self) -> "ExperimentConfig":
+    def _unique_labels(self) -> ExperimentConfig:
         slugs = [slug(m.label) for m in self.methods]
         if len(set(slugs)) != len(slugs):
             raise ValueError(f"method labels must be distinct (after slugging): {slugs}")

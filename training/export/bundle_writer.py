@@ -110,7 +110,9 @@ def write_model_bundle(run: LoadedRun, folder: Path, bundle: str, version: str, 
         faiss_index, index_spec = build_item_index(items, users, index)
         faiss.write_index(faiss_index, str(folder / index_spec.file))
     elif index.kind != "flat":
-        raise ExportError(f"--index {index.kind}: the {model.family} model is a learned scorer (not an inner product), so it has no item index; export it with the default --index flat.")
+        raise ExportError(
+            f"--index {index.kind}: the {model.family} model is a learned scorer (not an inner product), so it has no item index; export it with the default --index flat."
+        )
     write_data_files(folder, dataset)
     manifest = Manifest(
         bundle=bundle,
@@ -139,7 +141,9 @@ def write_model_bundle(run: LoadedRun, folder: Path, bundle: str, version: str, 
 
 def check_bundle_name(bundle: str) -> None:
     if not BUNDLE_NAME_RE.match(bundle):
-        raise ExportError(f"--bundle {bundle!r}: use letters, digits, '.', '_' or '-' (at most 64 characters, starting with a letter or digit); it becomes a URL segment.")
+        raise ExportError(
+            f"--bundle {bundle!r}: use letters, digits, '.', '_' or '-' (at most 64 characters, starting with a letter or digit); it becomes a URL segment."
+        )
 
 
 def staging_folder(models_dir: Path, bundle: str, version: str) -> Path:

@@ -76,12 +76,16 @@ def write_ensemble_bundle(folder_in: Path, staging: Path, bundle: str, version: 
     for i, ref in enumerate(spec.members):
         path = member_path(folder_in, ref.run)
         if not path.is_dir():
-            raise ExportError(f"{Path(folder_in) / ENSEMBLE_FILE}: member {i} run folder {path} does not exist (relative paths are relative to the ensemble folder).")
+            raise ExportError(
+                f"{Path(folder_in) / ENSEMBLE_FILE}: member {i} run folder {path} does not exist (relative paths are relative to the ensemble folder)."
+            )
         run = load_run(path)
         if dataset is None:
             dataset = run.dataset
         elif run.dataset.fingerprint() != dataset.fingerprint():
-            raise ExportError(f"{Path(folder_in) / ENSEMBLE_FILE}: member {i} ({path}) was trained on different data than member 0; an ensemble needs one dataset.")
+            raise ExportError(
+                f"{Path(folder_in) / ENSEMBLE_FILE}: member {i} ({path}) was trained on different data than member 0; an ensemble needs one dataset."
+            )
         rel = f"{MEMBERS_DIR}/{i}"
         manifests.append(write_model_bundle(run, staging / rel, f"{bundle}.m{i}", version, None, index, opset))
         members.append(EnsembleMember(path=rel, weight=ref.weight))

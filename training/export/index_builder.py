@@ -53,7 +53,7 @@ def default_nlist(n_items: int) -> int:
     return max(1, min(int(round(4 * math.sqrt(n_items))), n_items // 39))
 
 
-def build_item_index(item_vectors: np.ndarray, user_vectors: np.ndarray, opts: IndexOptions) -> tuple["faiss.Index", IndexSpec]:
+def build_item_index(item_vectors: np.ndarray, user_vectors: np.ndarray, opts: IndexOptions) -> tuple[faiss.Index, IndexSpec]:
     """An inner-product index over ``item_vectors`` [n_items, d] (float32), checked with ``user_vectors`` [n_users, d].
 
     Raises :class:`ExportError` when an approximate index cannot reach ``opts.min_recall``.

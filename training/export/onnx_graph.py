@@ -104,8 +104,16 @@ def export_onnx(model: TrainableRecommender, path: Path, opset: int = DEFAULT_OP
     try:
         with _quiet_exporter(), torch.no_grad():
             program = torch.onnx.export(
-                module, args, None, dynamo=True, input_names=names_in, output_names=names_out,
-                opset_version=opset, dynamic_shapes=dynamic, verbose=False, optimize=True,
+                module,
+                args,
+                None,
+                dynamo=True,
+                input_names=names_in,
+                output_names=names_out,
+                opset_version=opset,
+                dynamic_shapes=dynamic,
+                verbose=False,
+                optimize=True,
             )
             program.save(str(path))
     except Exception as exc:  # the exporter raises many types; the user needs to know it was this step

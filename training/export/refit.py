@@ -34,15 +34,23 @@ def refit_all(run_path: Path, work: Path) -> LoadedRun:
     """
     run = load_run(run_path)
     if run.config.distill is not None or run.result.get("kd"):
-        raise ExportError(f"--refit-all: {run_path} is a distilled run; refitting it would need its teacher and KD terms refitted too. Export it without --refit-all.")
+        raise ExportError(
+            f"--refit-all: {run_path} is a distilled run; refitting it would need its teacher and KD terms refitted too. Export it without --refit-all."
+        )
     best = run.result.get("best_epoch")
     if not isinstance(best, int) or best < 0:
         raise ExportError(f"--refit-all: {run_path / 'result.json'} records no best_epoch, so the epoch count to refit with is unknown. Retrain the run.")
     epochs = best + 1
     dataset = full_dataset(run.dataset)
     train = run.config.train.model_copy(update={"epochs": epochs, "progress": False})
-    config = run.config.model_copy(update={"train": train, "eval": run.config.eval.model_copy(update={"every": epochs})})  # one evaluation, at the end: the last epoch is kept
+    config = run.config.model_copy(
+        update={"train": train, "eval": run.config.eval.model_copy(update={"every": epochs})}
+    )  # one evaluation, at the end: the last epoch is kept
     train_run(config, work, dataset=dataset)
     refitted = load_run(work, dataset=dataset)
-    refit = {"epochs": epochs, "interactions": int(dataset.train.nnz), "note": "trained on every interaction for the selected run's epoch count; 'valid' and 'test' are the selected run's metrics"}
+    refit = {
+        "epochs": epochs,
+        "interactions": int(dataset.train.nnz),
+        "note": "trained on every interaction for the selected run's epoch count; 'valid' and 'test' are the selected run's metrics",
+    }
     return LoadedRun(run.path, run.config, dataset, refitted.model, {**run.result, "refit": refit})
