@@ -1,6 +1,6 @@
 # distillrec — the two commands a user needs:
 #   make demo   # virtualenv, installs, MovieLens-100K, teacher, student, export, service on 127.0.0.1:8000
-#   make test   # virtualenv, installs, the whole test suite
+#   make test   # virtualenv, installs, lint and type checks, the whole test suite
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
@@ -43,6 +43,9 @@ demo: $(DEMO_STAMP)
 	$(BIN)/distillrec demo $(DEMO_ARGS)
 
 test: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 	$(BIN)/python -m pytest -q
 
 # Docker: the images (offline-capable: see docker/build-images.sh --help) and the end-to-end

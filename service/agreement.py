@@ -92,7 +92,7 @@ def agreement(candidate: Sequence[str], reference: Sequence[str], k: int) -> dic
     }
 
 
-def mean_agreement(pairs: list[tuple[Sequence[str], Sequence[str]]], k: int) -> dict[str, float | None]:
+def mean_agreement(pairs: Sequence[tuple[Sequence[str], Sequence[str]]], k: int) -> dict[str, float | None]:
     """The per-user measures averaged over ``pairs`` of (candidate, reference) lists; ``users`` counts the pairs.
 
     Kendall τ is averaged over the users where it is defined; every mean is ``None`` without users.
@@ -100,7 +100,7 @@ def mean_agreement(pairs: list[tuple[Sequence[str], Sequence[str]]], k: int) -> 
     rows = [agreement(c, r, k) for c, r in pairs]
     out: dict[str, float | None] = {"users": len(rows)}
     for key in ("overlap_at_k", "rbo", "kendall_tau", "ndcg_at_k"):
-        values = [row[key] for row in rows if row[key] is not None]
+        values = [v for row in rows if (v := row[key]) is not None]
         out[key] = float(np.mean(values)) if values else None
     return out
 

@@ -17,6 +17,7 @@ from fastapi import FastAPI
 from fastapi.concurrency import run_in_threadpool
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import HTMLResponse
+from pydantic import BaseModel
 
 from service import memory, request_guard, scoring_gate
 from service.error_handlers import ErrorResponse, install_error_handlers
@@ -48,7 +49,8 @@ def _configure_logging(level: str) -> None:
 def _limits_in_schema(schema: dict, settings: Settings) -> dict:
     """Writes the configured limits into the OpenAPI schema and gives every 422 the service's error shape."""
     comps = schema.setdefault("components", {}).setdefault("schemas", {})
-    for model in (ErrorResponse, *BODY_MODELS):  # bodies parsed by service.routes.common.parse_body
+    schema_models: list[type[BaseModel]] = [ErrorResponse, *BODY_MODELS]
+    for model in schema_models:  # bodies parsed by service.routes.common.parse_body
         if model.__name__ not in comps:
             js = model.model_json_schema(ref_template="#/components/schemas/{model}")
             comps.update(js.pop("$defs", {}))
@@ -102,7 +104,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             ", ".join(sorted(registry.models)) or "none",
             registry.default_name,
         )
-        if settings.shadow_fraction > 0:
+        if settings.shadow_fraction > 0 and settings.shadow_endpoint:  # Settings requires the endpoint when the fraction is above 0
             endpoint = settings.endpoints()[settings.shadow_endpoint]
             app.state.shadow = Shadow(
                 endpoint, settings.shadow_fraction, settings.shadow_concurrency, settings.shadow_queue, settings.remote_timeout_s, metrics.registry
@@ -159,5 +161,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             compare.limits_in_schema(app.openapi_schema, settings)
         return app.openapi_schema
 
-    app.openapi = openapi
+    app.openapi = openapi  # type: ignore[method-assign]  # FastAPI's documented way to replace the schema generator
     return app

@@ -90,15 +90,16 @@ def summarise(
 ) -> dict:
     """Per-target latency, errors and agreement with ``targets[reference]`` over the users both answered
     (with ``samples``, also every answered request's latency in ms, for plots)."""
-    ref = replies[reference]
     done = [u for u in range(len(users)) if all(r[u] is not None for r in replies)]
-    p50 = {}
+    # answered[j][i]: target j's reply to user done[i] (none is None there; the filter only narrows the type)
+    answered = [[reply for u in done if (reply := r[u]) is not None] for r in replies]
+    p50: dict[int, float | None] = {}
     results = []
     for j, target in enumerate(targets):
-        mine = [replies[j][u] for u in done]
+        mine = answered[j]
         ok = [r for r in mine if r.error is None]
         errors = Counter(r.error for r in mine if r.error is not None)
-        pairs = [(replies[j][u].items, ref[u].items) for u in done if replies[j][u].items is not None and ref[u].items is not None]
+        pairs = [(a.items, b.items) for a, b in zip(mine, answered[reference]) if a.items is not None and b.items is not None]
         stats = latency_stats([r.seconds for r in ok])
         p50[j] = stats["p50_ms"]
         results.append(
@@ -119,8 +120,8 @@ def summarise(
             }
         )
     for j, row in enumerate(results):
-        ref_p50, mine = p50[reference], p50[j]
-        row["speedup_p50_vs_reference"] = ref_p50 / mine if ref_p50 and mine else None
+        ref_p50, own_p50 = p50[reference], p50[j]
+        row["speedup_p50_vs_reference"] = ref_p50 / own_p50 if ref_p50 and own_p50 else None
     return {
         "k": k,
         "concurrency": concurrency,

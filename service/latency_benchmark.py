@@ -35,8 +35,10 @@ def _never() -> str | None:
 
 def unique_models(models: list[Recommender]) -> list[Recommender]:
     """``models`` without repeats, first occurrence kept (a model listed twice is timed once)."""
-    seen: set[str] = set()
-    return [m for m in models if not (m.name in seen or seen.add(m.name))]
+    first: dict[str, Recommender] = {}
+    for m in models:
+        first.setdefault(m.name, m)
+    return list(first.values())
 
 
 def latency_summary(seconds: np.ndarray) -> dict:

@@ -29,6 +29,9 @@ from service.bundle.artifacts import (
 from service.bundle.item_index import load_item_index
 from service.recommender import BundleData, EnsembleRecommender, FactorisedRecommender, Recommender, ScorerRecommender
 
+# Manifest._consistent guarantees these of every model (non-ensemble) bundle; the asserts below narrow the types
+_MODEL_SECTIONS = "Manifest validation requires 'onnx' and 'dim' of model bundles"
+
 
 def onnx_session(path: Path, threads: int, arena: bool = True) -> ort.InferenceSession:
     """A CPU session tuned for small requests: ``threads`` intra-op threads, sequential, no spinning.
@@ -53,8 +56,10 @@ def onnx_session(path: Path, threads: int, arena: bool = True) -> ort.InferenceS
 def _check_signature(path: Path, session: ort.InferenceSession, manifest: Manifest) -> None:
     got_in = [i.name for i in session.get_inputs()]
     got_out = [o.name for o in session.get_outputs()]
-    want_in = [t.name for t in manifest.onnx.inputs]
-    want_out = [t.name for t in manifest.onnx.outputs]
+    onnx = manifest.onnx
+    assert onnx is not None, _MODEL_SECTIONS
+    want_in = [t.name for t in onnx.inputs]
+    want_out = [t.name for t in onnx.outputs]
     if got_in != want_in or got_out != want_out:
         raise BundleError(f"{path}: graph signature {got_in} → {got_out} differs from the manifest's {want_in} → {want_out}. Re-export the bundle.")
 
@@ -65,15 +70,16 @@ def _probe(path: Path, session: ort.InferenceSession, manifest: Manifest) -> Non
     A graph exported for other data (fewer users or items, another dimension) fails here, at load
     time, instead of answering 500 for some users later.
     """
-    nu, ni, dim = manifest.data.n_users, manifest.data.n_items, manifest.dim
+    nu, ni, dim, onnx = manifest.data.n_users, manifest.data.n_items, manifest.dim, manifest.onnx
+    assert dim is not None and onnx is not None, _MODEL_SECTIONS
     users = np.array([0, nu - 1], dtype=np.int64)
     names = [i.name for i in session.get_inputs()]
     feeds = {names[0]: users}
     want: tuple[int, ...] = (2, dim)
-    if manifest.onnx.kind == "scorer":
+    if onnx.kind == "scorer":
         feeds[names[1]] = np.array([[0, ni - 1]] * 2, dtype=np.int64)
         want = (2, 2)
-    what = f"the manifest's {nu} users × {ni} items" + (f", dimension {dim}" if manifest.onnx.kind == "user_tower" else "")
+    what = f"the manifest's {nu} users × {ni} items" + (f", dimension {dim}" if onnx.kind == "user_tower" else "")
     try:
         out = session.run(None, feeds)[0]
     except Exception as exc:  # onnxruntime raises its own exception types
@@ -112,8 +118,10 @@ def load_recommender(name: str, folder: Path, ort_threads: int = 1, verify: bool
         )
     data = read_bundle_data(folder, manifest)
     if manifest.role == "ensemble":
+        ensemble = manifest.ensemble
+        assert ensemble is not None, "Manifest validation requires an 'ensemble' section of ensembles"
         members = []
-        for i, m in enumerate(manifest.ensemble.members):
+        for i, m in enumerate(ensemble.members):
             member_dir = folder / m.path
             if not member_dir.resolve().is_relative_to(folder.resolve()):
                 raise BundleError(f"{folder / 'manifest.json'}: member {i} path '{m.path}' leaves the bundle folder. Re-export the ensemble.")
@@ -122,11 +130,15 @@ def load_recommender(name: str, folder: Path, ort_threads: int = 1, verify: bool
                 raise BundleError(f"{folder / m.path / 'manifest.json'}: member {i} was trained on different data than the ensemble. Re-export the ensemble.")
             members.append(member)
         return EnsembleRecommender(name, manifest, data, members)
-    vectors = read_array(folder / ITEM_VECTORS, "f", (manifest.data.n_items, manifest.dim)).astype(np.float32)
-    session = onnx_session(folder / manifest.onnx.file, ort_threads, arena=manifest.score_function == "inner_product")
-    _check_signature(folder / manifest.onnx.file, session, manifest)
-    _probe(folder / manifest.onnx.file, session, manifest)
+    onnx, dim = manifest.onnx, manifest.dim
+    assert onnx is not None and dim is not None, _MODEL_SECTIONS
+    vectors = read_array(folder / ITEM_VECTORS, "f", (manifest.data.n_items, dim)).astype(np.float32)
+    session = onnx_session(folder / onnx.file, ort_threads, arena=manifest.score_function == "inner_product")
+    _check_signature(folder / onnx.file, session, manifest)
+    _probe(folder / onnx.file, session, manifest)
     if manifest.score_function == "inner_product":
-        index = load_item_index(folder / manifest.index.file, manifest.index, manifest.data.n_items, manifest.dim)
+        index_spec = manifest.index
+        assert index_spec is not None, "Manifest validation requires an 'index' section of inner-product bundles"
+        index = load_item_index(folder / index_spec.file, index_spec, manifest.data.n_items, dim)
         return FactorisedRecommender(name, manifest, data, session, index, vectors)
     return ScorerRecommender(name, manifest, data, session, vectors)

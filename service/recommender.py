@@ -371,6 +371,7 @@ class EnsembleRecommender(Recommender):
     def __init__(self, name: str, manifest: Manifest, data: BundleData, members: list[Recommender]):
         super().__init__(name, manifest, data)
         spec = manifest.ensemble
+        assert spec is not None, "Manifest validation requires an 'ensemble' section of ensembles"
         self.members = members
         self.weights = [m.weight for m in spec.members]
         self.temperature, self.list_length = spec.temperature, spec.list_length

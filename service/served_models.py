@@ -152,6 +152,7 @@ def load_registry(
             report["changed"].append({"bundle": name, "previous_version": old.version if old else None, "version": rec.version})
             log.info("loaded bundle %s version %s (%s, %s)", name, rec.version, rec.role, rec.family)
             continue
+        assert failure is not None, "_load_one returns a recommender or a failure"
         if old is not None:
             models[name] = old
             failure = LoadFailure(failure.bundle, failure.version, failure.reason, serving_version=old.version)

@@ -17,7 +17,8 @@ from service.bundle.artifacts import BundleError, IndexSpec
 def set_search_params(index: faiss.Index, params: dict[str, int]) -> None:
     """Applies search parameters (``nprobe`` for IVF, ``efSearch`` for HNSW) to ``index``."""
     if params:
-        faiss.ParameterSpace().set_index_parameters(index, ",".join(f"{k}={int(v)}" for k, v in sorted(params.items())))
+        # the stub types the second argument as int; faiss takes the "name=value,..." string here
+        faiss.ParameterSpace().set_index_parameters(index, ",".join(f"{k}={int(v)}" for k, v in sorted(params.items())))  # type: ignore[arg-type]
 
 
 def load_item_index(path: Path, spec: IndexSpec, n_items: int, dim: int) -> faiss.Index:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import pydantic_core
 from fastapi import Request
@@ -22,14 +22,17 @@ from service.settings import Settings
 T = TypeVar("T", bound=BaseModel)
 
 
-def error(description: str) -> dict:
+def error(description: str) -> dict[str, Any]:
     """An OpenAPI ``responses`` entry whose body is the service's :class:`ErrorResponse`."""
     return {"model": ErrorResponse, "description": description}
 
 
-INVALID = {422: error("invalid request: a field is malformed or outside its limits")}
-NOT_FOUND = {404: error("unknown model, user or item (the message names it)")}
-NOT_READY = {503: error("no bundle is loaded (see /readyz)")}
+# FastAPI's ``responses`` type
+Responses = dict[int | str, dict[str, Any]]
+
+INVALID: Responses = {422: error("invalid request: a field is malformed or outside its limits")}
+NOT_FOUND: Responses = {404: error("unknown model, user or item (the message names it)")}
+NOT_READY: Responses = {503: error("no bundle is loaded (see /readyz)")}
 
 
 def registry(request: Request) -> Registry:

@@ -16,6 +16,7 @@ from service.routes.common import (
     INVALID,
     NOT_FOUND,
     NOT_READY,
+    Responses,
     capped_default,
     check_limit,
     json_body,
@@ -39,7 +40,7 @@ from service.settings import HARD_MAX_K, MAX_ID_CHARS
 from service.shadow import offer_shadow
 
 router = APIRouter(prefix="/v1", tags=["recommend"])
-ERRORS = {**NOT_FOUND, **INVALID, **NOT_READY}
+ERRORS: Responses = {**NOT_FOUND, **INVALID, **NOT_READY}
 
 
 def _k_checked(body, s) -> int:

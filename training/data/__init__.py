@@ -22,11 +22,19 @@ __all__ = ["Dataset", "load_dataset", "read_interactions"]
 def read_interactions(cfg: DataConfig, path: Path | None = None) -> Interactions:
     """Reads the raw interaction log that ``cfg`` points at (no filtering or splitting)."""
     if cfg.source == "ml-100k":
-        return read_table(ml100k_path(), sep="\t", **ML100K_COLUMNS)
-    path = Path(path or cfg.path)
+        cols = ML100K_COLUMNS
+        return read_table(ml100k_path(), cols["user_col"], cols["item_col"], cols["rating_col"], cols["timestamp_col"], sep="\t")
+    path = Path(path) if path is not None else _cfg_path(cfg)
     if cfg.source == "citeulike":
         return read_citeulike_users_dat(path)
     return read_table(path, cfg.user_col, cfg.item_col, cfg.rating_col, cfg.timestamp_col, cfg.sep, cfg.header)
+
+
+def _cfg_path(cfg: DataConfig) -> Path:
+    """``cfg.path``, which ``DataConfig`` requires for every source but ml-100k."""
+    if cfg.path is None:
+        raise DataError(f"data.path is required for data.source '{cfg.source}'")
+    return Path(cfg.path)
 
 
 def _presplit_file(folder: Path, part: str) -> Path:
@@ -48,12 +56,12 @@ def _clean(data: Interactions, cfg: DataConfig) -> Interactions:
 def load_dataset(cfg: DataConfig) -> Dataset:
     """Loads, filters (min rating, dedup, k-core) and splits the data described by ``cfg``."""
     if cfg.source == "presplit":
-        folder = Path(cfg.path)
+        folder = _cfg_path(cfg)
         parts = {p: read_table(_presplit_file(folder, p), cfg.user_col, cfg.item_col, sep=cfg.sep, header=cfg.header) for p in ("train", "valid", "test")}
         name = cfg.name or folder.name
         return presplit(parts["train"], parts["valid"], parts["test"], name, str(folder))
     data = _clean(read_interactions(cfg), cfg)
-    name = cfg.name or ("ml-100k" if cfg.source == "ml-100k" else Path(cfg.path).stem)
+    name = cfg.name or ("ml-100k" if cfg.source == "ml-100k" else _cfg_path(cfg).stem)
     if cfg.split == "loo":
         return leave_one_out(data, name, cfg.seed)
     return ratio_holdout(data, name, cfg.seed, cfg.valid_ratio, cfg.test_ratio, cfg.drop_cold_targets)

@@ -23,6 +23,7 @@ def build_model(family: str, n_users: int, n_items: int, dim: int, **kwargs) -> 
 
 def model_from_config(cfg: ModelConfig, n_users: int, n_items: int, train=None) -> TrainableRecommender:
     """Builds the model a run config describes; LightGCN and DAE get the training interactions ``train`` (CSR)."""
+    model: TrainableRecommender
     if cfg.family == "mf":
         model = MF(n_users, n_items, cfg.dim, init_std=cfg.init_std)
     elif cfg.family == "dae":
@@ -31,7 +32,7 @@ def model_from_config(cfg: ModelConfig, n_users: int, n_items: int, train=None) 
         model = LightGCN(n_users, n_items, cfg.dim, layers=cfg.layers, init_std=cfg.init_std)
     else:
         model = NeuMF(n_users, n_items, cfg.dim, layers=cfg.layers, init_std=cfg.init_std, dropout=cfg.dropout)
-    if hasattr(model, "set_graph"):  # LightGCN, DAE
+    if isinstance(model, (LightGCN, DAE)):
         if train is None:
             raise ValueError(f"{cfg.family} needs the training interactions (its graph / input rows)")
         model.set_graph(train)

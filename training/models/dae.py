@@ -39,7 +39,7 @@ class DAE(TrainableRecommender):
         self.item_bias = nn.Parameter(torch.zeros(n_items, 1))
         nn.init.normal_(self.encoder.weight, std=init_std)
         nn.init.normal_(self.decoder.weight, std=init_std)
-        self._rows: torch.Tensor | None = None
+        self._rows: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
 
     def set_graph(self, train: sp.csr_matrix) -> None:
         """Stores the training rows, L2-normalised (CSR pieces, not a parameter)."""
