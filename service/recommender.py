@@ -131,9 +131,6 @@ class Recommender:
         raise NotImplementedError
 
     # ------------------------------------------------------------------------ id handling
-    def user_index(self, user_id: str) -> int | None:
-        return self._user_index.get(user_id)
-
     def item_index(self, item_id: str) -> int:
         i = self._item_index.get(item_id)
         if i is None:

@@ -109,3 +109,10 @@ def footer(report: dict) -> list[str]:
     env = report["environment"]
     extra = conditions_line(env)
     return [f"Hardware: {environment_line(env)}" + (f"; {extra}" if extra else ""), f"Command: `{report['command']}`"]
+
+
+def peak_rss_mib() -> float:
+    """Peak resident memory of this process so far, in MiB (Linux reports ``ru_maxrss`` in KiB)."""
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

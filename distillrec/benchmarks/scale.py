@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import json
 import math
-import resource
 import subprocess
 import sys
 import time
@@ -34,17 +33,13 @@ from pathlib import Path
 
 import numpy as np
 
-from distillrec.benchmarks.environment import environment, publish, pyplot
+from distillrec.benchmarks.environment import environment, peak_rss_mib, publish, pyplot
 from distillrec.benchmarks.synthetic import data_config, shape_for, write_log
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs" / "ml-100k"
 STAGES = ("data", "teacher", "student", "student-torch", "student-batch-adam", "kd-cache", "rrd", "de", "eval", "export", "service")
 NEEDS = {"kd-cache": "teacher", "rrd": "kd-cache", "de": "teacher", "eval": "student", "export": "student", "service": "export"}
 KD = {"rrd": {"name": "rrd", "weight": 0.01}, "de": {"name": "de", "weight": 0.01}}
-
-
-def _peak_rss_mib() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def _config(name: str, work: Path, extra: list[str] = ()):
@@ -132,7 +127,7 @@ def _serve(models_dir: Path, user_ids: np.ndarray, requests: int) -> dict:
 
     t0 = time.perf_counter()
     registry, _ = load_registry(models_dir, ort_threads=1, warmup=32)
-    out = {"seconds": time.perf_counter() - t0, "rss_after_load_mib": _peak_rss_mib()}
+    out = {"seconds": time.perf_counter() - t0, "rss_after_load_mib": peak_rss_mib()}
     rng = np.random.default_rng(0)
     for name in sorted(registry.models):
         rec = registry.get(name)
@@ -300,7 +295,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if a.stage:
         row = run_stage(a.stage, Path(a.work), a.requests)
-        print(json.dumps({"stage": a.stage, **row, "peak_rss_mib": _peak_rss_mib()}))
+        print(json.dumps({"stage": a.stage, **row, "peak_rss_mib": peak_rss_mib()}))
         return 0
     run(Path(a.out), _ints(a.sizes), _ints(a.wide), a.stages.split(","), a.timeout, a.requests)
     return 0

@@ -14,14 +14,13 @@ Prints a markdown table and writes JSON. Usage: ``distillrec bench train-cost --
 from __future__ import annotations
 
 import json
-import resource
 import statistics
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-from distillrec.benchmarks.environment import environment, publish
+from distillrec.benchmarks.environment import environment, peak_rss_mib, publish
 
 CONFIG = Path(__file__).resolve().parents[2] / "configs" / "ml-100k" / "bpr-teacher.yaml"
 
@@ -37,7 +36,7 @@ def measure_one(dim: int, epochs: int, threads: int | None, engine: str = "torch
     from training.models import model_from_config
     from training.trainer import Trainer
 
-    rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    rss_before = peak_rss_mib()
     overrides = [f"model.dim={dim}", f"train.epochs={epochs + 1}", "train.progress=false", f"train.engine={engine}"] + (
         [f"train.threads={threads}"] if threads else []
     )
@@ -63,7 +62,7 @@ def measure_one(dim: int, epochs: int, threads: int | None, engine: str = "torch
         "epoch_seconds": times,
         "median_epoch_seconds": statistics.median(times),
         "pairs_per_second": ds.train.nnz * cfg.train.negatives / statistics.median(times),
-        "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "peak_rss_mib": peak_rss_mib(),
         "rss_before_data_mib": rss_before,
         "torch_threads": torch.get_num_threads(),
         "interactions_per_epoch": int(ds.train.nnz),

@@ -81,9 +81,9 @@ def run_trajectory(args) -> int:
 
 
 def run_distill(args) -> int:
-    import resource
     from pathlib import Path
 
+    from distillrec.benchmarks.environment import peak_rss_mib
     from training.distill.train_student import distill_run
     from training.runs import train_run
 
@@ -92,7 +92,7 @@ def run_distill(args) -> int:
         result = distill_run(config, args.out, teacher=args.ensemble, resume=args.resume)
     else:  # the experiment's scratch student, trained and measured the same way
         result = train_run(config, args.out, resume=args.resume)
-    result["peak_rss_mib"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+    result["peak_rss_mib"] = round(peak_rss_mib(), 1)
     (Path(args.out) / "result.json").write_text(json.dumps(result, indent=2))
     print(json.dumps({"out": str(args.out), "best_epoch": result["best_epoch"], "peak_rss_mib": result["peak_rss_mib"], "test": result["test"]}, indent=2))
     return 0
