@@ -20,6 +20,7 @@ from fastapi.responses import HTMLResponse
 from pydantic import BaseModel
 
 from service import memory, request_guard, scoring_gate
+from service.direct_routes import DirectRoutes
 from service.error_handlers import ErrorResponse, install_error_handlers
 from service.prometheus import MetricsMiddleware, ServiceMetrics
 from service.routes import admin, benchmark, compare, models, ops, recommend
@@ -132,6 +133,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.shadow = None  # service.shadow.Shadow when DISTILLREC_SHADOW_FRACTION > 0
     install_error_handlers(app)
     request_guard.install(app)
+    app.add_middleware(DirectRoutes, fastapi_app=app, routers=[recommend.router])  # innermost: inside the metrics middleware
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     for module in (recommend, ops, models, benchmark, compare, admin):  # hot paths first: routes are matched in order
         app.include_router(module.router)

@@ -42,6 +42,12 @@ EMPTY = np.zeros(0, dtype=np.int64)
 #: (user, item) pairs × dimension per ONNX scorer call: bounds the activations of one call (about
 #: ten tensors of that many floats for NeuMF) to about 20 MB, whatever the batch size
 SCORER_BUDGET = 1 << 19
+#: factorised models keep their user tower's output for every user in memory up to this size
+#: (users × dimension × 4 bytes, e.g. 138,000 users at dimension 200 take 110 MB); larger ones run
+#: the ONNX graph per request
+USER_TABLE_MAX_BYTES = 256 << 20
+#: users per ONNX run when the table is computed at load
+USER_TABLE_CHUNK = 4096
 
 
 @dataclass(frozen=True)
@@ -83,6 +89,34 @@ def top_k(scores: np.ndarray, k: int) -> Ranked:
     order = np.lexsort((part, -scores[part]))
     sel = part[order]
     return Ranked(sel.astype(np.int64), scores[sel].astype(np.float64))
+
+
+def flat_vectors(index) -> np.ndarray | None:
+    """float32 [n, d]: the vectors an exact inner-product flat index holds, or None for other indexes."""
+    if not isinstance(index, faiss.IndexFlat) or index.metric_type != faiss.METRIC_INNER_PRODUCT:
+        return None
+    return np.ascontiguousarray(index.reconstruct_n(0, index.ntotal), dtype=np.float32)
+
+
+def flat_top_k(vectors: np.ndarray, queries: np.ndarray, k: int, excluded: Sequence[np.ndarray]) -> list[Ranked]:
+    """Exact inner-product top-``k`` of ``queries`` [b, d] among ``vectors`` [n, d], items
+    ``excluded[r]`` removed from row r; ties by smaller index, scores float32 (as FAISS returns them)."""
+    neg = queries.astype(np.float32, copy=False) @ vectors.T
+    np.negative(neg, out=neg)
+    n = vectors.shape[0]
+    kk = min(k, n)
+    if kk <= 0:
+        return [Ranked(EMPTY, np.zeros(0, dtype=np.float32)) for _ in excluded]
+    out = []
+    for row, e in zip(neg, excluded):
+        if len(e):
+            row[e] = np.inf
+        part = np.argpartition(row, kk - 1)[:kk] if kk < n else np.arange(n)
+        if len(e):
+            part = part[row[part] < np.inf]
+        sel = part[np.lexsort((part, row[part]))]
+        out.append(Ranked(sel, -row[sel]))
+    return out
 
 
 def pad_lists(ranked: Sequence[Ranked], length: int) -> np.ndarray:
@@ -264,6 +298,14 @@ class _VectorRecommender(Recommender):
         self.item_vectors = np.ascontiguousarray(item_vectors, dtype=np.float32)
         self.cosine_index = faiss.IndexFlatIP(self.item_vectors.shape[1])
         self.cosine_index.add(normalised(self.item_vectors))
+        self._flat: dict[int, np.ndarray] = {}  # id(index) → its vectors, for the exact flat indexes
+        self._register_flat(self.cosine_index)
+
+    def _register_flat(self, index) -> None:
+        """Scores ``index`` with :func:`flat_top_k` when it is an exact inner-product flat index."""
+        vectors = flat_vectors(index)
+        if vectors is not None:
+            self._flat[id(index)] = vectors
 
     def _mask(self, excluded: np.ndarray) -> np.ndarray:
         mask = np.zeros(self.n_items, dtype=bool)
@@ -273,9 +315,14 @@ class _VectorRecommender(Recommender):
     def _search(self, index, queries: np.ndarray, k: int, excluded: Sequence[np.ndarray], exact: bool, vectors: np.ndarray) -> list[Ranked]:
         """Top-``k`` of ``index`` for queries [b, d] with per-row exclusions.
 
-        Searches ``k + |excluded|`` results so that, for an exact index, k eligible items always
-        remain; an approximate index that comes back short falls back to exact scoring.
+        An exact flat index is scored in numpy over its own vectors (:func:`flat_top_k`: one matrix
+        product, no heap of ``k + |excluded|`` entries). Other indexes search ``k + |excluded|``
+        results so that k eligible items remain; an approximate index that comes back short falls
+        back to exact scoring.
         """
+        flat = self._flat.get(id(index))
+        if flat is not None:
+            return flat_top_k(flat, queries, k, excluded)
         extra = max(map(len, excluded), default=0)
         kk = min(self.n_items, k + extra)
         scores, items = index.search(np.ascontiguousarray(queries, dtype=np.float32), kk)
@@ -309,12 +356,34 @@ class FactorisedRecommender(_VectorRecommender):
         super().__init__(name, manifest, data, session, item_vectors)
         self.index = index
         self.exact = bool(manifest.index and manifest.index.exact)
+        self._register_flat(index)
         self._input = session.get_inputs()[0].name
         self._output = [session.get_outputs()[0].name]
+        self.user_table = self._tower_table()
+
+    def tower(self, users: np.ndarray) -> np.ndarray:
+        """float32 [b, d]: the ONNX user tower run on user indices ``users`` [b] (int64)."""
+        return self.session.run(self._output, {self._input: users})[0]
+
+    def _tower_table(self) -> np.ndarray | None:
+        """The user tower's output for every user, computed once by the graph itself (in chunks), or
+        None when it would exceed ``USER_TABLE_MAX_BYTES`` or when a row differs from a one-user run
+        (a graph whose output depends on the rest of the batch); then every request runs the graph."""
+        dim = self.manifest.dim or 0
+        if self.n_users * dim * 4 > USER_TABLE_MAX_BYTES:
+            return None
+        table = np.empty((self.n_users, dim), dtype=np.float32)
+        for s in range(0, self.n_users, USER_TABLE_CHUNK):
+            table[s : s + USER_TABLE_CHUNK] = self.tower(np.arange(s, min(s + USER_TABLE_CHUNK, self.n_users), dtype=np.int64))
+        probe = np.unique([0, self.n_users // 2, self.n_users - 1]).astype(np.int64)
+        if any(not np.array_equal(self.tower(probe[i : i + 1])[0], table[u]) for i, u in enumerate(probe)):
+            return None
+        return table
 
     def user_vectors(self, users: np.ndarray) -> np.ndarray:
-        """float32 [b, d] from the ONNX user tower for user indices ``users`` [b] (int64)."""
-        return self.session.run(self._output, {self._input: users})[0]
+        """float32 [b, d]: the user tower's output for user indices ``users`` [b] (int64), read from
+        the table computed at load when there is one."""
+        return self.user_table[users] if self.user_table is not None else self.tower(users)
 
     def rank_users(self, users: np.ndarray, k: int, excluded: Sequence[np.ndarray]) -> list[Ranked]:
         return self._search(self.index, self.user_vectors(users), k, excluded, self.exact, self.item_vectors)

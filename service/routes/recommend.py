@@ -12,6 +12,7 @@ from fastapi import APIRouter, Path, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
 
+from service.direct_routes import direct
 from service.routes.common import (
     INVALID,
     NOT_FOUND,
@@ -54,6 +55,7 @@ def _k_checked(body, s) -> int:
 @router.post(
     "/recommend", response_model=RecommendResponse, responses=ERRORS, openapi_extra=json_body(RecommendRequest), summary="top-k items for a known user"
 )
+@direct
 async def recommend(request: Request) -> Response:
     t0 = time.perf_counter()
     body = await parse_body(request, RecommendRequest)
@@ -75,6 +77,7 @@ async def recommend(request: Request) -> Response:
     openapi_extra=json_body(BatchRecommendRequest),
     summary="top-k items for many known users in one call",
 )
+@direct
 async def recommend_batch(request: Request) -> Response:
     t0 = time.perf_counter()
     body = await parse_body(request, BatchRecommendRequest)
@@ -94,6 +97,7 @@ async def recommend_batch(request: Request) -> Response:
     openapi_extra=json_body(HistoryRequest),
     summary="top-k items for a user the model has never seen, from their item ids",
 )
+@direct
 async def recommend_history(request: Request) -> Response:
     t0 = time.perf_counter()
     body = await parse_body(request, HistoryRequest)
