@@ -100,15 +100,18 @@ def flat_vectors(index) -> np.ndarray | None:
 
 def flat_top_k(vectors: np.ndarray, queries: np.ndarray, k: int, excluded: Sequence[np.ndarray]) -> list[Ranked]:
     """Exact inner-product top-``k`` of ``queries`` [b, d] among ``vectors`` [n, d], items
-    ``excluded[r]`` removed from row r; ties by smaller index, scores float32 (as FAISS returns them)."""
-    neg = queries.astype(np.float32, copy=False) @ vectors.T
-    np.negative(neg, out=neg)
+    ``excluded[r]`` removed from row r; ties by smaller index, scores float32 (as FAISS returns them).
+
+    Each query is one matrix-vector product, so a user's answer is the same alone or in a batch.
+    """
     n = vectors.shape[0]
     kk = min(k, n)
     if kk <= 0:
         return [Ranked(EMPTY, np.zeros(0, dtype=np.float32)) for _ in excluded]
     out = []
-    for row, e in zip(neg, excluded):
+    for q, e in zip(queries.astype(np.float32, copy=False), excluded):
+        row = vectors @ q
+        np.negative(row, out=row)
         if len(e):
             row[e] = np.inf
         part = np.argpartition(row, kk - 1)[:kk] if kk < n else np.arange(n)
