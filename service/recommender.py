@@ -92,26 +92,26 @@ def top_k(scores: np.ndarray, k: int) -> Ranked:
 
 
 def flat_vectors(index) -> np.ndarray | None:
-    """float32 [n, d]: the vectors an exact inner-product flat index holds, or None for other indexes."""
+    """float32 [d, n]: the vectors an exact inner-product flat index holds, transposed (a query then
+    scores all items with one contiguous matrix-vector product), or None for other indexes."""
     if not isinstance(index, faiss.IndexFlat) or index.metric_type != faiss.METRIC_INNER_PRODUCT:
         return None
-    return np.ascontiguousarray(index.reconstruct_n(0, index.ntotal), dtype=np.float32)
+    return np.ascontiguousarray(index.reconstruct_n(0, index.ntotal).T, dtype=np.float32)
 
 
-def flat_top_k(vectors: np.ndarray, queries: np.ndarray, k: int, excluded: Sequence[np.ndarray]) -> list[Ranked]:
-    """Exact inner-product top-``k`` of ``queries`` [b, d] among ``vectors`` [n, d], items
-    ``excluded[r]`` removed from row r; ties by smaller index, scores float32 (as FAISS returns them).
+def flat_top_k(vectors_t: np.ndarray, queries: np.ndarray, k: int, excluded: Sequence[np.ndarray]) -> list[Ranked]:
+    """Exact inner-product top-``k`` of ``queries`` [b, d] among the columns of ``vectors_t`` [d, n],
+    items ``excluded[r]`` removed from row r; ties by smaller index, scores float32 (as FAISS returns them).
 
     Each query is one matrix-vector product, so a user's answer is the same alone or in a batch.
     """
-    n = vectors.shape[0]
+    n = vectors_t.shape[1]
     kk = min(k, n)
     if kk <= 0:
         return [Ranked(EMPTY, np.zeros(0, dtype=np.float32)) for _ in excluded]
     out = []
     for q, e in zip(queries.astype(np.float32, copy=False), excluded):
-        row = vectors @ q
-        np.negative(row, out=row)
+        row = -q @ vectors_t  # negated scores (exactly: IEEE sums are symmetric under sign)
         if len(e):
             row[e] = np.inf
         part = np.argpartition(row, kk - 1)[:kk] if kk < n else np.arange(n)
@@ -301,7 +301,7 @@ class _VectorRecommender(Recommender):
         self.item_vectors = np.ascontiguousarray(item_vectors, dtype=np.float32)
         self.cosine_index = faiss.IndexFlatIP(self.item_vectors.shape[1])
         self.cosine_index.add(normalised(self.item_vectors))
-        self._flat: dict[int, np.ndarray] = {}  # id(index) → its vectors, for the exact flat indexes
+        self._flat: dict[int, np.ndarray] = {}  # id(index) → its vectors [d, n], for the exact flat indexes
         self._register_flat(self.cosine_index)
 
     def _register_flat(self, index) -> None:
