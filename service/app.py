@@ -12,7 +12,6 @@ import threading
 from contextlib import asynccontextmanager
 from importlib import metadata
 
-import faiss
 from fastapi import FastAPI
 from fastapi.concurrency import run_in_threadpool
 from fastapi.openapi.utils import get_openapi
@@ -28,6 +27,7 @@ from service.routes.common import BODY_MODELS
 from service.served_models import Registry, load_registry
 from service.settings import Settings
 from service.shadow import Shadow
+from service.threads import one_thread_per_request
 
 log = logging.getLogger("distillrec.service")
 
@@ -92,7 +92,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        faiss.omp_set_num_threads(1)  # one request, one core: latency under concurrency, not throughput of one query
+        one_thread_per_request()  # latency under concurrency, not throughput of one query
         scoring_gate.set_limit(settings.max_scoring_calls)
         memory.return_large_buffers()
         registry, _ = await run_in_threadpool(load_registry, settings.models_dir, settings.ort_threads, settings.warmup_requests, settings.default_model)

@@ -103,9 +103,9 @@ def sample_users(models: dict, s: ParetoSettings) -> dict[str, list[str]]:
 
 def time_models(models: dict, s: ParetoSettings) -> dict[str, dict[str, np.ndarray]]:
     """Wall and thread-CPU seconds per request for every model (see the module doc for the schedule)."""
-    import faiss
+    from service.threads import one_thread_per_request
 
-    faiss.omp_set_num_threads(1)
+    one_thread_per_request()  # FAISS and numpy's BLAS on one thread, as in the service
     users = sample_users(models, s)
     names = list(models)
     times = {n: {"wall": np.empty(s.requests), "cpu": np.empty(s.requests)} for n in names}

@@ -143,14 +143,13 @@ def run_load(tool: str, url: str, concurrency: int, duration: int, bodies: list[
 
 # ----------------------------------------------------------------------------------- measures
 def in_process(models_dir: Path, bundle: str, n: int, seed: int = 0) -> dict:
-    """p50/p99 (ms) of ``Recommender.recommend`` for ``n`` random users, in this process (1 ORT/FAISS thread)."""
-    import faiss
-
+    """p50/p99 (ms) of ``Recommender.recommend`` for ``n`` random users, in this process (1 ORT/FAISS/BLAS thread)."""
     from service.bundle.artifacts import read_latest
     from service.latency_benchmark import latency_summary
     from service.loading import load_recommender
+    from service.threads import one_thread_per_request
 
-    faiss.omp_set_num_threads(1)
+    one_thread_per_request()
     rec = load_recommender(bundle, read_latest(models_dir / bundle), ort_threads=1)
     rec.warm_up(64)
     users = rec.data.user_ids[np.random.default_rng(seed).integers(0, rec.n_users, size=n)].tolist()
@@ -418,7 +417,7 @@ def markdown(report: dict, student: str) -> str:
     if len(models) > 1:
         lines += [
             "",
-            "In-process, each model loaded and timed alone (k=10, seen items excluded, ONNX Runtime and FAISS on 1 thread):",
+            "In-process, each model loaded and timed alone (k=10, seen items excluded, ONNX Runtime, FAISS and numpy's BLAS on 1 thread):",
             "",
             "| model | role | parameters | requests | p50 ms | p95 ms | p99 ms | mean ms | p50 / student p50 |",
             "|---|---|---:|---:|---:|---:|---:|---:|---:|",
