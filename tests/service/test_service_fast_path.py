@@ -1,4 +1,5 @@
-"""The serving fast path answers exactly what the ONNX + FAISS path answers.
+"""The serving fast path answers exactly what the ONNX + FAISS path answers, and the directly
+dispatched recommend routes behave as FastAPI's routes do.
 
 Factorised bundles keep the user tower's output for every user (computed at load by the graph
 itself) and score exact flat indexes in numpy. Here both are switched off on a second copy of the
@@ -13,10 +14,14 @@ import numpy as np
 import onnx
 import pytest
 from bundle_factory import TinyData, write_bundle
+from fastapi.testclient import TestClient
 from onnx import TensorProto, helper, numpy_helper
+from svc_support import service_settings
 
 import service.recommender as recommender_module
+from service.app import create_app
 from service.bundle.artifacts import MODEL_ONNX, file_entries, read_latest, read_manifest, write_manifest
+from service.direct_routes import DirectRoutes
 from service.loading import load_recommender
 
 SCORE_TOL = 1e-5  # float32 scores of magnitude ~5 summed in another order
@@ -105,3 +110,27 @@ def test_a_graph_whose_rows_depend_on_the_batch_keeps_running_per_request(tmp_pa
     assert rec.user_table is None
     one = rec.tower(np.array([7], dtype=np.int64))[0]
     assert np.array_equal(rec.user_vectors(np.array([7], dtype=np.int64))[0], one)
+
+
+def test_recommend_routes_are_dispatched_directly_with_the_usual_errors_and_metrics(models, monkeypatch):
+    """The recommend routes skip FastAPI's route handling, yet answer, fail and are counted as any route."""
+    with TestClient(create_app(service_settings(models)), raise_server_exceptions=False) as client:
+        stack, layers = client.app.middleware_stack, []
+        while stack is not None:
+            layers.append(stack)
+            stack = getattr(stack, "app", None)
+        direct = next(layer for layer in layers if isinstance(layer, DirectRoutes))
+        assert sorted(direct._table) == [("/v1/recommend", "POST"), ("/v1/recommend/batch", "POST"), ("/v1/recommend/history", "POST")]
+        ok = client.post("/v1/recommend", json={"user_id": "3", "k": 4, "model": "mf"})
+        assert ok.status_code == 200 and len(ok.json()["items"]) == 4
+        bad = client.post("/v1/recommend", json={"user_id": "3", "k": 0, "model": "mf"})
+        assert bad.status_code == 422 and bad.json()["error"]["details"][0]["loc"] == ["body", "k"]
+        rec = client.app.state.registry.models["mf"]
+        monkeypatch.setattr(rec, "recommend", lambda *a, **kw: 1 / 0)
+        broken = client.post("/v1/recommend", json={"user_id": "3", "model": "mf"})
+        assert broken.status_code == 500 and broken.json()["error"]["code"] == "internal"
+        assert client.get("/v1/recommend").status_code == 405, "other methods still go through FastAPI"
+        metrics = client.get("/metrics").text
+        for status, model in (("200", "mf"), ("422", ""), ("500", "mf"), ("405", "")):
+            labels = f'method="{"GET" if status == "405" else "POST"}",model="{model}",route="/v1/recommend",status="{status}"'
+            assert f"distillrec_http_requests_total{{{labels}}} 1.0" in metrics, labels
