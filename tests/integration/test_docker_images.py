@@ -218,7 +218,7 @@ def test_service_image_cannot_install_torch():
     assert torch_reachable(stages, REPO) == []
     # the serve extra itself: what it resolves to (torch-free) and what it must contain
     serve = project_requirements(REPO / "pyproject.toml", {"serve"})
-    assert {"fastapi", "uvicorn", "onnxruntime", "faiss-cpu", "pydantic-settings", "prometheus-client"} <= serve
+    assert {"fastapi", "uvicorn", "onnxruntime", "faiss-cpu", "pydantic-settings", "prometheus-client", "threadpoolctl"} <= serve
 
 
 def test_the_torch_check_would_catch_torch(tmp_path):
