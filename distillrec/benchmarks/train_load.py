@@ -29,7 +29,7 @@ REPO = Path(__file__).resolve().parents[2]
 CONFIGS = ("configs/ml-100k/bpr-teacher.yaml", "configs/ml-100k/bpr-student.yaml", "configs/ml-100k/lightgcn-teacher.yaml")
 DESCRIPTION = (
     "Median seconds per training epoch of the shipped configs with the default thread settings, on an idle host and with "
-    "--burners CPU-bound background processes (default: one per core), alternating idle and loaded; reports loaded ÷ idle."
+    "--burners busy-looping background processes (default: one per core), alternating idle and loaded; reports loaded ÷ idle."
 )
 
 
@@ -120,7 +120,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--configs", default=",".join(CONFIGS), help=f"comma-separated training configs (default {','.join(CONFIGS)})")
     p.add_argument("--epochs", type=int, default=5, help="epochs per run; the median epoch time is used (default 5)")
     p.add_argument("--rounds", type=int, default=3, help="alternating idle/loaded rounds; medians over rounds are reported (default 3)")
-    p.add_argument("--burners", type=int, default=os.cpu_count() or 1, help="CPU-bound background processes when loaded (default: the number of cores)")
+    p.add_argument("--burners", type=int, default=os.cpu_count() or 1, help="busy-looping background processes when loaded (default: the number of cores)")
     p.add_argument("--out", default="results/bench-train-load", help="folder for train_load.json / .md")
 
 
@@ -131,7 +131,7 @@ def _run_args(args) -> int:
 
 def register_cli(bsub) -> None:
     """``distillrec bench train-load``."""
-    p = bsub.add_parser("train-load", help="epoch time of the shipped configs idle vs with CPU-bound background load", description=DESCRIPTION)
+    p = bsub.add_parser("train-load", help="epoch time of the shipped configs idle vs with busy-looping background processes", description=DESCRIPTION)
     add_arguments(p)
     p.set_defaults(handler=_run_args)
 
