@@ -50,11 +50,11 @@ def default_env() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OMP_WAIT_POLICY")}
 
 
-def epoch_seconds(config: str, epochs: int) -> dict:
+def epoch_seconds(config: str, epochs: int, threads: int | None = None) -> dict:
     """Trains ``config`` for ``epochs`` epochs through the command line; its per-epoch training seconds and threads."""
     with tempfile.TemporaryDirectory() as tmp:
         cmd = [sys.executable, "-m", "distillrec.cli", "train", "--config", str(REPO / config), "--out", tmp]
-        cmd += ["--set", f"train.epochs={epochs}", "--set", "train.progress=false"]
+        cmd += ["--set", f"train.epochs={epochs}", "--set", "train.progress=false"] + (["--set", f"train.threads={threads}"] if threads else [])
         proc = subprocess.run(cmd, capture_output=True, text=True, env=default_env(), cwd=REPO)
         if proc.returncode != 0:
             raise SystemExit(f"{config}: training failed (exit {proc.returncode}):\n{proc.stderr[-3000:]}")
@@ -84,7 +84,7 @@ def summarise(runs: dict[tuple[str, str], list[dict]]) -> list[dict]:
     return rows
 
 
-def run(out: Path, configs: list[str], epochs: int, rounds: int, burners: int) -> dict:
+def run(out: Path, configs: list[str], epochs: int, rounds: int, burners: int, threads: int | None = None) -> dict:
     runs: dict[tuple[str, str], list[dict]] = {}
     for r in range(rounds):
         for config in configs:
@@ -93,11 +93,15 @@ def run(out: Path, configs: list[str], epochs: int, rounds: int, burners: int) -
                 try:
                     if procs:
                         time.sleep(0.5)  # let the burners reach the run queue
-                    runs.setdefault((config, state), []).append(epoch_seconds(config, epochs))
+                    runs.setdefault((config, state), []).append(epoch_seconds(config, epochs, threads))
                 finally:
                     stop_burners(procs)
     rows = summarise(runs)
-    command = f"distillrec bench train-load --configs {','.join(configs)} --epochs {epochs} --rounds {rounds} --burners {burners} --out {out}"
+    command = (
+        f"distillrec bench train-load --configs {','.join(configs)} --epochs {epochs} --rounds {rounds} --burners {burners}"
+        + (f" --threads {threads}" if threads else "")
+        + f" --out {out}"
+    )
     report = {"benchmark": "train-load", "command": command, "environment": {**environment(), **run_conditions()}, "burners": burners, "rows": rows}
     publish(
         out,
@@ -108,8 +112,9 @@ def run(out: Path, configs: list[str], epochs: int, rounds: int, burners: int) -
             "|---|---|---|---|---|",
             *(f"| {r['config']} | {r['threads']} | {r['idle_seconds']:.3f} | {r['loaded_seconds']:.3f} | {r['ratio']:.2f} |" for r in rows),
             "",
-            f"Loaded: {burners} busy-looping background process(es) at the same priority; default thread settings (no train.threads, "
-            f"OMP_NUM_THREADS unset); median training seconds of {epochs} epochs per run, median over {rounds} alternating round(s).",
+            f"Loaded: {burners} busy-looping background process(es) at the same priority; "
+            + (f"train.threads={threads}" if threads else "default thread settings (no train.threads)")
+            + f", OMP_NUM_THREADS unset; median training seconds of {epochs} epochs per run, median over {rounds} alternating round(s).",
             f"Conditions: {conditions_line(report['environment'])}.",
         ],
     )
@@ -121,11 +126,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--epochs", type=int, default=5, help="epochs per run; the median epoch time is used (default 5)")
     p.add_argument("--rounds", type=int, default=3, help="alternating idle/loaded rounds; medians over rounds are reported (default 3)")
     p.add_argument("--burners", type=int, default=os.cpu_count() or 1, help="busy-looping background processes when loaded (default: the number of cores)")
+    p.add_argument("--threads", type=int, default=None, help="set train.threads (default: unset, the shipped default thread count)")
     p.add_argument("--out", default="results/bench-train-load", help="folder for train_load.json / .md")
 
 
 def _run_args(args) -> int:
-    report = run(Path(args.out), args.configs.split(","), args.epochs, args.rounds, args.burners)
+    report = run(Path(args.out), args.configs.split(","), args.epochs, args.rounds, args.burners, args.threads)
     return 0 if all(r["ratio"] <= 2.0 for r in report["rows"]) else 1
 
 
