@@ -73,7 +73,8 @@ def summarise(runs: dict[tuple[str, str], list[dict]]) -> list[dict]:
         rows.append(
             {
                 "config": config,
-                "threads": runs[(config, "idle")][0]["threads"],
+                "threads_idle": sorted({r["threads"] for r in runs[(config, "idle")]}),
+                "threads_loaded": sorted({r["threads"] for r in runs[(config, "loaded")]}),
                 "idle_seconds": idle,
                 "loaded_seconds": loaded,
                 "ratio": loaded / idle,
@@ -82,6 +83,10 @@ def summarise(runs: dict[tuple[str, str], list[dict]]) -> list[dict]:
             }
         )
     return rows
+
+
+def _counts(values: list) -> str:
+    return ",".join(map(str, values))
 
 
 def run(out: Path, configs: list[str], epochs: int, rounds: int, burners: int, threads: int | None = None) -> dict:
@@ -108,9 +113,12 @@ def run(out: Path, configs: list[str], epochs: int, rounds: int, burners: int, t
         "train_load",
         report,
         [
-            "| config | torch threads | idle s/epoch | loaded s/epoch | loaded ÷ idle |",
+            "| config | torch threads idle / loaded | idle s/epoch | loaded s/epoch | loaded ÷ idle |",
             "|---|---|---|---|---|",
-            *(f"| {r['config']} | {r['threads']} | {r['idle_seconds']:.3f} | {r['loaded_seconds']:.3f} | {r['ratio']:.2f} |" for r in rows),
+            *(
+                f"| {r['config']} | {_counts(r['threads_idle'])} / {_counts(r['threads_loaded'])} | {r['idle_seconds']:.3f} | {r['loaded_seconds']:.3f} | {r['ratio']:.2f} |"
+                for r in rows
+            ),
             "",
             f"Loaded: {burners} busy-looping background process(es) at the same priority; "
             + (f"train.threads={threads}" if threads else "default thread settings (no train.threads)")

@@ -99,6 +99,7 @@ def test_train_load_summary_and_default_environment(monkeypatch):
     }
     (row,) = summarise(runs)
     assert row["idle_seconds"] == 1.0 and row["loaded_seconds"] == 1.8 and row["ratio"] == pytest.approx(1.8)
+    assert row["threads_idle"] == [2] and row["threads_loaded"] == [2]
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
     monkeypatch.setenv("PATH_FOR_TEST", "kept")
     env = default_env()
