@@ -4,22 +4,16 @@
 Kubernetes pod whose CPU limit is one or two cores, and on a shared machine. More threads than the
 CPUs available make OpenMP threads wait for each other: an epoch then runs several times slower
 than with fewer threads. Here the default is the smaller of the process's CPU affinity and its
-cgroup CPU quota (``cpu.max`` in cgroup v2, ``cpu.cfs_quota_us / cpu.cfs_period_us`` in v1), less
-the CPUs that other work keeps busy when training starts (the tasks the kernel reports as running,
-other than this one): on a host where other processes already compete for the cores, an epoch with
-one thread per remaining core keeps close to its idle time, while threads that share a core with a
-busy process wait for each other at every parallel step.
+cgroup CPU quota (``cpu.max`` in cgroup v2, ``cpu.cfs_quota_us / cpu.cfs_period_us`` in v1).
 """
 
 from __future__ import annotations
 
 import math
 import os
-import time
 from pathlib import Path
 
 CGROUP = Path("/sys/fs/cgroup")
-PROC_STAT = Path("/proc/stat")
 
 
 def cgroup_cpu_limit(root: Path = CGROUP) -> float | None:
@@ -45,31 +39,6 @@ def available_cpus(root: Path = CGROUP) -> int:
     if limit is not None:
         n = min(n, math.ceil(limit))
     return max(1, n)
-
-
-def other_running_tasks(stat: Path = PROC_STAT, samples: int = 5, interval: float = 0.01) -> int:
-    """Tasks the kernel reports running (``procs_running`` in /proc/stat, host-wide) besides this
-    one: the fewest over ``samples`` reads ``interval`` seconds apart, so that a momentary burst does
-    not count; 0 when unknown."""
-    seen = []
-    for k in range(samples):
-        try:
-            for line in stat.read_text().splitlines():
-                if line.startswith("procs_running"):
-                    seen.append(int(line.split()[1]) - 1)  # this process is running while it reads
-                    break
-        except (OSError, ValueError, IndexError):
-            return 0
-        if k + 1 < samples:
-            time.sleep(interval)
-    return max(0, min(seen)) if seen else 0
-
-
-def default_threads(root: Path = CGROUP, stat: Path = PROC_STAT) -> tuple[int, int]:
-    """(threads, busy): the CPUs available to this process (:func:`available_cpus`) less those other
-    running tasks keep busy, at least 1; ``busy`` is that count of other running tasks."""
-    busy = other_running_tasks(stat)
-    return max(1, available_cpus(root) - busy), busy
 
 
 def use_passive_wait() -> None:

@@ -33,7 +33,7 @@ from training.models.base import TrainableRecommender
 from training.run_folder import RunFolder
 from training.sampling import excluded_keys, sample_excluding
 from training.stopping import improves
-from training.threads import available_cpus, default_threads
+from training.threads import available_cpus
 
 LAST_SAVE_INTERVAL_S = 30.0
 
@@ -92,7 +92,7 @@ class Trainer:
         self.loss_kind = config.base_loss()
         self.dist = DistContext.from_env()  # data-parallel under torchrun, else a no-op
         tc = config.train
-        self.threads, self.busy_cpus = (tc.threads, None) if tc.threads else default_threads()
+        self.threads = tc.threads or available_cpus()
         torch.set_num_threads(self.threads)
         torch.manual_seed(tc.seed)
         self.rng = np.random.default_rng(tc.seed)
@@ -289,9 +289,7 @@ class Trainer:
             self.folder.metrics.write_text("")
         self.folder.config.write_text(dump_config(self.config))
         print(
-            f"{self.config.name or 'train'}: {self.threads} torch thread(s) (CPUs available to this process: {available_cpus()}"
-            + ("" if self.busy_cpus is None else f", other running tasks at start: {self.busy_cpus}")
-            + "; set train.threads to change); "
+            f"{self.config.name or 'train'}: {self.threads} torch thread(s) (CPUs available to this process: {available_cpus()}; set train.threads to change); "
             f"training loop: {'torch' if self.fused is None else 'fused'} (train.engine)",
             file=sys.stderr,
         )
@@ -360,7 +358,6 @@ class Trainer:
             "train_seconds": round(self.state.train_seconds, 3),
             "seconds_per_epoch": round(self.state.train_seconds / max(1, n_epochs), 4),
             "threads": self.threads,
-            "other_running_tasks_at_start": self.busy_cpus,
             "engine": "torch" if self.fused is None else "fused",
             "kd": [{"name": m.name, "weight": m.weight, "training_only_parameters": sum(p.numel() for p in m.parameters())} for m in self.methods],
             "valid": valid.to_dict(),

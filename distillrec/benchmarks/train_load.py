@@ -64,6 +64,17 @@ def epoch_seconds(config: str, epochs: int, threads: int | None = None) -> dict:
     return {"epoch_seconds": seconds, "median": statistics.median(seconds), "threads": result.get("threads")}
 
 
+REFERENCE = "reference: one-thread Python loop"
+LOOP = "import time; t = time.perf_counter(); x = 0\nfor i in range(20_000_000): x += i\nprint(time.perf_counter() - t)"
+
+
+def reference_seconds() -> dict:
+    """A fixed single-threaded pure-Python loop in a fresh process: what the host gives one thread."""
+    out = subprocess.run([sys.executable, "-c", LOOP], check=True, capture_output=True, text=True).stdout
+    seconds = float(out.strip().splitlines()[-1])
+    return {"epoch_seconds": [seconds], "median": seconds, "threads": 1}
+
+
 def summarise(runs: dict[tuple[str, str], list[dict]]) -> list[dict]:
     """One row per config: median idle and loaded epoch seconds over rounds and their ratio."""
     rows = []
@@ -92,13 +103,14 @@ def _counts(values: list) -> str:
 def run(out: Path, configs: list[str], epochs: int, rounds: int, burners: int, threads: int | None = None) -> dict:
     runs: dict[tuple[str, str], list[dict]] = {}
     for r in range(rounds):
-        for config in configs:
+        for config in [REFERENCE, *configs]:
             for state in ("idle", "loaded") if r % 2 == 0 else ("loaded", "idle"):
                 procs = start_burners(burners) if state == "loaded" else []
                 try:
                     if procs:
                         time.sleep(0.5)  # let the burners reach the run queue
-                    runs.setdefault((config, state), []).append(epoch_seconds(config, epochs, threads))
+                    measure = reference_seconds() if config == REFERENCE else epoch_seconds(config, epochs, threads)
+                    runs.setdefault((config, state), []).append(measure)
                 finally:
                     stop_burners(procs)
     rows = summarise(runs)
