@@ -204,7 +204,8 @@ def run(out: Path, libraries: list[str], rounds: int, epochs: int, patience: int
             ),
             "",
             f"BPR-MF at dim {first['dim']}, one thread, MovieLens-100K leave-one-out by time; every epoch evaluated on validation by the same "
-            f"evaluator, patience {patience}, at most {epochs} epochs; medians over {rounds} alternating round(s) (seed = round).",
+            f"evaluator, patience {patience}, at most {epochs} epochs; medians over {rounds} alternating round(s) (seed = round); "
+            "each run a fresh process with OMP_NUM_THREADS, MKL_NUM_THREADS and OPENBLAS_NUM_THREADS at 1.",
             *(f"- {name}: {'met' if ok else 'missed'}" for name, ok in checks.items()),
             f"Conditions: {conditions_line(report['environment'])}.",
         ],

@@ -138,3 +138,11 @@ def test_implicit_adapter_hands_the_evaluator_implicits_own_scores():
     U, I = implicit_tables(model.user_factors, model.item_factors)
     ids, scores = model.recommend(0, sp.csr_matrix(ds.train[0], dtype=np.float32), N=5, filter_already_liked_items=False)
     np.testing.assert_allclose(scores, (U[0] @ I.T)[ids], rtol=1e-5)
+
+
+def test_a_missing_peer_library_names_the_install_command(monkeypatch):
+    from distillrec.benchmarks import peer_adapters
+
+    monkeypatch.setitem(__import__("sys").modules, "implicit.cpu.bpr", None)  # as if implicit were not installed
+    with pytest.raises(SystemExit, match=r"distillrec\[peers\]"):
+        peer_adapters.train_implicit(_tiny_dataset(), {"dim": 4, "lr": 0.05, "regularization": 0.01, "epochs": 1, "seed": 0}, lambda *a: True)
