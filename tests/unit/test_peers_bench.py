@@ -5,6 +5,8 @@ run only where RecBole / implicit are installed (they are optional)."""
 
 from __future__ import annotations
 
+import sys
+
 import numpy as np
 import pytest
 import scipy.sparse as sp
@@ -143,6 +145,6 @@ def test_implicit_adapter_hands_the_evaluator_implicits_own_scores():
 def test_a_missing_peer_library_names_the_install_command(monkeypatch):
     from distillrec.benchmarks import peer_adapters
 
-    monkeypatch.setitem(__import__("sys").modules, "implicit.cpu.bpr", None)  # as if implicit were not installed
+    monkeypatch.setitem(sys.modules, "implicit.cpu.bpr", None)  # as if implicit were not installed
     with pytest.raises(SystemExit, match=r"distillrec\[peers\]"):
         peer_adapters.train_implicit(_tiny_dataset(), {"dim": 4, "lr": 0.05, "regularization": 0.01, "epochs": 1, "seed": 0}, lambda *a: True)
