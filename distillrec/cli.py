@@ -36,6 +36,7 @@ GLOSSARY = """terms:
   IVF, HNSW       approximate indexes: inverted file lists; hierarchical navigable small-world graph
   RSS, p50/p99    resident set size (memory); 50th / 99th latency percentile
   RBO             rank-biased overlap: agreement of two ranked lists, top positions weighted most
+  RecBole         an open-source recommendation library; `bench peers` trains its BPR-MF next to distillrec's and implicit's
 """
 
 

@@ -76,6 +76,12 @@ def register(sub) -> None:
 
     register_reliability(bsub)
 
+    from distillrec.benchmarks.peers import register_cli as register_peers
+    from distillrec.benchmarks.train_load import register_cli as register_train_load
+
+    register_peers(bsub)
+    register_train_load(bsub)
+
     register_scale(bsub)
 
 
