@@ -58,6 +58,17 @@ class ModelConfig(Strict):
     layers: int = Field(3, ge=0)
     init_std: float = Field(0.01, gt=0)
     dropout: float = Field(0.0, ge=0, lt=1)
+    tower: Literal["none", "mlp"] = Field(
+        "none",
+        description="mf only: 'mlp' scores <t(e_u), t(e_i)> through one shared output tower t (d -> d/2 -> d/4 with ReLU and "
+        "`dropout`, then a linear layer; ConCF's target-head network); the export holds the d/4-dimensional tower outputs",
+    )
+
+    @model_validator(mode="after")
+    def _tower_family(self) -> ModelConfig:
+        if self.tower != "none" and self.family != "mf":
+            raise ValueError(f"model.tower '{self.tower}' applies to model.family 'mf' only (got '{self.family}'); remove model.tower or use family mf")
+        return self
 
 
 class TrainConfig(Strict):

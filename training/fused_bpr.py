@@ -205,6 +205,8 @@ def eligible(model, methods, config, dist) -> str | None:
 
     if type(model) is not MF:
         return f"model.family is '{config.model.family}' (the fused path trains plain matrix factorisation, 'mf')"
+    if model.tower is not None:
+        return "model.tower is 'mlp' (the fused path trains plain matrix factorisation, no tower)"
     if config.base_loss() != "bpr":
         return f"the base loss is '{config.base_loss()}' (the fused path trains the BPR loss)"
     if config.train.base_loss_weight <= 0:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pytest
 import yaml
 from conftest import clustered_interactions
 from fastapi.testclient import TestClient
@@ -25,9 +26,9 @@ from training.runs import train_run
 CONCF = {"name": "concf", "period": 2, "queue": 2, "top_n": 20}
 
 
-def _tree(data: dict | None = None, methods: list | None = None, seed: int = 0, epochs: int = 6) -> dict:
+def _tree(data: dict | None = None, methods: list | None = None, seed: int = 0, epochs: int = 6, tower: str = "none") -> dict:
     tree = {
-        "model": {"family": "mf", "dim": 16, "init_std": 0.1},
+        "model": {"family": "mf", "dim": 16, "init_std": 0.1, "tower": tower, "dropout": 0.1},
         "train": {"epochs": epochs, "batch_size": 64, "lr": 0.01, "weight_decay": 0.0, "progress": False, "threads": 1, "seed": seed},
         "eval": {"ks": [10], "select": "ndcg@10", "patience": 100, "every": 2},
     }
@@ -39,7 +40,8 @@ def _tree(data: dict | None = None, methods: list | None = None, seed: int = 0, 
     return tree
 
 
-def test_train_command_runs_concf_and_the_bundle_is_a_single_head_model(tmp_path):
+@pytest.mark.parametrize("tower", ["none", "mlp"])
+def test_train_command_runs_concf_and_the_bundle_is_a_single_head_model(tmp_path, tower):
     data = clustered_interactions(n_users=120, n_items=96, n_clusters=8, per_user=8, seed=1)
     path = tmp_path / "interactions.csv"
     path.write_text("user,item,timestamp\n" + "".join(f"{u},{i},{int(t)}\n" for u, i, t in zip(data.user, data.item, data.timestamp, strict=True)))
@@ -47,7 +49,7 @@ def test_train_command_runs_concf_and_the_bundle_is_a_single_head_model(tmp_path
     runs = {}
     for label, methods in (("single", None), ("concf", [CONCF])):
         cfg = tmp_path / f"{label}.yaml"
-        cfg.write_text(yaml.safe_dump(_tree(csv, methods)))
+        cfg.write_text(yaml.safe_dump(_tree(csv, methods, tower=tower)))
         assert main(["train", "--config", str(cfg), "--out", str(tmp_path / label), "--no-progress"]) == 0
         runs[label] = tmp_path / label
     result = json.loads((runs["concf"] / "result.json").read_text())
@@ -61,7 +63,9 @@ def test_train_command_runs_concf_and_the_bundle_is_a_single_head_model(tmp_path
     bundles = {label: read_manifest(folder) for label, folder in folders.items()}
     single, concf = bundles["single"], bundles["concf"]
     assert (concf.family, concf.dim, concf.parameters, concf.score_function) == (single.family, single.dim, single.parameters, single.score_function)
-    assert concf.parameters == (120 + 96) * 16  # the target head only: the shared embeddings, no head networks
+    # the target head only: the shared embeddings (+ its tower 16 → 8 → 4 → 4), no auxiliary head networks
+    assert concf.parameters == (120 + 96) * 16 + ((16 * 8 + 8) + (8 * 4 + 4) + (4 * 4 + 4) if tower == "mlp" else 0)
+    assert concf.dim == (4 if tower == "mlp" else 16)
     shapes = {
         label: {f.path: np.load(folders[label] / f.path, allow_pickle=False).shape for f in b.files if f.path.endswith(".npy")} for label, b in bundles.items()
     }

@@ -174,3 +174,38 @@ def test_concf_rejects_a_non_factorised_student(tiny_dataset):
     with pytest.raises(ConfigError, match="balancing"):
         build_method({"name": "concf", "balancing": "uniform"})
     assert isinstance(build_method({"name": "concf"}), ConCF)
+
+
+def test_with_a_tower_student_the_target_head_scores_the_tower_and_the_others_the_embeddings(tiny_dataset):
+    torch.manual_seed(0)
+    cfg = config_from_dict({"model": {"family": "mf", "dim": 8, "init_std": 0.1, "tower": "mlp", "dropout": 0.1}})
+    student = model_from_config(cfg.model, tiny_dataset.n_users, tiny_dataset.n_items)
+    method = build_method({"name": "concf", "period": 1, "queue": 1, "top_n": 6})
+    method.setup(KDContext(tiny_dataset, student, None, np.random.default_rng(0), max_epochs=5))
+    student.eval()
+    reps = student.representations()
+    views = method.views(student, reps)
+    assert views[0] is reps and reps[0].shape[1] == 2
+    assert all(v[0] is student.user_emb.weight and v[1] is student.item_emb.weight for v in views[1:])
+
+    from test_kd_conformance import _batch
+
+    batch = _batch(tiny_dataset, np.random.default_rng(1))
+    losses = method.head_losses(batch, views)
+    u, i = reps
+    expected = bpr_loss((u[batch.users] * i[batch.pos]).sum(-1), torch.einsum("bd,bnd->bn", u[batch.users], i[batch.neg]))
+    assert losses[0].item() == pytest.approx(expected.item(), rel=1e-5)
+
+    method.on_epoch_start(1, student)  # the target head's snapshot ranks by the tower's scores
+    scores = (u @ i.T).detach()
+    train = tiny_dataset.train
+    for user in range(tiny_dataset.n_users):
+        row = scores[user].clone()
+        row[train.indices[train.indptr[user] : train.indptr[user + 1]]] = -torch.inf
+        assert method.queues[0].snapshots()[-1][user].tolist() == torch.topk(row, 6).indices.tolist()
+
+    student.train()
+    terms = method(batch, student, student.representations())  # balancing: gradient norms at the embeddings
+    assert "cl" in terms and method.w.sum().item() == pytest.approx(6.0, abs=1e-4)
+    sum(terms.values()).backward()
+    assert all(p.grad is not None and float(p.grad.abs().sum()) > 0 for p in student.parameters())

@@ -2,7 +2,8 @@
 
 Self-distillation without a teacher. The student's embeddings are shared by six heads, each trained
 under its own one-class objective (:mod:`training.distill.concf_heads`): the target head A = BPR on
-the student's own scores (what is exported), CML, BCE, MSE, a user-side multinomial head and an
+the student's own scores (what is exported; with ``model.tower: mlp`` they pass through the
+student's output tower, the target head's network, while the other heads read the embeddings below it), CML, BCE, MSE, a user-side multinomial head and an
 item-side multinomial head. Every ``period`` epochs each head's top-N list of every user is
 snapshotted; once each head's queue holds ``queue`` snapshots, a consensus list C_u is built from the
 heads' ranks and their consistency (:mod:`training.distill.consensus`). Per batch
@@ -109,9 +110,8 @@ class ConCF(KDMethod[ConCFParams]):
         student.eval()
         self.eval()
         try:
-            u, i = student.representations()
             lists = []
-            for head in self.heads:
+            for head, (u, i) in zip(self.heads, self.views(student, student.representations())):
                 pu, pi = head.project(u), head.project(i)
                 lists.append(top_n_excluding(lambda rows, h=head, a=pu, b=pi: h.matrix(a[torch.from_numpy(rows)], b), self.train_csr, self.params.top_n))
             return lists
@@ -150,13 +150,18 @@ class ConCF(KDMethod[ConCFParams]):
             self.refresh(student)
 
     # ------------------------------------------------------------------------------ losses
-    def head_losses(self, batch: Batch, reps) -> list[torch.Tensor]:
+    def views(self, student, reps) -> list:
+        """Each head's (user, item) tables: the target head scores the student's representations ``reps``
+        (its output tower's, if any); the auxiliary heads share the embeddings below the tower."""
+        shared = student.shared_representations() if getattr(student, "tower", None) is not None else reps
+        return [reps if head.kind == "bpr" else shared for head in self.heads]
+
+    def head_losses(self, batch: Batch, views: list) -> list[torch.Tensor]:
         """Each head's own objective on the batch (sums), in :data:`HEAD_KINDS` order."""
-        u_all, i_all = reps
         users, pos, neg = batch.users, batch.pos, batch.neg
         neg_items, neg_inverse = neg.unique(return_inverse=True)  # each distinct negative projected once
         out = []
-        for head in self.heads:
+        for head, (u_all, i_all) in zip(self.heads, views):
             if head.kind == "multinomial":
                 uniq, rows = users.unique(return_inverse=True)
                 out.append(multinomial_loss(head.matrix(head.project(u_all[uniq]), head.project(i_all)), rows, pos))
@@ -170,25 +175,24 @@ class ConCF(KDMethod[ConCFParams]):
                 out.append(PAIR_LOSSES[head.kind](sp, sn))
         return out
 
-    def cl_losses(self, batch: Batch, reps) -> list[torch.Tensor]:
+    def cl_losses(self, batch: Batch, views: list) -> list[torch.Tensor]:
         """Each head's relaxed ranking loss towards the consensus lists of the batch's users."""
-        u_all, i_all = reps
         users = batch.users.unique()
         lists = self.consensus[users]
         valid = lists >= 0
         items, inverse = lists.clamp(min=0).unique(return_inverse=True)  # each distinct item projected once
         half = self.params.top_n // 2
         out = []
-        for head in self.heads:
+        for head, (u_all, i_all) in zip(self.heads, views):
             s = head.ranking_scores(head.candidates(head.project(u_all[users]), head.project(i_all[items]), inverse))
             out.append(relaxed_ranking_loss(s[:, :half], s[:, half:], valid[:, :half], valid[:, half:]))
         return out
 
-    def _balance(self, losses: list[torch.Tensor], reps) -> None:
+    def _balance(self, losses: list[torch.Tensor], shared_tables) -> None:
         values = torch.stack([loss.detach() for loss in losses])
         if not bool((self.initial_losses > 0).all()):
             self.initial_losses.copy_(values.clamp(min=1e-12))
-        shared = [t for t in reps if t.requires_grad]
+        shared = [t for t in shared_tables if t.requires_grad]
         norms = []
         for loss in losses:
             grads = torch.autograd.grad(loss, shared, retain_graph=True, allow_unused=True)
@@ -197,13 +201,14 @@ class ConCF(KDMethod[ConCFParams]):
         self.w.copy_(gradnorm_step(self.w, torch.stack(norms), values / self.initial_losses, p.balance_rate, p.balance_lr))
 
     def forward(self, batch: Batch, student, reps) -> dict[str, torch.Tensor]:
-        losses = self.head_losses(batch, reps)
+        views = self.views(student, reps)
+        losses = self.head_losses(batch, views)
         if self.params.balancing == "gradnorm" and self.training and torch.is_grad_enabled():
-            self._balance(losses, reps)
+            self._balance(losses, views[-1])  # gradient norms at the shared embeddings
         w = self.w.detach()
         terms = {kind: w[h] * loss for h, (kind, loss) in enumerate(zip(HEAD_KINDS, losses))}
         if self.params.consensus_learning and self.consensus is not None:
-            cl = self.cl_losses(batch, reps)
+            cl = self.cl_losses(batch, views)
             terms["cl"] = self.params.alpha * sum(w[h].clamp(0.5, 2.0) * x for h, x in enumerate(cl))
         return terms
 

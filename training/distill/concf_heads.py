@@ -1,7 +1,9 @@
 """The heads of ConCF (Kang et al., WWW 2022): one-class objectives over shared user/item embeddings.
 
-Every head maps the shared embeddings through its own small network (none for the target head) and
-scores a pair with one bilinear form,
+Every auxiliary head maps the shared embeddings through its own small network; the target head has
+none of its own: it scores the student's representations (the shared embeddings themselves, or their
+output tower when the student has one, ``model.tower: mlp``). Every head scores a pair with one
+bilinear form,
 
     s(u, i) = ⟨p(u) ⊙ a, p(i)⟩ + b − γ (‖p(u)‖² + ‖p(i)‖²),
 
@@ -20,6 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from training.models.gather_dot import gather_dot
+from training.models.tower import bottom_mlp
 
 #: The heads in a fixed order; the first is the target head (kept at export).
 HEAD_KINDS = ("bpr", "cml", "bce", "mse", "multinomial", "item_multinomial")
@@ -38,8 +41,7 @@ class Head(nn.Module):
         self.kind = kind
         self.net = None
         if kind != "bpr":
-            half, quarter = max(1, dim // 2), max(1, dim // 4)
-            self.net = nn.Sequential(nn.Linear(dim, half), nn.ReLU(), nn.Dropout(dropout), nn.Linear(half, quarter))
+            self.net = bottom_mlp(dim, dropout)
         if kind in ("bce", "mse"):
             self.a = nn.Parameter(torch.ones(max(1, dim // 4)))
             self.b = nn.Parameter(torch.zeros(()))

@@ -25,7 +25,7 @@ def model_from_config(cfg: ModelConfig, n_users: int, n_items: int, train=None) 
     """Builds the model a run config describes; LightGCN and DAE get the training interactions ``train`` (CSR)."""
     model: TrainableRecommender
     if cfg.family == "mf":
-        model = MF(n_users, n_items, cfg.dim, init_std=cfg.init_std)
+        model = MF(n_users, n_items, cfg.dim, init_std=cfg.init_std, tower=cfg.tower, dropout=cfg.dropout)
     elif cfg.family == "dae":
         model = DAE(n_users, n_items, cfg.dim, init_std=cfg.init_std, dropout=cfg.dropout)
     elif cfg.family == "lightgcn":

@@ -35,6 +35,11 @@ class TrainableRecommender(nn.Module):
         """
         raise NotImplementedError
 
+    def shared_representations(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The embeddings before any output tower (what ConCF's auxiliary heads share); by default the
+        representations themselves."""
+        return self.representations()
+
     def score_pairs(self, users: torch.Tensor, items: torch.Tensor, reps=None) -> torch.Tensor:
         """Scores of (users[b], items[b]) pairs → [b]. ``reps`` may pass precomputed representations."""
         u, i = reps if reps is not None else self.representations()
