@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 import torch
-from test_kd_conformance import test_method_conformance as check_conformance
+from kd_support import check_method_conformance, tiny_batch
 
 from training.config import config_from_dict
 from training.distill.base import KDContext
@@ -131,7 +131,7 @@ def test_gradnorm_step_golden():
 # ------------------------------------------------------------------------------- the method
 def test_concf_conformance_for_factorised_students(tiny_dataset):
     for family in ("mf", "lightgcn"):
-        check_conformance("concf", family, tiny_dataset, None)
+        check_method_conformance("concf", family, tiny_dataset, None)
 
 
 def _setup(dataset, family="mf", **params):
@@ -143,10 +143,8 @@ def _setup(dataset, family="mf", **params):
 
 
 def test_consensus_starts_when_the_queues_are_full_and_switches(tiny_dataset):
-    from test_kd_conformance import _batch
-
     student, method = _setup(tiny_dataset)
-    batch = _batch(tiny_dataset, np.random.default_rng(1))
+    batch = tiny_batch(tiny_dataset, np.random.default_rng(1))
     method.on_epoch_start(1, student)
     assert method.consensus is None and "cl" not in method(batch, student, student.representations())
     method.on_epoch_start(2, student)
@@ -188,9 +186,7 @@ def test_with_a_tower_student_the_target_head_scores_the_tower_and_the_others_th
     assert views[0] is reps and reps[0].shape[1] == 2
     assert all(v[0] is student.user_emb.weight and v[1] is student.item_emb.weight for v in views[1:])
 
-    from test_kd_conformance import _batch
-
-    batch = _batch(tiny_dataset, np.random.default_rng(1))
+    batch = tiny_batch(tiny_dataset, np.random.default_rng(1))
     losses = method.head_losses(batch, views)
     u, i = reps
     expected = bpr_loss((u[batch.users] * i[batch.pos]).sum(-1), torch.einsum("bd,bnd->bn", u[batch.users], i[batch.neg]))
