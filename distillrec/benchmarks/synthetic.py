@@ -117,6 +117,25 @@ def write_log(shape: Shape, path: str | Path, seed: int = 0) -> dict:
     }
 
 
+def cached_log(shape: Shape, path: str | Path, seed: int = 0, cache: str | Path | None = None) -> dict:
+    """Makes ``path`` hold the log of ``shape``: written there, or with ``cache`` written once into
+    ``cache/<shape>-seed<seed>/`` and linked from ``path`` (later runs reuse it). Returns what was written."""
+    import json
+
+    path = Path(path)
+    if cache is None:
+        return write_log(shape, path, seed)
+    folder = Path(cache) / f"{shape.name}-seed{seed}"
+    log, info = folder / "log.parquet", folder / "log.json"
+    if not (log.exists() and info.exists()):
+        info.parent.mkdir(parents=True, exist_ok=True)
+        info.write_text(json.dumps(write_log(shape, log, seed)))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.unlink(missing_ok=True)
+    path.symlink_to(log.resolve())
+    return {**json.loads(info.read_text()), "cached": str(log)}
+
+
 def data_config(path: str | Path) -> dict:
     """The ``data`` section that reads a written log with leave-one-out by time."""
     return {"source": "file", "path": str(path), "user_col": "user", "item_col": "item", "timestamp_col": "ts", "split": "loo", "min_user_interactions": 3}
