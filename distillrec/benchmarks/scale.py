@@ -264,6 +264,25 @@ def report(
     return rep
 
 
+def merge(parts: list[Path], out: Path) -> dict:
+    """One table, plot and exponents from the scale.json of earlier runs (sizes run one at a time, for
+    example); a size measured in several runs keeps the stages of each (the later run wins a stage)."""
+    by_size: dict[tuple[str, bool], dict] = {}
+    stages: list[str] = []
+    for part in parts:
+        for entry in json.loads((part / "scale.json").read_text())["sizes"]:
+            key = (entry["size"], entry["wide"])
+            merged = by_size.setdefault(key, {**entry, "stages": {}})
+            merged["stages"].update(entry["stages"])
+            stages += [s for s in entry["stages"] if s not in stages]
+    results = sorted(by_size.values(), key=lambda r: (r["wide"], r["interactions"]))
+    stages = [s for s in STAGES if s in stages]
+    out.mkdir(parents=True, exist_ok=True)
+    sizes = [r["asked"] for r in results if not r["wide"]]
+    wide = [r["asked"] for r in results if r["wide"]]
+    return report(out, results, stages, sizes, wide, timeout=3600, requests=1000)
+
+
 def _plot(path: Path, results: list[dict], stages: list[str]) -> None:
     plt = pyplot()
     if plt is None or len(results) < 2:
@@ -298,7 +317,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--requests", type=int, default=1000)
     p.add_argument("--out", default="results/bench-scale")
     p.add_argument("--cache", default=None)
+    p.add_argument("--merge", default="")
     a = p.parse_args(argv)
+    if a.merge:
+        merge([Path(x) for x in a.merge.split(",")], Path(a.out))
+        return 0
     if a.warm:
         _warm_compiled_kernels(Path(a.work))
         return 0

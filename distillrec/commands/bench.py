@@ -107,6 +107,11 @@ def register_scale(bsub) -> None:
     sc.add_argument("--requests", type=int, default=1000, help="in-process recommendations timed per bundle (default 1000)")
     sc.add_argument("--out", default="results/bench-scale", help="folder for scale.json / .md / .png and the generated logs (under work/)")
     sc.add_argument("--cache", default=None, help="folder that keeps the generated logs for later runs (default: none, each run writes them under --out)")
+    sc.add_argument(
+        "--merge",
+        default="",
+        help="comma-separated --out folders of earlier runs (for example one size each): write one table, plot and exponents from their scale.json into --out instead of running",
+    )
     sc.set_defaults(handler=run_scale)
 
 
@@ -150,8 +155,11 @@ def run_pipeline(args) -> int:
 def run_scale(args) -> int:
     from pathlib import Path
 
-    from distillrec.benchmarks.scale import _ints, run
+    from distillrec.benchmarks.scale import _ints, merge, run
 
+    if args.merge:
+        merge([Path(x) for x in args.merge.split(",")], Path(args.out))
+        return 0
     run(
         Path(args.out), _ints(args.sizes), _ints(args.wide), args.stages.split(","), args.timeout, args.requests, cache=Path(args.cache) if args.cache else None
     )

@@ -34,6 +34,8 @@ class Interactions:
         user_vocab: np.ndarray | None = None,
         item_vocab: np.ndarray | None = None,
     ):
+        self.user_codes: np.ndarray
+        self.item_codes: np.ndarray
         self.user_codes, self.user_vocab = encode_ids(user) if user_vocab is None else (np.asarray(user, dtype=np.int64), user_vocab)
         self.item_codes, self.item_vocab = encode_ids(item) if item_vocab is None else (np.asarray(item, dtype=np.int64), item_vocab)
         self.rating, self.timestamp, self.origin = rating, timestamp, origin
