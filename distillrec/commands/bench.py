@@ -123,7 +123,7 @@ def register_pipeline(bsub) -> None:
         "pipeline",
         help="the whole pipeline (data, dim-200 teacher, RRD-distilled dim-20 student, export, serving) on one synthetic log, timed step by step",
         description=(
-            "Writes (or reuses from --cache) a seeded synthetic MovieLens-shaped log of --size interactions and runs, each in a "
+            "Writes (or reuses from --cache) a seeded synthetic log shaped like MovieLens of --size interactions and runs, each in a "
             "fresh process through the normal code: reading + splitting the data; the shipped BPR-MF teacher config (dim 200) "
             "for --teacher-epochs epochs; the shipped BPR-MF student config (dim 20) distilled from it with RRD (relaxed "
             "ranking distillation) for --student-epochs epochs; export (ONNX, exact index); service start-up and in-process "
