@@ -58,6 +58,9 @@ def _config(name: str, work: Path, extra: list[str] = ()):
 def _train(name: str, work: Path, out: str, dataset, extra: list[str] = (), methods: list[dict] | None = None) -> dict:
     from training.runs import train_run
 
+    observed = np.diff((dataset.train + dataset.valid + dataset.test).tocsr().indptr)
+    extra = [f"eval.sampled_negatives={max(1, min(499, dataset.n_items - int(observed.max())))}", *extra]  # small logs: fewer than 499
+
     if methods:
         from training.config import DistillConfig
         from training.distill.train_student import distill_run
