@@ -92,7 +92,11 @@ def run_step(step: str, work: Path, epochs: int, requests: int = 1000) -> dict:
     return info
 
 
-def run(out: Path, size: int, teacher_epochs: int, student_epochs: int, cache: Path | None, timeout: float, requests: int, seed: int = 0) -> dict:
+def run(
+    out: Path, size: int, teacher_epochs: int, student_epochs: int, cache: Path | None, timeout: float, requests: int, seed: int = 0, resume: bool = False
+) -> dict:
+    """Runs the steps; with ``resume``, the steps that finished in an earlier run into ``out`` with the
+    same command are kept and the run goes on from the first one that did not."""
     out.mkdir(parents=True, exist_ok=True)
     shape = shape_for(size)
     work = out / "work"
@@ -107,7 +111,13 @@ def run(out: Path, size: int, teacher_epochs: int, student_epochs: int, cache: P
         "log": {**log, "seconds": time.perf_counter() - t0},
         "steps": {},
     }
+    earlier = json.loads((out / "pipeline.json").read_text()) if resume and (out / "pipeline.json").exists() else {}
+    if earlier.get("command") == rep["command"]:
+        rep["steps"] = {step: row for step, row in earlier["steps"].items() if "error" not in row}
+        rep["resumed"] = sorted(rep["steps"])
     for step in STEPS:
+        if step in rep["steps"]:
+            continue
         epochs = {"teacher": teacher_epochs, "student": student_epochs}.get(step, 1)
         args = ["--step", step, "--work", str(work), "--epochs", str(epochs), "--requests", str(requests)]
         row = fresh_process("distillrec.benchmarks.pipeline", args, timeout)

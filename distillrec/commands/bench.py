@@ -139,6 +139,9 @@ def register_pipeline(bsub) -> None:
     pl.add_argument("--timeout", type=float, default=7200, help="seconds one step may run before it is reported as failed (default 7200)")
     pl.add_argument("--requests", type=int, default=1000, help="in-process recommendations timed (default 1000)")
     pl.add_argument("--out", default="results/bench-pipeline", help="folder for pipeline.json / .md and the runs (under work/)")
+    pl.add_argument(
+        "--resume", action="store_true", help="keep the steps an earlier run of the same command into --out finished, and go on from the first that did not"
+    )
     pl.set_defaults(handler=run_pipeline)
 
 
@@ -148,7 +151,7 @@ def run_pipeline(args) -> int:
     from distillrec.benchmarks.pipeline import run
 
     cache = Path(args.cache) if args.cache else None
-    run(Path(args.out), int(args.size), args.teacher_epochs, args.student_epochs, cache, args.timeout, args.requests)
+    run(Path(args.out), int(args.size), args.teacher_epochs, args.student_epochs, cache, args.timeout, args.requests, resume=args.resume)
     return 0
 
 

@@ -76,3 +76,5 @@ def test_the_pipeline_runs_every_step_on_a_tiny_log(tmp_path):
     assert steps["serve"]["flat_p50_ms"] > 0
     assert rep["total_seconds"] == pytest.approx(sum(r["process_seconds"] for r in steps.values()))
     assert "| **total** |" in (tmp_path / "pipeline.md").read_text()
+    again = pipeline.run(tmp_path, 6000, teacher_epochs=2, student_epochs=1, cache=None, timeout=300, requests=20, resume=True)
+    assert again["steps"] == steps and again["resumed"] == sorted(pipeline.STEPS)  # nothing left to run
