@@ -94,10 +94,13 @@ class TrainConfig(Strict):
         "one compiled loop (same algorithm, another random stream, several times faster); 'auto' picks fused where it applies "
         "(family mf, loss bpr, no distillation methods, one process), else torch",
     )
-    adam_rows: Literal["all", "batch"] = Field(
-        "all",
-        description="which embedding rows an Adam step updates: 'all' (torch's dense Adam: every row, every step) or, fused loop "
-        "only, 'batch' (the rows the mini-batch touches: a step's cost no longer grows with the catalogue; results differ slightly)",
+    adam_rows: Literal["auto", "all", "batch"] = Field(
+        "auto",
+        description="which embedding rows an Adam step of the fused loop updates: 'all' (torch's dense Adam: every row, every "
+        "step), 'batch' (only the rows the mini-batch touches: a step's cost no longer grows with the tables; rows outside "
+        "the batch keep their values, so results differ) or 'auto' (the default): 'all' while the two tables together hold "
+        "no more rows than one mini-batch can touch (batch_size × (2 + negatives)), else 'batch'. The torch loop always "
+        "updates every row",
     )
 
 

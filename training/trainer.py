@@ -108,11 +108,16 @@ class Trainer:
         self.state = TrainState()
         self._best_state: dict | None = None  # in-memory copy of the best weights
         self.fused = self._fused_engine()
-        if self.fused is None and tc.adam_rows != "all":
+        if self.fused is None and tc.adam_rows == "batch":
             raise TrainingError(
                 "train.adam_rows is 'batch' but this run trains on the torch loop (train.engine); set train.adam_rows "
                 "to 'all', or train plain BPR matrix factorisation with train.engine 'fused' or 'auto'."
             )
+
+    @property
+    def adam_rows(self) -> str:
+        """Which rows an Adam step updates: 'all' (the torch loop, or the fused loop's dense step) or 'batch'."""
+        return "all" if self.fused is None else self.fused.adam_rows
 
     def _fused_engine(self):
         """The fused BPR-MF loop when ``train.engine`` asks for it (or 'auto' and it applies), else None."""
@@ -290,7 +295,7 @@ class Trainer:
         self.folder.config.write_text(dump_config(self.config))
         print(
             f"{self.config.name or 'train'}: {self.threads} torch thread(s) (CPUs available to this process: {available_cpus()}; set train.threads to change); "
-            f"training loop: {'torch' if self.fused is None else 'fused'} (train.engine)",
+            f"training loop: {'torch' if self.fused is None else 'fused'} (train.engine); Adam updates {self.adam_rows} rows per step (train.adam_rows)",
             file=sys.stderr,
         )
 
@@ -304,11 +309,12 @@ class Trainer:
 
     def _train_epoch_record(self, epoch: int) -> dict:
         """Trains one epoch; returns its metrics.jsonl record (losses, time, the methods' state)."""
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         losses = self._epoch(epoch)
         train_s = time.perf_counter() - t0
         self.state.train_seconds += train_s
-        record = {"epoch": epoch, "loss": losses, "train_seconds": round(train_s, 4)}
+        # CPU seconds of this process: the epoch's own work, also where other processes share the cores
+        record = {"epoch": epoch, "loss": losses, "train_seconds": round(train_s, 4), "train_cpu_seconds": round(time.process_time() - c0, 4)}
         for m in self.methods:
             if m.log_state():
                 record.setdefault("kd_state", {})[m.name] = m.log_state()
@@ -359,6 +365,7 @@ class Trainer:
             "seconds_per_epoch": round(self.state.train_seconds / max(1, n_epochs), 4),
             "threads": self.threads,
             "engine": "torch" if self.fused is None else "fused",
+            "adam_rows": self.adam_rows,
             "kd": [{"name": m.name, "weight": m.weight, "training_only_parameters": sum(p.numel() for p in m.parameters())} for m in self.methods],
             "valid": valid.to_dict(),
             "test": test.to_dict(),

@@ -5,8 +5,9 @@ then every stage runs in a fresh process (so its peak resident memory is its own
 
 - ``data``: reading the file and splitting it (leave-one-out by time);
 - ``teacher`` / ``student``: a training epoch of the shipped BPR-MF teacher (dim 200) and student
-  (dim 20) configs on the default (fused) loop, ``student-torch`` on the autograd loop and
-  ``student-batch-adam`` on the fused loop with ``train.adam_rows: batch``;
+  (dim 20) configs on the fused loop (``train.adam_rows: auto``), ``student-torch`` on the autograd
+  loop and ``student-dense-adam`` on the fused loop with ``train.adam_rows: all`` (every row in
+  every Adam step);
 - ``kd-cache``: the teacher's cached distillation inputs (its top-500 list per user, its embeddings);
 - ``rrd`` / ``de``: an epoch of the student distilled with RRD (relaxed ranking distillation) and
   with DE (distillation experts);
@@ -16,8 +17,13 @@ then every stage runs in a fresh process (so its peak resident memory is its own
 - ``service``: loading and warming up both bundles through the service's Python API
   (``service.served_models.load_registry``), then in-process ``recommend`` latency p50/p99.
 
-Epoch stages train two epochs and report the second one's training seconds (the first also loads
-the compiled loops; their compilation is paid once, before the first size). The growth exponent of a stage is the least-squares slope of log(seconds) against
+Epoch stages train three epochs and report the fewest CPU seconds of the second and third (the
+first also loads the compiled loops, whose compilation is paid once, before the first size; with one
+thread, CPU seconds are the epoch's own work even where other processes share the cores, and the
+wall seconds are recorded too). They validate once,
+after the last epoch, with the sampled protocol (a full-ranking pass at 20 M interactions costs more
+than the epoch it would follow and is timed by the ``eval`` stage). The growth exponent of a stage is
+the least-squares slope of log(seconds) against
 log(interactions) over the MovieLens-shaped sizes. Prints a markdown table, writes scale.json and
 scale.png. Usage: ``distillrec bench scale --sizes 100000,1000000 --out results/bench-scale``.
 """
@@ -34,11 +40,12 @@ from pathlib import Path
 import numpy as np
 
 from distillrec.benchmarks.environment import environment, peak_rss_mib, publish, pyplot
-from distillrec.benchmarks.synthetic import data_config, shape_for, write_log
+from distillrec.benchmarks.synthetic import cached_log, data_config, shape_for, write_log
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs" / "ml-100k"
-STAGES = ("data", "teacher", "student", "student-torch", "student-batch-adam", "kd-cache", "rrd", "de", "eval", "export", "service")
+STAGES = ("data", "teacher", "student", "student-torch", "student-dense-adam", "kd-cache", "rrd", "de", "eval", "export", "service")
 NEEDS = {"kd-cache": "teacher", "rrd": "kd-cache", "de": "teacher", "eval": "student", "export": "student", "service": "export"}
+MODULE = "distillrec.benchmarks.scale"
 KD = {"rrd": {"name": "rrd", "weight": 0.01}, "de": {"name": "de", "weight": 0.01}}
 
 
@@ -46,11 +53,14 @@ def _config(name: str, work: Path, extra: list[str] = ()):
     from training.config import load_config
 
     data = [f"data.{k}={v}" for k, v in data_config(work / "log.parquet").items()]
-    return load_config(CONFIGS / name, [*data, "train.epochs=2", "train.progress=false", "train.threads=1", *extra])
+    return load_config(CONFIGS / name, [*data, "train.epochs=3", "eval.every=3", "eval.protocol=sampled", "train.progress=false", "train.threads=1", *extra])
 
 
 def _train(name: str, work: Path, out: str, dataset, extra: list[str] = (), methods: list[dict] | None = None) -> dict:
     from training.runs import train_run
+
+    observed = np.diff((dataset.train + dataset.valid + dataset.test).tocsr().indptr)
+    extra = [f"eval.sampled_negatives={max(1, min(499, dataset.n_items - int(observed.max())))}", *extra]  # small logs: fewer than 499
 
     if methods:
         from training.config import DistillConfig
@@ -61,8 +71,16 @@ def _train(name: str, work: Path, out: str, dataset, extra: list[str] = (), meth
         result = distill_run(cfg, work / out, dataset=dataset)
     else:
         result = train_run(_config(name, work, extra), work / out, dataset=dataset)
-    epochs = [json.loads(line)["train_seconds"] for line in (work / out / "metrics.jsonl").read_text().splitlines()]
-    return {"seconds": epochs[-1], "first_epoch_seconds": epochs[0], "engine": result.get("engine")}
+    records = [json.loads(line) for line in (work / out / "metrics.jsonl").read_text().splitlines()]
+    cpu, wall = [r["train_cpu_seconds"] for r in records], [r["train_seconds"] for r in records]
+    return {
+        "seconds": min(cpu[1:]),
+        "wall_seconds": min(wall[1:]),
+        "epoch_cpu_seconds": cpu,
+        "epoch_seconds": wall,
+        "engine": result.get("engine"),
+        "adam_rows": result.get("adam_rows"),
+    }
 
 
 def run_stage(stage: str, work: Path, requests: int = 1000) -> dict:
@@ -81,8 +99,8 @@ def run_stage(stage: str, work: Path, requests: int = 1000) -> dict:
         info.update(_train("bpr-student.yaml", work, "student", dataset, ["train.engine=fused"]))
     elif stage == "student-torch":
         info.update(_train("bpr-student.yaml", work, "student-torch", dataset, ["train.engine=torch"]))
-    elif stage == "student-batch-adam":
-        info.update(_train("bpr-student.yaml", work, "student-batch-adam", dataset, ["train.engine=fused", "train.adam_rows=batch"]))
+    elif stage == "student-dense-adam":
+        info.update(_train("bpr-student.yaml", work, "student-dense-adam", dataset, ["train.engine=fused", "train.adam_rows=all"]))
     elif stage == "kd-cache":
         from training.distill.teacher import TeacherArtifacts
 
@@ -115,13 +133,13 @@ def run_stage(stage: str, work: Path, requests: int = 1000) -> dict:
             parts[kind] = time.perf_counter() - t0
         info.update(seconds=sum(parts.values()), flat_seconds=parts["flat"], hnsw_seconds=parts["hnsw"])
     elif stage == "service":
-        info.update(_serve(work / "models", dataset.user_ids, requests))
+        info.update(serve_in_process(work / "models", dataset.user_ids, requests))
     else:
         raise ValueError(f"unknown stage {stage!r}; stages: {', '.join(STAGES)}")
     return info
 
 
-def _serve(models_dir: Path, user_ids: np.ndarray, requests: int) -> dict:
+def serve_in_process(models_dir: Path, user_ids: np.ndarray, requests: int) -> dict:
     """Service start-up (load + warm-up of every bundle) and in-process recommend latency."""
     from service.served_models import load_registry
 
@@ -151,16 +169,18 @@ def _warm_compiled_kernels(work: Path) -> None:
         run_stage(stage, work)
 
 
-def _fresh(stage: str, work: Path, timeout: float, requests: int) -> dict:
-    cmd = [sys.executable, "-m", "distillrec.benchmarks.scale", "--stage", stage, "--work", str(work), "--requests", str(requests)]
+def fresh_process(module: str, args: list[str], timeout: float) -> dict:
+    """Runs ``python -m module args`` and returns the JSON its last stdout line holds, with its wall
+    seconds (``process_seconds``), or ``{"error": …}``."""
     t0 = time.perf_counter()
+    name = args[args.index("--stage" if "--stage" in args else "--step") + 1]
     try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+        proc = subprocess.run([sys.executable, "-m", module, *args], capture_output=True, text=True, timeout=timeout)
     except subprocess.TimeoutExpired:
-        return {"stage": stage, "error": f"timed out after {timeout:.0f} s"}
+        return {"stage": name, "error": f"timed out after {timeout:.0f} s"}
     if proc.returncode != 0:
         tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
-        return {"stage": stage, "error": f"exit {proc.returncode}: {' | '.join(tail)}"}
+        return {"stage": name, "error": f"exit {proc.returncode}: {' | '.join(tail)}"}
     row = json.loads(proc.stdout.strip().splitlines()[-1])
     row["process_seconds"] = time.perf_counter() - t0
     return row
@@ -174,7 +194,7 @@ def growth_exponent(xs: list[float], ys: list[float]) -> float | None:
     return float(np.polyfit([p[0] for p in pts], [p[1] for p in pts], 1)[0])
 
 
-def run(out: Path, sizes: list[int], wide: list[int], stages: list[str], timeout: float, requests: int, seed: int = 0) -> dict:
+def run(out: Path, sizes: list[int], wide: list[int], stages: list[str], timeout: float, requests: int, seed: int = 0, cache: Path | None = None) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     _fresh_warm = subprocess.run(
         [sys.executable, "-m", "distillrec.benchmarks.scale", "--warm", "--work", str(out / "work" / "warm")], capture_output=True, text=True
@@ -186,14 +206,14 @@ def run(out: Path, sizes: list[int], wide: list[int], stages: list[str], timeout
         shape = shape_for(n, wide=is_wide)
         work = out / "work" / shape.name
         t0 = time.perf_counter()
-        written = write_log(shape, work / "log.parquet", seed)
+        written = cached_log(shape, work / "log.parquet", seed, cache)
         entry = {"size": shape.name, "wide": is_wide, "asked": n, "generate_seconds": time.perf_counter() - t0, **written, "stages": {}}
         for stage in stages:
             need = NEEDS.get(stage)
             if need and need in entry["stages"] and "error" in entry["stages"][need]:
                 entry["stages"][stage] = {"stage": stage, "error": f"skipped: {need} failed"}
                 continue
-            entry["stages"][stage] = _fresh(stage, work, timeout, requests)
+            entry["stages"][stage] = fresh_process(MODULE, ["--stage", stage, "--work", str(work), "--requests", str(requests)], timeout)
             row = entry["stages"][stage]
             print(
                 f"{shape.name}: {stage}: " + (row["error"] if "error" in row else f"{row['seconds']:.2f} s, peak RSS {row['peak_rss_mib']:.0f} MiB"),
@@ -201,10 +221,12 @@ def run(out: Path, sizes: list[int], wide: list[int], stages: list[str], timeout
             )
         results.append(entry)
         (out / "scale.json").write_text(json.dumps({"sizes": results}, indent=2))  # partial results survive an interrupted run
-    return report(out, results, stages, sizes, wide, timeout, requests)
+    return report(out, results, stages, sizes, wide, timeout, requests, cache)
 
 
-def report(out: Path, results: list[dict], stages: list[str], sizes: list[int], wide: list[int], timeout: float, requests: int) -> dict:
+def report(
+    out: Path, results: list[dict], stages: list[str], sizes: list[int], wide: list[int], timeout: float, requests: int, cache: Path | None = None
+) -> dict:
     plain = [r for r in results if not r["wide"]]
     exponents = {}
     for stage in stages:
@@ -213,7 +235,9 @@ def report(out: Path, results: list[dict], stages: list[str], sizes: list[int], 
     command = (
         f"distillrec bench scale --sizes {','.join(map(str, sizes))}"
         + (f" --wide {','.join(map(str, wide))}" if wide else "")
-        + f" --stages {','.join(stages)} --timeout {timeout:.0f} --requests {requests} --out {out}"
+        + f" --stages {','.join(stages)} --timeout {timeout:.0f} --requests {requests}"
+        + (f" --cache {cache}" if cache else "")
+        + f" --out {out}"
     )
     rep = {"benchmark": "scale", "command": command, "environment": environment(), "sizes": results, "exponents": exponents}
 
@@ -232,7 +256,7 @@ def report(out: Path, results: list[dict], stages: list[str], sizes: list[int], 
     if pairs:
         lines += [
             "",
-            "Student epoch, training pairs (user, positive, negative) per second: "
+            "Student epoch, training pairs (user, positive, negative) per CPU second on one thread: "
             + ", ".join(f"{r['size']}: {r['stages']['student']['train_interactions'] * 4 / r['stages']['student']['seconds'] / 1e6:.2f} M" for r in pairs),
         ]
     served = [r for r in results if "flat_p50_ms" in r["stages"].get("service", {})]
@@ -248,12 +272,32 @@ def report(out: Path, results: list[dict], stages: list[str], sizes: list[int], 
         ]
     lines += [
         "",
-        "Cells: seconds / peak resident memory of the stage's own process (it also holds the data); exponent: slope of "
-        "log(seconds) against log(interactions) over the MovieLens-shaped sizes.",
+        "Cells: seconds (epoch stages: CPU seconds of the fewest of epochs 2–3, one thread) / peak resident memory of the "
+        "stage's own process (it also holds the data); exponent: slope of log(seconds) against log(interactions) over the "
+        "MovieLens-shaped sizes.",
     ]
     _plot(out / "scale.png", plain, stages)
     publish(out, "scale", rep, lines)
     return rep
+
+
+def merge(parts: list[Path], out: Path) -> dict:
+    """One table, plot and exponents from the scale.json of earlier runs (sizes run one at a time, for
+    example); a size measured in several runs keeps the stages of each (the later run wins a stage)."""
+    by_size: dict[tuple[str, bool], dict] = {}
+    stages: list[str] = []
+    for part in parts:
+        for entry in json.loads((part / "scale.json").read_text())["sizes"]:
+            key = (entry["size"], entry["wide"])
+            merged = by_size.setdefault(key, {**entry, "stages": {}})
+            merged["stages"].update(entry["stages"])
+            stages += [s for s in entry["stages"] if s not in stages]
+    results = sorted(by_size.values(), key=lambda r: (r["wide"], r["interactions"]))
+    stages = [s for s in STAGES if s in stages]
+    out.mkdir(parents=True, exist_ok=True)
+    sizes = [r["asked"] for r in results if not r["wide"]]
+    wide = [r["asked"] for r in results if r["wide"]]
+    return report(out, results, stages, sizes, wide, timeout=3600, requests=1000)
 
 
 def _plot(path: Path, results: list[dict], stages: list[str]) -> None:
@@ -289,7 +333,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--timeout", type=float, default=3600)
     p.add_argument("--requests", type=int, default=1000)
     p.add_argument("--out", default="results/bench-scale")
+    p.add_argument("--cache", default=None)
+    p.add_argument("--merge", default="")
     a = p.parse_args(argv)
+    if a.merge:
+        merge([Path(x) for x in a.merge.split(",")], Path(a.out))
+        return 0
     if a.warm:
         _warm_compiled_kernels(Path(a.work))
         return 0
@@ -297,7 +346,7 @@ def main(argv: list[str] | None = None) -> int:
         row = run_stage(a.stage, Path(a.work), a.requests)
         print(json.dumps({"stage": a.stage, **row, "peak_rss_mib": peak_rss_mib()}))
         return 0
-    run(Path(a.out), _ints(a.sizes), _ints(a.wide), a.stages.split(","), a.timeout, a.requests)
+    run(Path(a.out), _ints(a.sizes), _ints(a.wide), a.stages.split(","), a.timeout, a.requests, cache=Path(a.cache) if a.cache else None)
     return 0
 
 

@@ -3,8 +3,8 @@
 Item popularity and user activity follow power laws (Zipf-like ranks: the r-th most popular item is
 drawn with weight ∝ (r + 10)^−``item_exponent``; user activity ∝ (r + 10)^−``user_exponent``, with
 at least ``min_per_user`` interactions per user, as MovieLens guarantees 20). Each interaction gets
-a timestamp spread over a year, so the leave-one-out split by time applies. Duplicated (user, item)
-pairs are dropped, so a log holds slightly fewer rows than asked for.
+a timestamp spread over a year, so the leave-one-out split by time applies. Repeated (user, item)
+pairs are replaced by further draws, so a log holds as many distinct pairs as asked for.
 
 The log is written as a Parquet (or CSV) table with columns ``user``, ``item``, ``ts`` and read back
 through the same reader users' files go through (``data.source: file``).
@@ -65,18 +65,32 @@ def _power_weights(n: int, exponent: float, rng: np.random.Generator) -> np.ndar
 
 
 def generate(shape: Shape, seed: int = 0, item_exponent: float = 1.0, user_exponent: float = 0.8, min_per_user: int = 5):
-    """(user, item, ts) int64 arrays of a synthetic log (deduplicated (user, item) pairs)."""
+    """(user, item, ts) int64 arrays of a synthetic log: ``shape.n_interactions`` distinct (user, item)
+    pairs (fewer only when the catalogue cannot hold them). Repeated draws of a pair are dropped and
+    replaced by further draws from the same distributions."""
     rng = np.random.default_rng(seed)
     n_u, n_i, n = shape.n_users, shape.n_items, shape.n_interactions
+    n = min(n, n_u * n_i)
     floor = min(min_per_user, n // n_u)
     activity = _power_weights(n_u, user_exponent, rng)
-    users = np.concatenate([np.repeat(np.arange(n_u, dtype=np.int64), floor), rng.choice(n_u, size=n - floor * n_u, p=activity).astype(np.int64)])
     cdf = np.cumsum(_power_weights(n_i, item_exponent, rng))
-    items = np.minimum(np.searchsorted(cdf, rng.random(n) * cdf[-1]), n_i - 1).astype(np.int64)
-    keep = np.unique(users * n_i + items, return_index=True)[1]
-    keep.sort()
-    ts = 1_600_000_000 + rng.integers(0, 365 * 86_400, size=len(keep), dtype=np.int64)
-    return users[keep], items[keep], ts
+    floor_users = np.repeat(np.arange(n_u, dtype=np.int64), floor)  # every user's first draws
+    keys = np.empty(0, dtype=np.int64)
+    while len(keys) < n:
+        extra = n - floor * n_u if not len(keys) else int((n - len(keys)) * 1.3) + 16  # repeats get dropped: draw a margin
+        users = np.concatenate([floor_users, rng.choice(n_u, size=extra, p=activity).astype(np.int64)])
+        items = np.minimum(np.searchsorted(cdf, rng.random(len(users)) * cdf[-1]), n_i - 1).astype(np.int64)
+        keys = _first_occurrences(np.concatenate([keys, users * n_i + items]))[:n]
+        floor_users = floor_users[:0]
+    ts = 1_600_000_000 + rng.integers(0, 365 * 86_400, size=len(keys), dtype=np.int64)
+    return keys // n_i, keys % n_i, ts
+
+
+def _first_occurrences(keys: np.ndarray) -> np.ndarray:
+    """``keys`` without repeats, each at its first position."""
+    first = np.unique(keys, return_index=True)[1]
+    first.sort()
+    return keys[first]
 
 
 def write_log(shape: Shape, path: str | Path, seed: int = 0) -> dict:
@@ -96,11 +110,30 @@ def write_log(shape: Shape, path: str | Path, seed: int = 0) -> dict:
     return {
         "path": str(path),
         "shape": shape.name,
-        "users": int(len(np.unique(users))),
-        "items": int(len(np.unique(items))),
+        "users": int(np.count_nonzero(np.bincount(users))),
+        "items": int(np.count_nonzero(np.bincount(items))),
         "interactions": int(len(users)),
         "bytes": path.stat().st_size,
     }
+
+
+def cached_log(shape: Shape, path: str | Path, seed: int = 0, cache: str | Path | None = None) -> dict:
+    """Makes ``path`` hold the log of ``shape``: written there, or with ``cache`` written once into
+    ``cache/<shape>-seed<seed>/`` and linked from ``path`` (later runs reuse it). Returns what was written."""
+    import json
+
+    path = Path(path)
+    if cache is None:
+        return write_log(shape, path, seed)
+    folder = Path(cache) / f"{shape.name}-seed{seed}"
+    log, info = folder / "log.parquet", folder / "log.json"
+    if not (log.exists() and info.exists()):
+        info.parent.mkdir(parents=True, exist_ok=True)
+        info.write_text(json.dumps(write_log(shape, log, seed)))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.unlink(missing_ok=True)
+    path.symlink_to(log.resolve())
+    return {**json.loads(info.read_text()), "cached": str(log)}
 
 
 def data_config(path: str | Path) -> dict:

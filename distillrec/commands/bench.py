@@ -83,6 +83,7 @@ def register(sub) -> None:
     register_train_load(bsub)
 
     register_scale(bsub)
+    register_pipeline(bsub)
 
 
 def register_scale(bsub) -> None:
@@ -111,15 +112,66 @@ def register_scale(bsub) -> None:
     sc.add_argument("--timeout", type=float, default=3600, help="seconds one stage may run before it is reported as failed (default 3600)")
     sc.add_argument("--requests", type=int, default=1000, help="in-process recommendations timed per bundle (default 1000)")
     sc.add_argument("--out", default="results/bench-scale", help="folder for scale.json / .md / .png and the generated logs (under work/)")
+    sc.add_argument("--cache", default=None, help="folder that keeps the generated logs for later runs (default: none, each run writes them under --out)")
+    sc.add_argument(
+        "--merge",
+        default="",
+        help="comma-separated --out folders of earlier runs (for example one size each): write one table, plot and exponents from their scale.json into --out instead of running",
+    )
     sc.set_defaults(handler=run_scale)
+
+
+def register_pipeline(bsub) -> None:
+    """``distillrec bench pipeline``: the whole pipeline on one synthetic log, each step's time and peak memory."""
+    from distillrec.benchmarks.pipeline import STEPS
+
+    pl = bsub.add_parser(
+        "pipeline",
+        help="the whole pipeline (data, dim-200 teacher, RRD-distilled dim-20 student, export, serving) on one synthetic log, timed step by step",
+        description=(
+            "Writes (or reuses from --cache) a seeded synthetic log shaped like MovieLens of --size interactions and runs, each in a "
+            "fresh process through the normal code: reading + splitting the data; the shipped BPR-MF teacher config (dim 200) "
+            "for --teacher-epochs epochs; the shipped BPR-MF student config (dim 20) distilled from it with RRD (relaxed "
+            "ranking distillation) for --student-epochs epochs; export (ONNX, exact index); service start-up and in-process "
+            f"recommend latency (steps: {', '.join(STEPS)}). Both models are validated once, after their last epoch, and "
+            "tested on every test user. Reports each step's seconds and peak resident memory, the models' test NDCG@10 "
+            "(normalised discounted cumulative gain) and the total; writes pipeline.json and pipeline.md into --out."
+        ),
+    )
+    pl.add_argument("--size", type=float, default=1e6, help="interactions of the log (default 1000000; MovieLens-20M is 20000000)")
+    pl.add_argument("--teacher-epochs", type=int, default=3, help="training epochs of the teacher (default 3)")
+    pl.add_argument("--student-epochs", type=int, default=3, help="training epochs of the distilled student (default 3)")
+    pl.add_argument("--cache", default=None, help="folder that keeps the generated logs for later runs (default: none)")
+    pl.add_argument("--timeout", type=float, default=7200, help="seconds one step may run before it is reported as failed (default 7200)")
+    pl.add_argument("--requests", type=int, default=1000, help="in-process recommendations timed (default 1000)")
+    pl.add_argument("--out", default="results/bench-pipeline", help="folder for pipeline.json / .md and the runs (under work/)")
+    pl.add_argument(
+        "--resume", action="store_true", help="keep the steps an earlier run of the same command into --out finished, and go on from the first that did not"
+    )
+    pl.set_defaults(handler=run_pipeline)
+
+
+def run_pipeline(args) -> int:
+    from pathlib import Path
+
+    from distillrec.benchmarks.pipeline import run
+
+    cache = Path(args.cache) if args.cache else None
+    run(Path(args.out), int(args.size), args.teacher_epochs, args.student_epochs, cache, args.timeout, args.requests, resume=args.resume)
+    return 0
 
 
 def run_scale(args) -> int:
     from pathlib import Path
 
-    from distillrec.benchmarks.scale import _ints, run
+    from distillrec.benchmarks.scale import _ints, merge, run
 
-    run(Path(args.out), _ints(args.sizes), _ints(args.wide), args.stages.split(","), args.timeout, args.requests)
+    if args.merge:
+        merge([Path(x) for x in args.merge.split(",")], Path(args.out))
+        return 0
+    run(
+        Path(args.out), _ints(args.sizes), _ints(args.wide), args.stages.split(","), args.timeout, args.requests, cache=Path(args.cache) if args.cache else None
+    )
     return 0
 
 

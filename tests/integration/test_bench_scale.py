@@ -1,4 +1,5 @@
-"""The synthetic logs and the scale benchmark's smallest sizes (fresh processes, a few seconds each)."""
+"""The synthetic logs, the scale benchmark's smallest sizes and the whole-pipeline benchmark on a tiny log
+(fresh processes, a few seconds each)."""
 
 from __future__ import annotations
 
@@ -7,8 +8,9 @@ import json
 import numpy as np
 import pytest
 
+from distillrec.benchmarks import pipeline
 from distillrec.benchmarks.scale import growth_exponent, run
-from distillrec.benchmarks.synthetic import ML20M, Shape, generate, shape_for, write_log
+from distillrec.benchmarks.synthetic import ML20M, Shape, cached_log, generate, shape_for, write_log
 from training.config import DataConfig
 from training.data import load_dataset
 
@@ -29,6 +31,7 @@ def test_logs_are_seeded_power_laws_and_read_by_the_user_reader(tmp_path):
     assert counts[:20].sum() > 0.1 * counts.sum()  # the top 1 % of items hold over 10 % of the interactions
     assert counts[0] > 20 * np.median(counts)  # and a long tail
     assert np.bincount(users).min() >= 3
+    assert len(np.unique(users * 2000 + items)) == len(users) == 20_000  # as many distinct pairs as asked for
     written = write_log(shape, tmp_path / "log.parquet", seed=1)
     ds = load_dataset(DataConfig(source="file", path=tmp_path / "log.parquet", timestamp_col="ts"))
     assert ds.train.nnz + ds.valid.nnz + ds.test.nnz == written["interactions"] == len(users)
@@ -52,3 +55,26 @@ def test_small_sizes_run_every_requested_stage_in_fresh_processes(tmp_path):
     assert set(report["exponents"]) == {"data", "student", "eval"}
     assert json.loads((tmp_path / "scale.json").read_text())["command"].startswith("distillrec bench scale --sizes 4000,8000")
     assert "| student |" in (tmp_path / "scale.md").read_text()
+
+
+def test_cached_logs_are_written_once_and_linked(tmp_path):
+    shape = Shape("c", 50, 80, 1000)
+    first = cached_log(shape, tmp_path / "a" / "log.parquet", seed=2, cache=tmp_path / "cache")
+    stamp = (tmp_path / "cache" / "c-seed2" / "log.parquet").stat().st_mtime_ns
+    second = cached_log(shape, tmp_path / "b" / "log.parquet", seed=2, cache=tmp_path / "cache")
+    assert (tmp_path / "cache" / "c-seed2" / "log.parquet").stat().st_mtime_ns == stamp
+    assert first == second and (tmp_path / "b" / "log.parquet").resolve() == (tmp_path / "cache" / "c-seed2" / "log.parquet")
+
+
+def test_the_pipeline_runs_every_step_on_a_tiny_log(tmp_path):
+    rep = pipeline.run(tmp_path, 6000, teacher_epochs=2, student_epochs=1, cache=None, timeout=300, requests=20)
+    steps = rep["steps"]
+    assert list(steps) == list(pipeline.STEPS) and all("error" not in r for r in steps.values()), steps
+    assert steps["teacher"]["epochs"] == 2 and steps["teacher"]["engine"] == "fused"
+    assert steps["student"]["epochs"] == 1 and steps["student"]["engine"] == "torch"  # RRD needs autograd
+    assert 0 < steps["student"]["test_ndcg_at_10"] <= 1 and steps["student"]["test_users"] == steps["data"]["users"]
+    assert steps["serve"]["flat_p50_ms"] > 0
+    assert rep["total_seconds"] == pytest.approx(sum(r["process_seconds"] for r in steps.values()))
+    assert "| **total** |" in (tmp_path / "pipeline.md").read_text()
+    again = pipeline.run(tmp_path, 6000, teacher_epochs=2, student_epochs=1, cache=None, timeout=300, requests=20, resume=True)
+    assert again["steps"] == steps and again["resumed"] == sorted(pipeline.STEPS)  # nothing left to run

@@ -161,3 +161,32 @@ def test_numeric_ids_are_ordered_numerically():
     ds = leave_one_out(_log(["10", "10", "10", "2", "2", "2"], ["1", "2", "10", "1", "2", "10"]), "t", 0)
     assert ds.user_ids.tolist() == ["2", "10"]
     assert ds.item_ids.tolist() == ["1", "2", "10"]
+
+
+def test_integer_and_string_id_files_give_the_same_dataset(tmp_path):
+    # integer columns in Parquet, the same ids as text in CSV (and as zero-padded text that sorts differently)
+    rng = np.random.default_rng(0)
+    users, items = rng.integers(0, 40, 600), rng.integers(0, 90, 600) * 7
+    ts = rng.permutation(600)
+    pq.write_table(pa.table({"u": users, "i": items, "t": ts}), tmp_path / "ints.parquet")
+    lines = ["u,i,t"] + [f"{u},{i},{t}" for u, i, t in zip(users, items, ts, strict=True)]
+    _write(tmp_path / "texts.csv", "\n".join(lines) + "\n")
+    pq.write_table(pa.table({"u": users.astype(str), "i": items.astype(str), "t": ts}), tmp_path / "texts.parquet")
+    datasets = [
+        load_dataset(DataConfig(source="file", path=tmp_path / f, user_col="u", item_col="i", timestamp_col="t"))
+        for f in ("ints.parquet", "texts.csv", "texts.parquet")
+    ]
+    assert len({d.fingerprint() for d in datasets}) == 1
+    ds = datasets[0]
+    assert ds.item_ids[:3].tolist() == ["0", "7", "14"]  # integer ids in numeric order, as strings
+    raw = read_table(tmp_path / "ints.parquet", "u", "i", timestamp_col="t")
+    assert raw.user.tolist() == users.astype(str).tolist() and len(raw.user_vocab) == len(np.unique(users))
+
+
+def test_presplit_parts_with_their_own_ids_are_indexed_over_the_union(tmp_path):
+    for part, rows in (("train", "u,i\nb,x\na,y\na,x\n"), ("valid", "u,i\nc,y\n"), ("test", "u,i\nb,z\n")):
+        _write(tmp_path / f"{part}.csv", rows)
+    ds = load_dataset(DataConfig(source="presplit", path=tmp_path, user_col="u", item_col="i"))
+    assert ds.user_ids.tolist() == ["a", "b", "c"] and ds.item_ids.tolist() == ["x", "y", "z"]
+    assert ds.train.toarray().tolist() == [[1, 1, 0], [1, 0, 0], [0, 0, 0]]
+    assert ds.valid.nonzero()[0].tolist() == [2] and ds.test.nonzero()[1].tolist() == [2]

@@ -9,7 +9,7 @@ import torch
 
 from training.config import config_from_dict
 from training.errors import TrainingError
-from training.fused_bpr import _draw_negatives, _shuffle, _step, training_bitmap
+from training.fused_bpr import _draw_negatives, _shuffle, _step, resolve_adam_rows, training_bitmap
 from training.models.mf import MF
 from training.runs import train_run
 from training.trainer import base_loss
@@ -141,3 +141,22 @@ def test_batch_rows_adam_learns_the_block_structure(tiny_dataset, tmp_path):
     cfg = _cfg("fused")
     cfg.train.adam_rows = "batch"
     assert train_run(cfg, tmp_path / "b", dataset=tiny_dataset)["test"]["metrics"]["hr@5"] >= 0.8
+
+
+def test_adam_rows_auto_keeps_the_dense_step_on_movielens_100k_and_goes_per_row_on_large_tables():
+    shipped = config_from_dict({"model": {"family": "mf"}, "train": {"batch_size": 1024, "negatives": 4}}).train
+    assert shipped.adam_rows == "auto"
+    # MovieLens-100K (943 users, 1,682 items) with the shipped BPR configs: the dense step, as published
+    assert resolve_adam_rows("auto", 943, 1682, shipped.batch_size, shipped.negatives) == "all"
+    assert resolve_adam_rows("auto", 4000, 2144, 1024, 4) == "all"  # exactly the rows a batch can touch
+    assert resolve_adam_rows("auto", 4000, 2145, 1024, 4) == "batch"
+    assert resolve_adam_rows("auto", 138_493, 26_744, 1024, 4) == "batch"  # MovieLens-20M's shape
+    assert resolve_adam_rows("all", 138_493, 26_744, 1024, 4) == "all" and resolve_adam_rows("batch", 3, 3, 1024, 4) == "batch"
+
+
+def test_result_records_which_rows_adam_updated(tiny_dataset, tmp_path):
+    assert train_run(_cfg("fused"), tmp_path / "f", dataset=tiny_dataset)["adam_rows"] == "all"  # 108 rows ≤ 64 × 3
+    cfg = _cfg("fused")
+    cfg.train.batch_size = 8  # 8 × 3 rows per batch < 108: per-row
+    assert train_run(cfg, tmp_path / "g", dataset=tiny_dataset)["adam_rows"] == "batch"
+    assert train_run(_cfg("torch"), tmp_path / "t", dataset=tiny_dataset)["adam_rows"] == "all"

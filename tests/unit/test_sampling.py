@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
+from training import sampling
 from training.sampling import excluded_keys, sample_excluding
 
 
@@ -40,3 +41,29 @@ def test_precomputed_keys_and_too_few_items():
     full = sp.csr_matrix(np.ones((2, 5), dtype=np.float32))
     with pytest.raises(ValueError, match="allowed items"):
         sample_excluding(np.random.default_rng(0), np.array([0]), full, 1)
+
+
+def test_large_inputs_draw_in_chunks_with_the_same_guarantees(monkeypatch):
+    excluded = sp.csr_matrix(np.array([[1, 1, 0, 0, 1, 0], [0, 0, 0, 1, 0, 0], [1, 1, 1, 1, 1, 0]], dtype=np.float32))
+    users = np.tile([0, 1, 2], 400)
+    whole = sampling.sample_excluding(np.random.default_rng(5), users, excluded, 1, unique=False)
+    monkeypatch.setattr(sampling, "CHUNK_CANDIDATES", 50)  # 5 rows of width 9 per chunk
+    calls = []
+    draw = sampling._draw
+    monkeypatch.setattr(sampling, "_draw", lambda *a: calls.append(len(a[1])) or draw(*a))
+    chunked = sampling.sample_excluding(np.random.default_rng(5), users, excluded, 1, unique=False)
+    assert calls == [5] * 240 and chunked.shape == whole.shape == (1200, 1)
+    for out in (whole, chunked):
+        assert set(out[users == 0, 0]) == {2, 3, 5} and set(out[users == 1, 0]) == {0, 1, 2, 4, 5} and set(out[users == 2, 0]) == {5}
+    unique = sampling.sample_excluding(np.random.default_rng(5), np.array([0, 1] * 20), excluded, 3, unique=True)
+    assert all(len(set(row)) == 3 for row in unique) and set(unique[::2].ravel()) == {2, 3, 5}
+
+
+def test_small_inputs_draw_exactly_as_in_one_pass():
+    excluded = sp.random(30, 50, density=0.2, format="csr", random_state=2)
+    users = np.arange(30).repeat(7)
+    a = sampling.sample_excluding(np.random.default_rng(1), users, excluded, 4, unique=False)
+    rows = len(users)
+    assert rows * max(8, 12) <= sampling.CHUNK_CANDIDATES
+    b = sampling._draw(np.random.default_rng(1), users, sampling.excluded_keys(excluded), 4, False, 50, 12)
+    np.testing.assert_array_equal(a, b)

@@ -132,18 +132,23 @@ def read_table(
             raise DataError(f"{path}: column '{col}' is empty in data row {row + 1}. Remove or fill that row.")
         return column
 
-    def strings(col: str) -> np.ndarray:
-        column = pc.cast(checked(col), pa.string())
-        nul = pc.match_substring(column, "\x00").to_numpy(zero_copy_only=False)
+    def ids(col: str) -> tuple[np.ndarray, np.ndarray]:
+        """(int64 codes, distinct ids as strings): dictionary-encoded in Arrow, so that no row becomes a Python or numpy string."""
+        column = checked(col).combine_chunks()
+        if not pa.types.is_integer(column.type):
+            column = pc.cast(column, pa.string())
+        encoded = pc.dictionary_encode(column)
+        codes = encoded.indices.to_numpy(zero_copy_only=False).astype(np.int64)
+        dictionary = pc.cast(encoded.dictionary, pa.string())
+        nul = pc.match_substring(dictionary, "\x00").to_numpy(zero_copy_only=False)
         if nul.any():  # numpy's fixed-width strings drop trailing NULs: 'u1\0' would silently become 'u1'
-            raise DataError(
-                f"{path}: column '{col}' holds a NUL character in data row {int(np.flatnonzero(nul)[0]) + 1}; ids must be text. Remove it from the file."
-            )
-        values = column.to_numpy(zero_copy_only=False).astype(str)
-        blank = np.flatnonzero(np.char.str_len(np.char.strip(values)) == 0)
-        if len(blank):
-            raise DataError(f"{path}: column '{col}' is empty in data row {blank[0] + 1}. Remove or fill that row.")
-        return values
+            row = int(np.flatnonzero(nul[codes])[0])
+            raise DataError(f"{path}: column '{col}' holds a NUL character in data row {row + 1}; ids must be text. Remove it from the file.")
+        vocab = dictionary.to_numpy(zero_copy_only=False).astype(str)
+        blank = np.char.str_len(np.char.strip(vocab)) == 0
+        if blank.any():
+            raise DataError(f"{path}: column '{col}' is empty in data row {int(np.flatnonzero(blank[codes])[0]) + 1}. Remove or fill that row.")
+        return codes, vocab
 
     def numbers(col: str | None, field: str) -> np.ndarray | None:
         if col is None:
@@ -157,12 +162,15 @@ def read_table(
             texts = pc.cast(column, pa.string()).to_numpy(zero_copy_only=False).astype(str)
             return _timestamps(texts, path, col) if field == "timestamp_col" else _numeric(texts, path, col, field)
 
+    (users, user_vocab), (items, item_vocab) = ids(user_col), ids(item_col)
     data = Interactions(
-        user=strings(user_col),
-        item=strings(item_col),
+        users,
+        items,
         rating=numbers(rating_col, "rating_col"),
         timestamp=numbers(timestamp_col, "timestamp_col"),
         origin=str(path),
+        user_vocab=user_vocab,
+        item_vocab=item_vocab,
     )
     if len(data) == 0:
         raise DataError(f"{path}: the file holds no interactions.")
@@ -196,8 +204,8 @@ def read_citeulike_users_dat(path: str | Path) -> Interactions:
     if not users:
         raise DataError(f"{path}: the file holds no interactions.")
     return Interactions(
-        user=np.concatenate(users).astype(str),
-        item=np.concatenate(items).astype(str),
+        user=np.concatenate(users),
+        item=np.concatenate(items),
         rating=None,
         timestamp=None,
         origin=str(path),

@@ -5,32 +5,30 @@ from __future__ import annotations
 import numpy as np
 
 from training.data.dataset import Dataset
-from training.data.interactions import Interactions
+from training.data.interactions import Interactions, concat
 from training.errors import DataError
 
 
-def _numeric_order(ids: np.ndarray) -> np.ndarray:
-    """The permutation that sorts unique ids numerically when they are all integers (1, 2, 10), else
-    the identity (``np.unique`` already sorted them lexicographically)."""
+def _indexed(codes: np.ndarray, vocab: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(the ids rows use, in index order; each row's index): ids sorted numerically when they are all
+    integers (1, 2, 10; equal numbers such as 1 and 01 lexicographically), else lexicographically.
+    Sorts the distinct ids only, never the rows."""
+    present = np.flatnonzero(np.bincount(codes, minlength=len(vocab)))
+    ids = vocab[present]
+    order = np.argsort(ids, kind="stable")
     try:
-        return np.argsort(ids.astype(np.int64), kind="stable")
+        order = order[np.argsort(ids[order].astype(np.int64), kind="stable")]
     except ValueError:
-        return np.arange(len(ids))
-
-
-def _indexed(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(ids in index order, each row's index): one sort, no per-row Python work."""
-    ids, inverse = np.unique(values, return_inverse=True)
-    order = _numeric_order(ids)
-    rank = np.empty(len(ids), dtype=np.int64)
-    rank[order] = np.arange(len(ids), dtype=np.int64)
-    return ids[order], rank[inverse.ravel()]
+        pass
+    rank = np.full(len(vocab), -1, dtype=np.int64)
+    rank[present[order]] = np.arange(len(order), dtype=np.int64)
+    return ids[order], rank[codes]
 
 
 def index_ids(data: Interactions) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Maps external ids to indices. Returns (user_ids, item_ids, user_index, item_index)."""
-    user_ids, u = _indexed(data.user)
-    item_ids, i = _indexed(data.item)
+    user_ids, u = _indexed(data.user_codes, data.user_vocab)
+    item_ids, i = _indexed(data.item_codes, data.item_vocab)
     return user_ids, item_ids, u, i
 
 
@@ -114,9 +112,7 @@ def ratio_holdout(data: Interactions, name: str, seed: int, valid: float, test: 
 
 def presplit(train: Interactions, valid: Interactions, test: Interactions, name: str, origin: str) -> Dataset:
     """Uses given train/valid/test logs as they are; ids are mapped over their union."""
-    allu = np.concatenate([train.user, valid.user, test.user])
-    alli = np.concatenate([train.item, valid.item, test.item])
-    union = Interactions(user=allu, item=alli, rating=None, timestamp=None, origin=origin)
+    union = concat([train, valid, test], origin)
     user_ids, item_ids, u, i = index_ids(union)
     a, b = len(train), len(train) + len(valid)
     return Dataset.from_indices(name, user_ids, item_ids, (u[:a], i[:a]), (u[a:b], i[a:b]), (u[b:], i[b:]), split="presplit", source=origin)

@@ -160,7 +160,14 @@ def rank_sample_positions(
 
 def keys_of(rows: np.ndarray, cols: np.ndarray, n_cols: int) -> np.ndarray:
     """Sorted unique int64 keys row·n_cols + col (the format of ``training.sampling.excluded_keys``)."""
-    return np.unique(np.asarray(rows, dtype=np.int64) * n_cols + np.asarray(cols, dtype=np.int64))
+    return sorted_unique(np.asarray(rows, dtype=np.int64) * n_cols + np.asarray(cols, dtype=np.int64))
+
+
+def sorted_unique(keys: np.ndarray) -> np.ndarray:
+    """``np.unique(keys)`` through one sort: numpy 2.4's hash-based ``np.unique`` of int64 keys is about
+    150× slower (32 s against 0.2 s for 8 M keys; minutes for the 90 M keys of RRD at 20 M interactions)."""
+    s = np.sort(keys)
+    return s[np.concatenate([[True], s[1:] != s[:-1]])] if len(s) else s
 
 
 def list_lengths(lists: np.ndarray) -> np.ndarray:

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from pydantic import Field
 
 from training.distill.base import Batch, KDContext, KDMethod
-from training.distill.common import keys_of, list_lengths, rank_sample_positions, relaxed_ranking_loss
+from training.distill.common import keys_of, list_lengths, rank_sample_positions, relaxed_ranking_loss, sorted_unique
 from training.distill.latent import Params
 from training.distill.registry import register
 from training.distill.teacher_protocol import ItemListTeacher, ScoringTeacher, Teacher, require_teacher
@@ -65,7 +65,7 @@ class ListSampler:
         self.lists = lists
         in_list = np.arange(self.width)[None, :] < self.lengths[:, None]
         rows = np.repeat(np.arange(n_rows), in_list.sum(1))
-        self.keys = np.union1d(excluded_keys(train), keys_of(rows, lists[in_list], n_cols))
+        self.keys = sorted_unique(np.concatenate([excluded_keys(train), keys_of(rows, lists[in_list], n_cols)]))
 
     def draw(self, rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         """(candidates [rows, K + L]: the K interesting columns, then the L uninteresting; valid mask
