@@ -100,25 +100,17 @@ def flat_vectors(index) -> np.ndarray | None:
 
 
 def flat_top_k(vectors_t: np.ndarray, queries: np.ndarray, k: int, excluded: Sequence[np.ndarray]) -> list[Ranked]:
-    """Exact inner-product top-``k`` of ``queries`` [b, d] among the columns of ``vectors_t`` [d, n],
-    items ``excluded[r]`` removed from row r; ties by smaller index, scores float32 (as FAISS returns them).
+    """Exact inner-product :func:`top_k` of ``queries`` [b, d] among the columns of ``vectors_t`` [d, n],
+    items ``excluded[r]`` removed from row r.
 
     Each query is one matrix-vector product, so a user's answer is the same alone or in a batch.
     """
-    n = vectors_t.shape[1]
-    kk = min(k, n)
-    if kk <= 0:
-        return [Ranked(EMPTY, np.zeros(0, dtype=np.float32)) for _ in excluded]
     out = []
     for q, e in zip(queries.astype(np.float32, copy=False), excluded):
-        row = -q @ vectors_t  # negated scores (exactly: IEEE sums are symmetric under sign)
+        row = q @ vectors_t
         if len(e):
-            row[e] = np.inf
-        part = np.argpartition(row, kk - 1)[:kk] if kk < n else np.arange(n)
-        if len(e):
-            part = part[row[part] < np.inf]
-        sel = part[np.lexsort((part, row[part]))]
-        out.append(Ranked(sel, -row[sel]))
+            row[e] = -np.inf
+        out.append(top_k(row, k))
     return out
 
 
