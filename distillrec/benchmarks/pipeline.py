@@ -28,20 +28,15 @@ import time
 from pathlib import Path
 
 from distillrec.benchmarks.environment import environment, peak_rss_mib, publish
-from distillrec.benchmarks.scale import KD, fresh_process, serve_in_process
-from distillrec.benchmarks.synthetic import cached_log, data_config, shape_for
+from distillrec.benchmarks.scale import KD, fresh_process, serve_in_process, shipped_config
+from distillrec.benchmarks.synthetic import cached_log, shape_for
 
-CONFIGS = Path(__file__).resolve().parents[2] / "configs" / "ml-100k"
 STEPS = ("data", "teacher", "student", "export", "serve")
 
 
 def _config(name: str, work: Path, epochs: int):
-    from training.config import load_config
-
-    data = [f"data.{k}={v}" for k, v in data_config(work / "log.parquet").items()]
     # validated once, after the last epoch: a full-ranking pass over every user is an epoch's worth of work at 20 M
-    extra = [f"train.epochs={epochs}", f"eval.every={epochs}", "train.progress=false", "train.threads=1", "train.engine=auto"]
-    return load_config(CONFIGS / name, [*data, *extra])
+    return shipped_config(name, work, [f"train.epochs={epochs}", f"eval.every={epochs}", "train.progress=false", "train.threads=1", "train.engine=auto"])
 
 
 def _trained(result: dict, out: Path) -> dict:

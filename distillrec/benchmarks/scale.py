@@ -49,11 +49,16 @@ MODULE = "distillrec.benchmarks.scale"
 KD = {"rrd": {"name": "rrd", "weight": 0.01}, "de": {"name": "de", "weight": 0.01}}
 
 
-def _config(name: str, work: Path, extra: list[str] = ()):
+def shipped_config(name: str, work: Path, overrides: list[str]):
+    """The shipped MovieLens-100K config ``name`` pointed at the synthetic log in ``work``, with ``overrides``."""
     from training.config import load_config
 
     data = [f"data.{k}={v}" for k, v in data_config(work / "log.parquet").items()]
-    return load_config(CONFIGS / name, [*data, "train.epochs=3", "eval.every=3", "eval.protocol=sampled", "train.progress=false", "train.threads=1", *extra])
+    return load_config(CONFIGS / name, [*data, *overrides])
+
+
+def _config(name: str, work: Path, extra: list[str] = ()):
+    return shipped_config(name, work, ["train.epochs=3", "eval.every=3", "eval.protocol=sampled", "train.progress=false", "train.threads=1", *extra])
 
 
 def _train(name: str, work: Path, out: str, dataset, extra: list[str] = (), methods: list[dict] | None = None) -> dict:
