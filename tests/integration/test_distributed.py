@@ -26,28 +26,18 @@ def _setup(tmp_path):
     return cfg
 
 
+def _two_ranks(cfg, out, *extra: str) -> list[str]:
+    """``distillrec train`` under torchrun with two processes on this machine."""
+    train = ["-m", "distillrec.cli", "train", "--config", str(cfg), "--no-progress", "--out", str(out), *extra]
+    return [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", *train]
+
+
 def test_two_ranks_match_one_process(tmp_path):
     cfg = _setup(tmp_path)
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     base = [sys.executable, "-m", "distillrec.cli", "train", "--config", str(cfg), "--no-progress"]
     subprocess.run(base + ["--out", str(tmp_path / "single")], check=True, env=env, capture_output=True)
-    ddp = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--standalone",
-        "--nproc_per_node",
-        "2",
-        "-m",
-        "distillrec.cli",
-        "train",
-        "--config",
-        str(cfg),
-        "--no-progress",
-        "--out",
-        str(tmp_path / "ddp"),
-    ]
-    proc = subprocess.run(ddp, env=env, capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(_two_ranks(cfg, tmp_path / "ddp"), env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     single, _ = load_checkpoint(tmp_path / "single" / "last.ckpt.npz")
     both, _ = load_checkpoint(tmp_path / "ddp" / "last.ckpt.npz")
@@ -63,25 +53,9 @@ def test_two_ranks_match_one_process(tmp_path):
 
 def test_a_failing_worker_exits_with_its_error_not_a_hang(tmp_path):
     cfg = _setup(tmp_path)
-    ddp = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--standalone",
-        "--nproc_per_node",
-        "2",
-        "-m",
-        "distillrec.cli",
-        "train",
-        "--config",
-        str(cfg),
-        "--no-progress",
-        "--out",
-        str(tmp_path / "ddp"),
-        "--set",
-        "model.dimm=3",
-    ]
-    proc = subprocess.run(ddp, env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        _two_ranks(cfg, tmp_path / "ddp", "--set", "model.dimm=3"), env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True, timeout=120
+    )
     # the first rank to fail says why (torchrun may stop the other before it prints)
     assert proc.returncode != 0 and "model.dimm: unknown key" in proc.stderr
     assert "exitcode: 2" in proc.stderr and not (tmp_path / "ddp").exists()
