@@ -55,7 +55,7 @@ def rows_in_order(table: np.ndarray, internal_ids: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(table[internal_ids], dtype=np.float32)
 
 
-def write_atomic(folder: Path, name: str, parts: dict[str, sp.spmatrix]) -> None:
+def write_recbole_atomic_files(folder: Path, name: str, parts: dict[str, sp.spmatrix]) -> None:
     """RecBole's atomic files ``folder/name/name.<part>.inter`` (tab-separated user and item tokens:
     distillrec's indices), one per part, for RecBole's pre-split (``benchmark_filename``) loading."""
     (folder / name).mkdir(parents=True, exist_ok=True)
@@ -116,7 +116,7 @@ def train_recbole(dataset, settings: dict, on_epoch: OnEpoch, folder: Path) -> d
         raise SystemExit(f"RecBole is not installed ({e}); {PEERS_HINT}") from e
 
     os.chdir(folder)  # RecBole writes its log folders into the working directory
-    write_atomic(folder / "data", "split", {"train": dataset.train, "valid": dataset.valid, "test": dataset.test})
+    write_recbole_atomic_files(folder / "data", "split", {"train": dataset.train, "valid": dataset.valid, "test": dataset.test})
     config = Config(
         model="BPR",
         dataset="split",

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from distillrec.benchmarks.peer_adapters import implicit_tables, pairs_per_epoch, rows_in_order, write_atomic
+from distillrec.benchmarks.peer_adapters import implicit_tables, pairs_per_epoch, rows_in_order, write_recbole_atomic_files
 from distillrec.benchmarks.peers import NumpyScorer, Tracker, targets
 from distillrec.benchmarks.train_load import default_env, summarise
 from training.data.dataset import Dataset
@@ -64,7 +64,7 @@ def test_rows_in_order_maps_library_ids_to_our_indices():
 
 def test_write_atomic_files_hold_every_interaction(tmp_path):
     train = sp.csr_matrix(np.array([[1, 0, 1], [0, 1, 0]], dtype=np.float32))
-    write_atomic(tmp_path, "split", {"train": train})
+    write_recbole_atomic_files(tmp_path, "split", {"train": train})
     lines = (tmp_path / "split" / "split.train.inter").read_text().splitlines()
     assert lines[0] == "user_id:token\titem_id:token"
     assert sorted(lines[1:]) == ["0\t0", "0\t2", "1\t1"]
