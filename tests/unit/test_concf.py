@@ -205,3 +205,23 @@ def test_with_a_tower_student_the_target_head_scores_the_tower_and_the_others_th
     assert "cl" in terms and method.w.sum().item() == pytest.approx(6.0, abs=1e-4)
     sum(terms.values()).backward()
     assert all(p.grad is not None and float(p.grad.abs().sum()) > 0 for p in student.parameters())
+
+
+# --------------------------------------------------------------------------- shipped configs
+@pytest.mark.parametrize("dataset", ["citeulike", "ml100k"])
+def test_the_shipped_concf_configs_train_the_model_singlecf_trains(dataset):
+    """The comparison is fair only if ConCF's config is SingleCF's plus the method: same data, model,
+    optimiser, sampling and evaluation (the method computes the target head's BPR loss itself)."""
+    from pathlib import Path
+
+    from training.config import load_config
+
+    folder = Path(__file__).resolve().parents[2] / "configs" / "concf"
+    single = load_config(folder / f"{dataset}-singlecf.yaml")
+    concf = load_config(folder / f"{dataset}-concf.yaml")
+    assert single.distill is None and concf.distill is not None
+    assert [m["name"] for m in concf.distill.methods] == ["concf"]
+    for section in ("data", "model", "eval"):
+        assert getattr(concf, section) == getattr(single, section), section
+    assert concf.train.model_copy(update={"base_loss_weight": single.train.base_loss_weight}) == single.train
+    assert concf.train.base_loss_weight == 0
