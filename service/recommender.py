@@ -92,22 +92,24 @@ def top_k(scores: np.ndarray, k: int) -> Ranked:
 
 
 def flat_vectors(index) -> np.ndarray | None:
-    """float32 [d, n]: the vectors an exact inner-product flat index holds, transposed (a query then
-    scores all items with one contiguous matrix-vector product), or None for other indexes."""
+    """float32 [n, d]: a read-only view of the vectors an exact inner-product flat index holds (FAISS's
+    own storage, not a copy: valid while ``index`` lives and is not added to), or None for other indexes."""
     if not isinstance(index, faiss.IndexFlat) or index.metric_type != faiss.METRIC_INNER_PRODUCT:
         return None
-    return np.ascontiguousarray(index.reconstruct_n(0, index.ntotal).T, dtype=np.float32)
+    view = faiss.rev_swig_ptr(index.get_xb(), index.ntotal * index.d).reshape(index.ntotal, index.d)
+    view.flags.writeable = False
+    return view
 
 
-def flat_top_k(vectors_t: np.ndarray, queries: np.ndarray, k: int, excluded: Sequence[np.ndarray]) -> list[Ranked]:
-    """Exact inner-product :func:`top_k` of ``queries`` [b, d] among the columns of ``vectors_t`` [d, n],
+def flat_top_k(vectors: np.ndarray, queries: np.ndarray, k: int, excluded: Sequence[np.ndarray]) -> list[Ranked]:
+    """Exact inner-product :func:`top_k` of ``queries`` [b, d] among the rows of ``vectors`` [n, d],
     items ``excluded[r]`` removed from row r.
 
     Each query is one matrix-vector product, so a user's answer is the same alone or in a batch.
     """
     out = []
     for q, e in zip(queries.astype(np.float32, copy=False), excluded):
-        row = q @ vectors_t
+        row = vectors @ q
         if len(e):
             row[e] = -np.inf
         out.append(top_k(row, k))
@@ -293,14 +295,16 @@ class _VectorRecommender(Recommender):
         self.item_vectors = np.ascontiguousarray(item_vectors, dtype=np.float32)
         self.cosine_index = faiss.IndexFlatIP(self.item_vectors.shape[1])
         self.cosine_index.add(normalised(self.item_vectors))
-        self._flat: dict[int, np.ndarray] = {}  # id(index) → its vectors [d, n], for the exact flat indexes
+        # id(index) → (index, a view of its vectors) for the exact flat indexes; the entry keeps the
+        # index alive, so the view stays valid and the id is not reused
+        self._flat: dict[int, tuple[object, np.ndarray]] = {}
         self._register_flat(self.cosine_index)
 
     def _register_flat(self, index) -> None:
         """Scores ``index`` with :func:`flat_top_k` when it is an exact inner-product flat index."""
         vectors = flat_vectors(index)
         if vectors is not None:
-            self._flat[id(index)] = vectors
+            self._flat[id(index)] = (index, vectors)
 
     def _mask(self, excluded: np.ndarray) -> np.ndarray:
         mask = np.zeros(self.n_items, dtype=bool)
@@ -317,7 +321,7 @@ class _VectorRecommender(Recommender):
         """
         flat = self._flat.get(id(index))
         if flat is not None:
-            return flat_top_k(flat, queries, k, excluded)
+            return flat_top_k(flat[1], queries, k, excluded)
         extra = max(map(len, excluded), default=0)
         kk = min(self.n_items, k + extra)
         scores, items = index.search(np.ascontiguousarray(queries, dtype=np.float32), kk)

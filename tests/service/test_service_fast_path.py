@@ -134,3 +134,16 @@ def test_recommend_routes_are_dispatched_directly_with_the_usual_errors_and_metr
         for status, model in (("200", "mf"), ("422", ""), ("500", "mf"), ("405", "")):
             labels = f'method="{"GET" if status == "405" else "POST"}",model="{model}",route="/v1/recommend",status="{status}"'
             assert f"distillrec_http_requests_total{{{labels}}} 1.0" in metrics, labels
+
+
+def test_the_exact_search_reads_faiss_own_vectors_without_a_copy():
+    import faiss
+
+    from service.recommender import flat_vectors
+
+    vectors = np.random.default_rng(0).normal(size=(40, 6)).astype(np.float32)
+    index = faiss.IndexFlatIP(6)
+    index.add(vectors)
+    view = flat_vectors(index)
+    assert np.array_equal(view, vectors) and not view.flags.owndata and not view.flags.writeable
+    assert flat_vectors(faiss.IndexFlatL2(6)) is None and flat_vectors(faiss.IndexHNSWFlat(6, 8, faiss.METRIC_INNER_PRODUCT)) is None
