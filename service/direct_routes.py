@@ -8,7 +8,9 @@ and method belong to an endpoint marked with :func:`direct` is handed to that en
 the same ``scope["route"]`` (the metrics' route label), the same exception handlers (Starlette's own
 ``wrap_app_handling_exceptions`` with the app's handlers, as ``ExceptionMiddleware`` would use) and
 the same response. Everything else, including errors without a handler, goes the usual way. The
-routes stay registered with FastAPI, so the OpenAPI schema and ``/docs`` are unchanged.
+routes stay registered with FastAPI, so the OpenAPI schema and ``/docs`` are unchanged. That helper is
+private to Starlette: should a release move it, every request takes the usual way (same answers, only
+slower).
 """
 
 from __future__ import annotations
@@ -18,9 +20,13 @@ from typing import Any
 
 from fastapi import FastAPI
 from fastapi.routing import APIRoute, APIRouter
-from starlette._exception_handler import wrap_app_handling_exceptions
 from starlette.requests import Request
 from starlette.responses import Response
+
+try:
+    from starlette._exception_handler import wrap_app_handling_exceptions
+except ImportError:  # a Starlette without it: no direct dispatch
+    wrap_app_handling_exceptions = None  # type: ignore[assignment]
 
 Endpoint = Callable[[Request], Awaitable[Response]]
 _DIRECT: set[Any] = set()
@@ -43,7 +49,9 @@ class DirectRoutes:
     def _build(self) -> dict[tuple[str, str], tuple[APIRoute, Endpoint]]:
         """The direct routes of ``routers`` (included without a prefix) and the exception handlers
         ``ExceptionMiddleware`` gets (the 500/Exception handler stays with ``ServerErrorMiddleware``)."""
-        table = {}
+        table: dict[tuple[str, str], tuple[APIRoute, Endpoint]] = {}
+        if wrap_app_handling_exceptions is None:
+            return table
         for router in self.routers:
             for route in router.routes:
                 if isinstance(route, APIRoute) and route.endpoint in _DIRECT:

@@ -112,15 +112,20 @@ def test_a_graph_whose_rows_depend_on_the_batch_keeps_running_per_request(tmp_pa
     assert np.array_equal(rec.user_vectors(np.array([7], dtype=np.int64))[0], one)
 
 
-def test_recommend_routes_are_dispatched_directly_with_the_usual_errors_and_metrics(models, monkeypatch):
-    """The recommend routes skip FastAPI's route handling, yet answer, fail and are counted as any route."""
+@pytest.mark.parametrize("starlette_helper", [True, False])
+def test_recommend_routes_are_dispatched_directly_with_the_usual_errors_and_metrics(models, monkeypatch, starlette_helper):
+    """The recommend routes skip FastAPI's route handling, yet answer, fail and are counted as any route;
+    without Starlette's (private) exception-handling helper they take the usual route, with the same results."""
+    if not starlette_helper:
+        monkeypatch.setattr("service.direct_routes.wrap_app_handling_exceptions", None)
     with TestClient(create_app(service_settings(models)), raise_server_exceptions=False) as client:
         stack, layers = client.app.middleware_stack, []
         while stack is not None:
             layers.append(stack)
             stack = getattr(stack, "app", None)
         direct = next(layer for layer in layers if isinstance(layer, DirectRoutes))
-        assert sorted(direct._table) == [("/v1/recommend", "POST"), ("/v1/recommend/batch", "POST"), ("/v1/recommend/history", "POST")]
+        direct_paths = [("/v1/recommend", "POST"), ("/v1/recommend/batch", "POST"), ("/v1/recommend/history", "POST")]
+        assert sorted(direct._table) == (direct_paths if starlette_helper else [])
         ok = client.post("/v1/recommend", json={"user_id": "3", "k": 4, "model": "mf"})
         assert ok.status_code == 200 and len(ok.json()["items"]) == 4
         bad = client.post("/v1/recommend", json={"user_id": "3", "k": 0, "model": "mf"})
