@@ -250,8 +250,8 @@ def run(
                 f"{shape.name}: {stage}: " + (row["error"] if "error" in row else f"{row['seconds']:.2f} s, peak RSS {row['peak_rss_mib']:.0f} MiB"),
                 file=sys.stderr,
             )
+            (out / "scale.json").write_text(json.dumps({"sizes": [*results, entry]}, indent=2))  # partial results survive an interrupted run
         results.append(entry)
-        (out / "scale.json").write_text(json.dumps({"sizes": results}, indent=2))  # partial results survive an interrupted run
     return report(out, results, stages, sizes, wide, timeout, requests, cache, epochs)
 
 
