@@ -348,10 +348,10 @@ def _plot(path: Path, results: list[dict], stages: list[str]) -> None:
     if plt is None or len(results) < 2:
         return
     fig, ax = plt.subplots(figsize=(7, 5))
-    for stage in stages:
+    for i, stage in enumerate(stages):  # past the 10 colours of the cycle, dashed lines
         ok = [r for r in results if "seconds" in r["stages"].get(stage, {})]
         if len(ok) >= 2:
-            ax.plot([r["interactions"] for r in ok], [r["stages"][stage]["seconds"] for r in ok], marker="o", label=stage)
+            ax.plot([r["interactions"] for r in ok], [r["stages"][stage]["seconds"] for r in ok], marker="o", linestyle="-" if i < 10 else "--", label=stage)
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlabel("interactions")
