@@ -17,10 +17,10 @@ then every stage runs in a fresh process (so its peak resident memory is its own
 - ``service``: loading and warming up both bundles through the service's Python API
   (``service.served_models.load_registry``), then in-process ``recommend`` latency p50/p99.
 
-Epoch stages train three epochs and report the fewest CPU seconds of the second and third (the
-first also loads the compiled loops, whose compilation is paid once, before the first size; with one
-thread, CPU seconds are the epoch's own work even where other processes share the cores, and the
-wall seconds are recorded too). They validate once,
+Epoch stages train three epochs (``--epochs N``: N ≥ 2) and report the fewest CPU seconds of the
+second to last (the first also loads the compiled loops, whose compilation is paid once, before the
+first size; with one thread, CPU seconds are the epoch's own work even where other processes share
+the cores, and the wall seconds are recorded too); with two epochs that is the second. They validate once,
 after the last epoch, with the sampled protocol (a full-ranking pass at 20 M interactions costs more
 than the epoch it would follow and is timed by the ``eval`` stage). The growth exponent of a stage is
 the least-squares slope of log(seconds) against
@@ -47,6 +47,13 @@ STAGES = ("data", "teacher", "student", "student-torch", "student-dense-adam", "
 NEEDS = {"kd-cache": "teacher", "rrd": "kd-cache", "de": "teacher", "eval": "student", "export": "student", "service": "export"}
 MODULE = "distillrec.benchmarks.scale"
 KD = {"rrd": {"name": "rrd", "weight": 0.01}, "de": {"name": "de", "weight": 0.01}}
+EPOCHS = 3  # training epochs of the epoch stages; the first is not timed
+TRAINED = {  # stage: shipped config, overrides (the run folder is named after the stage)
+    "teacher": ("bpr-teacher.yaml", ["train.engine=fused"]),
+    "student": ("bpr-student.yaml", ["train.engine=fused"]),
+    "student-torch": ("bpr-student.yaml", ["train.engine=torch"]),
+    "student-dense-adam": ("bpr-student.yaml", ["train.engine=fused", "train.adam_rows=all"]),
+}
 
 
 def shipped_config(name: str, work: Path, overrides: list[str]):
@@ -57,11 +64,22 @@ def shipped_config(name: str, work: Path, overrides: list[str]):
     return load_config(CONFIGS / name, [*data, *overrides])
 
 
-def _config(name: str, work: Path, extra: list[str] = ()):
-    return shipped_config(name, work, ["train.epochs=3", "eval.every=3", "eval.protocol=sampled", "train.progress=false", "train.threads=1", *extra])
+def _config(name: str, work: Path, extra: list[str] = (), epochs: int = EPOCHS):
+    return shipped_config(
+        name, work, [f"train.epochs={epochs}", f"eval.every={epochs}", "eval.protocol=sampled", "train.progress=false", "train.threads=1", *extra]
+    )
 
 
-def _train(name: str, work: Path, out: str, dataset, extra: list[str] = (), methods: list[dict] | None = None) -> dict:
+def check_epochs(epochs: int) -> int:
+    """``epochs`` if the epoch stages can time it (the first epoch also loads compiled code), else a ValueError."""
+    if epochs < 2:
+        raise ValueError(
+            f"--epochs {epochs}: the epoch stages need at least 2 epochs (the first also loads compiled code and is not timed); use --epochs 2 or more"
+        )
+    return epochs
+
+
+def _train(name: str, work: Path, out: str, dataset, extra: list[str] = (), methods: list[dict] | None = None, epochs: int = EPOCHS) -> dict:
     from training.runs import train_run
 
     observed = np.diff((dataset.train + dataset.valid + dataset.test).tocsr().indptr)
@@ -71,11 +89,11 @@ def _train(name: str, work: Path, out: str, dataset, extra: list[str] = (), meth
         from training.config import DistillConfig
         from training.distill.train_student import distill_run
 
-        cfg = _config(name, work, extra)
+        cfg = _config(name, work, extra, epochs)
         cfg.distill = DistillConfig(teacher=work / "teacher", methods=methods)
         result = distill_run(cfg, work / out, dataset=dataset)
     else:
-        result = train_run(_config(name, work, extra), work / out, dataset=dataset)
+        result = train_run(_config(name, work, extra, epochs), work / out, dataset=dataset)
     records = [json.loads(line) for line in (work / out / "metrics.jsonl").read_text().splitlines()]
     cpu, wall = [r["train_cpu_seconds"] for r in records], [r["train_seconds"] for r in records]
     return {
@@ -83,12 +101,13 @@ def _train(name: str, work: Path, out: str, dataset, extra: list[str] = (), meth
         "wall_seconds": min(wall[1:]),
         "epoch_cpu_seconds": cpu,
         "epoch_seconds": wall,
+        "epochs": len(cpu),
         "engine": result.get("engine"),
         "adam_rows": result.get("adam_rows"),
     }
 
 
-def run_stage(stage: str, work: Path, requests: int = 1000) -> dict:
+def run_stage(stage: str, work: Path, requests: int = 1000, epochs: int = EPOCHS) -> dict:
     """Runs one stage in this process; returns its seconds (and extras)."""
     from training.data import load_dataset
 
@@ -98,14 +117,9 @@ def run_stage(stage: str, work: Path, requests: int = 1000) -> dict:
     info: dict = {"users": dataset.n_users, "items": dataset.n_items, "train_interactions": int(dataset.train.nnz)}
     if stage == "data":
         info["seconds"] = read_s
-    elif stage == "teacher":
-        info.update(_train("bpr-teacher.yaml", work, "teacher", dataset, ["train.engine=fused"]))
-    elif stage == "student":
-        info.update(_train("bpr-student.yaml", work, "student", dataset, ["train.engine=fused"]))
-    elif stage == "student-torch":
-        info.update(_train("bpr-student.yaml", work, "student-torch", dataset, ["train.engine=torch"]))
-    elif stage == "student-dense-adam":
-        info.update(_train("bpr-student.yaml", work, "student-dense-adam", dataset, ["train.engine=fused", "train.adam_rows=all"]))
+    elif stage in TRAINED:
+        config, extra = TRAINED[stage]
+        info.update(_train(config, work, stage, dataset, extra, epochs=epochs))
     elif stage == "kd-cache":
         from training.distill.teacher import TeacherArtifacts
 
@@ -115,7 +129,7 @@ def run_stage(stage: str, work: Path, requests: int = 1000) -> dict:
         artifacts.embeddings()
         info["seconds"] = time.perf_counter() - t0
     elif stage in KD:
-        info.update(_train("bpr-student.yaml", work, stage, dataset, methods=[KD[stage]]))
+        info.update(_train("bpr-student.yaml", work, stage, dataset, methods=[KD[stage]], epochs=epochs))
     elif stage == "eval":
         from training.evaluation import TorchScorer, evaluate
         from training.runs import load_run
@@ -199,7 +213,18 @@ def growth_exponent(xs: list[float], ys: list[float]) -> float | None:
     return float(np.polyfit([p[0] for p in pts], [p[1] for p in pts], 1)[0])
 
 
-def run(out: Path, sizes: list[int], wide: list[int], stages: list[str], timeout: float, requests: int, seed: int = 0, cache: Path | None = None) -> dict:
+def run(
+    out: Path,
+    sizes: list[int],
+    wide: list[int],
+    stages: list[str],
+    timeout: float,
+    requests: int,
+    seed: int = 0,
+    cache: Path | None = None,
+    epochs: int = EPOCHS,
+) -> dict:
+    check_epochs(epochs)
     out.mkdir(parents=True, exist_ok=True)
     _fresh_warm = subprocess.run(
         [sys.executable, "-m", "distillrec.benchmarks.scale", "--warm", "--work", str(out / "work" / "warm")], capture_output=True, text=True
@@ -218,19 +243,28 @@ def run(out: Path, sizes: list[int], wide: list[int], stages: list[str], timeout
             if need and need in entry["stages"] and "error" in entry["stages"][need]:
                 entry["stages"][stage] = {"stage": stage, "error": f"skipped: {need} failed"}
                 continue
-            entry["stages"][stage] = fresh_process(MODULE, ["--stage", stage, "--work", str(work), "--requests", str(requests)], timeout)
+            args = ["--stage", stage, "--work", str(work), "--requests", str(requests), "--epochs", str(epochs)]
+            entry["stages"][stage] = fresh_process(MODULE, args, timeout)
             row = entry["stages"][stage]
             print(
                 f"{shape.name}: {stage}: " + (row["error"] if "error" in row else f"{row['seconds']:.2f} s, peak RSS {row['peak_rss_mib']:.0f} MiB"),
                 file=sys.stderr,
             )
+            (out / "scale.json").write_text(json.dumps({"sizes": [*results, entry]}, indent=2))  # partial results survive an interrupted run
         results.append(entry)
-        (out / "scale.json").write_text(json.dumps({"sizes": results}, indent=2))  # partial results survive an interrupted run
-    return report(out, results, stages, sizes, wide, timeout, requests, cache)
+    return report(out, results, stages, sizes, wide, timeout, requests, cache, epochs)
 
 
 def report(
-    out: Path, results: list[dict], stages: list[str], sizes: list[int], wide: list[int], timeout: float, requests: int, cache: Path | None = None
+    out: Path,
+    results: list[dict],
+    stages: list[str],
+    sizes: list[int],
+    wide: list[int],
+    timeout: float,
+    requests: int,
+    cache: Path | None = None,
+    epochs: int = EPOCHS,
 ) -> dict:
     plain = [r for r in results if not r["wide"]]
     exponents = {}
@@ -241,6 +275,7 @@ def report(
         f"distillrec bench scale --sizes {','.join(map(str, sizes))}"
         + (f" --wide {','.join(map(str, wide))}" if wide else "")
         + f" --stages {','.join(stages)} --timeout {timeout:.0f} --requests {requests}"
+        + (f" --epochs {epochs}" if epochs != EPOCHS else "")
         + (f" --cache {cache}" if cache else "")
         + f" --out {out}"
     )
@@ -275,9 +310,12 @@ def report(
                 for s in [r["stages"]["service"]]
             ),
         ]
+    fewer = [f"{r['size']} {s}" for r in results for s in stages if r["stages"].get(s, {}).get("epochs", EPOCHS) < EPOCHS]
+    if fewer:
+        lines += ["", f"Timed with fewer than {EPOCHS} epochs (the last one reported): " + ", ".join(fewer)]
     lines += [
         "",
-        "Cells: seconds (epoch stages: CPU seconds of the fewest of epochs 2–3, one thread) / peak resident memory of the "
+        f"Cells: seconds (epoch stages: CPU seconds of the fewest of epochs 2–{EPOCHS}, one thread) / peak resident memory of the "
         "stage's own process (it also holds the data); exponent: slope of log(seconds) against log(interactions) over the "
         "MovieLens-shaped sizes.",
     ]
@@ -310,10 +348,10 @@ def _plot(path: Path, results: list[dict], stages: list[str]) -> None:
     if plt is None or len(results) < 2:
         return
     fig, ax = plt.subplots(figsize=(7, 5))
-    for stage in stages:
+    for i, stage in enumerate(stages):  # past the 10 colours of the cycle, dashed lines
         ok = [r for r in results if "seconds" in r["stages"].get(stage, {})]
         if len(ok) >= 2:
-            ax.plot([r["interactions"] for r in ok], [r["stages"][stage]["seconds"] for r in ok], marker="o", label=stage)
+            ax.plot([r["interactions"] for r in ok], [r["stages"][stage]["seconds"] for r in ok], marker="o", linestyle="-" if i < 10 else "--", label=stage)
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlabel("interactions")
@@ -340,6 +378,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", default="results/bench-scale")
     p.add_argument("--cache", default=None)
     p.add_argument("--merge", default="")
+    p.add_argument("--epochs", type=int, default=EPOCHS)
     a = p.parse_args(argv)
     if a.merge:
         merge([Path(x) for x in a.merge.split(",")], Path(a.out))
@@ -348,10 +387,11 @@ def main(argv: list[str] | None = None) -> int:
         _warm_compiled_kernels(Path(a.work))
         return 0
     if a.stage:
-        row = run_stage(a.stage, Path(a.work), a.requests)
+        row = run_stage(a.stage, Path(a.work), a.requests, a.epochs)
         print(json.dumps({"stage": a.stage, **row, "peak_rss_mib": peak_rss_mib()}))
         return 0
-    run(Path(a.out), _ints(a.sizes), _ints(a.wide), a.stages.split(","), a.timeout, a.requests, cache=Path(a.cache) if a.cache else None)
+    cache = Path(a.cache) if a.cache else None
+    run(Path(a.out), _ints(a.sizes), _ints(a.wide), a.stages.split(","), a.timeout, a.requests, cache=cache, epochs=a.epochs)
     return 0
 
 

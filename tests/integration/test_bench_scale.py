@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from distillrec.benchmarks import pipeline
-from distillrec.benchmarks.scale import growth_exponent, run
+from distillrec.benchmarks.scale import check_epochs, growth_exponent, run
 from distillrec.benchmarks.synthetic import ML20M, Shape, cached_log, generate, shape_for, write_log
 from training.config import DataConfig
 from training.data import load_dataset
@@ -55,6 +55,18 @@ def test_small_sizes_run_every_requested_stage_in_fresh_processes(tmp_path):
     assert set(report["exponents"]) == {"data", "student", "eval"}
     assert json.loads((tmp_path / "scale.json").read_text())["command"].startswith("distillrec bench scale --sizes 4000,8000")
     assert "| student |" in (tmp_path / "scale.md").read_text()
+
+
+def test_epochs_option_times_the_last_of_fewer_epochs(tmp_path):
+    report = run(tmp_path, [4000], [], ["teacher", "de"], timeout=300, requests=50, epochs=2)
+    for stage in ("teacher", "de"):
+        row = report["sizes"][0]["stages"][stage]
+        assert "error" not in row, row
+        assert row["epochs"] == 2 and len(row["epoch_cpu_seconds"]) == 2 and row["seconds"] == row["epoch_cpu_seconds"][1]
+    assert " --epochs 2 " in report["command"]
+    assert "Timed with fewer than 3 epochs (the last one reported): 4k teacher, 4k de" in (tmp_path / "scale.md").read_text()
+    with pytest.raises(ValueError, match="--epochs 1"):
+        check_epochs(1)
 
 
 def test_cached_logs_are_written_once_and_linked(tmp_path):
