@@ -49,7 +49,7 @@ def test_mf_with_a_tower_scores_through_it_and_rebuilds_from_its_arguments():
     assert u.shape == (2, 1) and i.shape == (3, 1)
     # user 0 → −1.5; user 1 (zero vector) → 1 − 0.5 = 0.5; items → −5.5, −1.5, 0.5
     assert model.score_all(torch.tensor([0, 1])).tolist() == [[8.25, 2.25, -0.75], [-2.75, -0.75, 0.25]]
-    shared = model.shared_representations()
+    shared = model.shared_representations((u, i))
     assert shared[0] is model.user_emb.weight and shared[1] is model.item_emb.weight
     # embeddings (2 + 3)·4, then the tower's layers 4 → 2, 2 → 1, 1 → 1 (weights + biases)
     assert model.num_parameters() == 20 + 10 + 3 + 2

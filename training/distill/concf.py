@@ -153,7 +153,7 @@ class ConCF(KDMethod[ConCFParams]):
     def views(self, student, reps) -> list:
         """Each head's (user, item) tables: the target head scores the student's representations ``reps``
         (its output tower's, if any); the auxiliary heads share the embeddings below the tower."""
-        shared = student.shared_representations() if getattr(student, "tower", None) is not None else reps
+        shared = student.shared_representations(reps)
         return [reps if head.kind == "bpr" else shared for head in self.heads]
 
     def head_losses(self, batch: Batch, views: list) -> list[torch.Tensor]:

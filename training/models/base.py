@@ -35,10 +35,10 @@ class TrainableRecommender(nn.Module):
         """
         raise NotImplementedError
 
-    def shared_representations(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """The embeddings before any output tower (what ConCF's auxiliary heads share); by default the
-        representations themselves."""
-        return self.representations()
+    def shared_representations(self, reps: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """The tables below any output tower (what ConCF's auxiliary heads share), given the
+        representations ``reps`` just computed; by default ``reps`` themselves (nothing is recomputed)."""
+        return reps
 
     def score_pairs(self, users: torch.Tensor, items: torch.Tensor, reps=None) -> torch.Tensor:
         """Scores of (users[b], items[b]) pairs → [b]. ``reps`` may pass precomputed representations."""

@@ -30,11 +30,11 @@ class MF(TrainableRecommender):
         self.dropout = dropout
         self.tower = Tower(dim, dropout) if tower == "mlp" else None
 
-    def shared_representations(self) -> tuple[torch.Tensor, torch.Tensor]:
+    def shared_representations(self, reps: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         return self.user_emb.weight, self.item_emb.weight
 
     def representations(self) -> tuple[torch.Tensor, torch.Tensor]:
-        u, i = self.shared_representations()
+        u, i = self.user_emb.weight, self.item_emb.weight
         if self.tower is None:
             return u, i
         return self.tower(u), self.tower(i)
