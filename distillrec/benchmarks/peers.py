@@ -22,9 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
-import subprocess
 import sys
 import tempfile
 from dataclasses import dataclass, field
@@ -34,6 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from distillrec.benchmarks.environment import conditions_line, environment, publish, run_conditions
+from distillrec.benchmarks.scale import fresh_process
 
 CONFIG = Path(__file__).resolve().parents[2] / "configs" / "ml-100k" / "bpr-student.yaml"
 LIBRARIES = ("distillrec-fused", "distillrec-torch", "recbole", "implicit")
@@ -169,10 +168,10 @@ def _label(row: dict) -> str:
 
 def _one(args: list[str]) -> dict:
     """One library's run in a fresh one-thread process (``run_one``'s JSON)."""
-    proc = subprocess.run([sys.executable, "-m", "distillrec.benchmarks.peers", *args], capture_output=True, text=True, env={**os.environ, **ONE_THREAD})
-    if proc.returncode != 0:
-        raise SystemExit(f"{' '.join(args)}: failed (exit {proc.returncode}):\n{proc.stderr[-3000:]}")
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    row = fresh_process("distillrec.benchmarks.peers", args[1], args, None, env=ONE_THREAD)
+    if "error" in row:
+        raise SystemExit(f"{' '.join(args)}: {row['error']}")
+    return row
 
 
 def run(out: Path, libraries: list[str], rounds: int, epochs: int, patience: int, lrs: dict[str, float]) -> dict:

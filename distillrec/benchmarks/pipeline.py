@@ -115,7 +115,7 @@ def run(
             continue
         epochs = {"teacher": teacher_epochs, "student": student_epochs}.get(step, 1)
         args = ["--step", step, "--work", str(work), "--epochs", str(epochs), "--requests", str(requests)]
-        row = fresh_process("distillrec.benchmarks.pipeline", args, timeout)
+        row = fresh_process("distillrec.benchmarks.pipeline", step, args, timeout)
         rep["steps"][step] = row
         print(f"{step}: " + (row["error"] if "error" in row else f"{row['process_seconds']:.1f} s, peak RSS {row['peak_rss_mib']:.0f} MiB"), file=sys.stderr)
         (out / "pipeline.json").write_text(json.dumps(rep, indent=2))  # partial results survive an interrupted run

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import subprocess
 import sys
 import time
@@ -188,13 +189,13 @@ def _warm_compiled_kernels(work: Path) -> None:
         run_stage(stage, work)
 
 
-def fresh_process(module: str, args: list[str], timeout: float) -> dict:
-    """Runs ``python -m module args`` and returns the JSON its last stdout line holds, with its wall
-    seconds (``process_seconds``), or ``{"error": …}``."""
+def fresh_process(module: str, name: str, args: list[str], timeout: float | None, env: dict[str, str] | None = None) -> dict:
+    """Runs ``python -m module args`` (the stage or step ``name``; ``env``: this environment's
+    variables plus these) and returns the JSON its last stdout line holds, with its wall seconds
+    (``process_seconds``), or ``{"stage": name, "error": …}``."""
     t0 = time.perf_counter()
-    name = args[args.index("--stage" if "--stage" in args else "--step") + 1]
     try:
-        proc = subprocess.run([sys.executable, "-m", module, *args], capture_output=True, text=True, timeout=timeout)
+        proc = subprocess.run([sys.executable, "-m", module, *args], capture_output=True, text=True, timeout=timeout, env={**os.environ, **(env or {})})
     except subprocess.TimeoutExpired:
         return {"stage": name, "error": f"timed out after {timeout:.0f} s"}
     if proc.returncode != 0:
@@ -244,7 +245,7 @@ def run(
                 entry["stages"][stage] = {"stage": stage, "error": f"skipped: {need} failed"}
                 continue
             args = ["--stage", stage, "--work", str(work), "--requests", str(requests), "--epochs", str(epochs)]
-            entry["stages"][stage] = fresh_process(MODULE, args, timeout)
+            entry["stages"][stage] = fresh_process(MODULE, stage, args, timeout)
             row = entry["stages"][stage]
             print(
                 f"{shape.name}: {stage}: " + (row["error"] if "error" in row else f"{row['seconds']:.2f} s, peak RSS {row['peak_rss_mib']:.0f} MiB"),
