@@ -84,7 +84,9 @@ class TrainConfig(Strict):
     seed: int = 0
     checkpoint_every: int = Field(0, ge=0, description="also keep a checkpoint every N epochs (0: only the best)")
     threads: int | None = Field(
-        None, ge=1, description="torch intra-op threads (default: the CPUs available to the process, from its CPU affinity and cgroup quota)"
+        None,
+        ge=1,
+        description="torch intra-op threads (default: timed on the first batches at the CPUs available to the process, from its CPU affinity and cgroup quota, and at fewer, keeping the fastest)",
     )
     progress: bool = True
     engine: Literal["auto", "torch", "fused"] = Field(

@@ -33,7 +33,7 @@ from training.models.base import TrainableRecommender
 from training.run_folder import RunFolder
 from training.sampling import excluded_keys, sample_excluding
 from training.stopping import improves
-from training.threads import available_cpus
+from training.threads import ThreadTuner, available_cpus
 
 LAST_SAVE_INTERVAL_S = 30.0
 
@@ -92,8 +92,7 @@ class Trainer:
         self.loss_kind = config.base_loss()
         self.dist = DistContext.from_env()  # data-parallel under torchrun, else a no-op
         tc = config.train
-        self.threads = tc.threads or available_cpus()
-        torch.set_num_threads(self.threads)
+        torch.set_num_threads(tc.threads or available_cpus())
         torch.manual_seed(tc.seed)
         self.rng = np.random.default_rng(tc.seed)
         ctx = KDContext(dataset=dataset, student=model, teacher=teacher, rng=self.rng, max_epochs=tc.epochs, methods=tuple(self.methods))
@@ -108,11 +107,21 @@ class Trainer:
         self.state = TrainState()
         self._best_state: dict | None = None  # in-memory copy of the best weights
         self.fused = self._fused_engine()
+        # without train.threads the torch loop times its first batches at the available CPUs and fewer
+        # threads and keeps the fastest (the fused loop runs on one thread whatever torch's count)
+        self.tuner = ThreadTuner(available_cpus(), torch.set_num_threads) if tc.threads is None and self.fused is None else None
+        self._fixed_threads = tc.threads or available_cpus()
+        self._tuning_reported = False
         if self.fused is None and tc.adam_rows == "batch":
             raise TrainingError(
                 "train.adam_rows is 'batch' but this run trains on the torch loop (train.engine); set train.adam_rows "
                 "to 'all', or train plain BPR matrix factorisation with train.engine 'fused' or 'auto'."
             )
+
+    @property
+    def threads(self) -> int:
+        """Torch's thread count now (during the tuning: the count being timed)."""
+        return self.tuner.threads if self.tuner is not None else self._fixed_threads
 
     @property
     def adam_rows(self) -> str:
@@ -232,6 +241,8 @@ class Trainer:
         sums: dict[str, float] = {}
         n_batches = 0
         for b, start in enumerate(range(0, len(order), tc.batch_size)):
+            if self.tuner is not None:
+                self.tuner.before_batch()
             sl = self.dist.shard(start, min(start + tc.batch_size, len(order)))
             self.optimizer.zero_grad(set_to_none=True)
             if sl.stop > sl.start:
@@ -251,6 +262,8 @@ class Trainer:
             for k, v in terms.items():
                 sums[k] = sums.get(k, 0.0) + float(v.detach())
             n_batches += 1
+        if self.tuner is not None:
+            self.tuner.pause()
         sums = self.dist.sum_values(sums)
         return {k: v / max(1, n_batches) for k, v in sums.items()}
 
@@ -294,10 +307,19 @@ class Trainer:
             self.folder.metrics.write_text("")
         self.folder.config.write_text(dump_config(self.config))
         print(
-            f"{self.config.name or 'train'}: {self.threads} torch thread(s) (CPUs available to this process: {available_cpus()}; set train.threads to change); "
+            f"{self.config.name or 'train'}: {self._thread_plan()}; "
             f"training loop: {'torch' if self.fused is None else 'fused'} (train.engine); Adam updates {self.adam_rows} rows per step (train.adam_rows)",
             file=sys.stderr,
         )
+
+    def _thread_plan(self) -> str:
+        """The start-up line's account of the thread count."""
+        if self.config.train.threads:
+            return f"{self._fixed_threads} torch thread(s) (train.threads)"
+        if self.tuner is None or len(self.tuner.candidates) == 1:
+            return f"{self._fixed_threads} torch thread(s) (the CPUs available to this process; set train.threads to change)"
+        counts = ", ".join(map(str, self.tuner.candidates))
+        return f"torch threads timed on the first batches among {counts} (the CPUs available to this process: {available_cpus()}; set train.threads to fix the count)"
 
     def _progress_bar(self):
         """A tqdm bar over the epochs (None without ``train.progress`` or off the main rank)."""
@@ -314,11 +336,29 @@ class Trainer:
         train_s = time.perf_counter() - t0
         self.state.train_seconds += train_s
         # CPU seconds of this process: the epoch's own work, also where other processes share the cores
-        record = {"epoch": epoch, "loss": losses, "train_seconds": round(train_s, 4), "train_cpu_seconds": round(time.process_time() - c0, 4)}
+        record = {
+            "epoch": epoch,
+            "loss": losses,
+            "train_seconds": round(train_s, 4),
+            "train_cpu_seconds": round(time.process_time() - c0, 4),
+            "threads": self.threads,
+        }
+        self._report_tuning()
         for m in self.methods:
             if m.log_state():
                 record.setdefault("kd_state", {})[m.name] = m.log_state()
         return record
+
+    def _report_tuning(self) -> None:
+        """Says once which thread count the tuning chose, and the timings it chose by."""
+        if self.tuner is None or self.tuner.chosen is None or self._tuning_reported or not self.dist.is_main:
+            return
+        self._tuning_reported = True
+        timings = ", ".join(f"{n}: {ms:.2f} ms" for n, ms in self.tuner.report()["ms_per_batch"].items())
+        print(
+            f"{self.config.name or 'train'}: {self.tuner.chosen} torch thread(s) from here on (median per batch with {timings}; set train.threads to fix the count)",
+            file=sys.stderr,
+        )
 
     def _validate(self, epoch: int, record: dict) -> None:
         """Evaluates on validation into ``record``; keeps the best state; counts evaluations without
@@ -364,6 +404,7 @@ class Trainer:
             "train_seconds": round(self.state.train_seconds, 3),
             "seconds_per_epoch": round(self.state.train_seconds / max(1, n_epochs), 4),
             "threads": self.threads,
+            **({"thread_tuning": self.tuner.report()} if self.tuner is not None and len(self.tuner.candidates) > 1 else {}),
             "engine": "torch" if self.fused is None else "fused",
             "adam_rows": self.adam_rows,
             "kd": [{"name": m.name, "weight": m.weight, "training_only_parameters": sum(p.numel() for p in m.parameters())} for m in self.methods],

@@ -1,8 +1,8 @@
 """Epoch time of the shipped training configs on an idle host and on a host busy with other work.
 
-For each config, ``distillrec train`` runs exactly as a user runs it (the default thread count, no
-``train.threads`` override, ``OMP_NUM_THREADS`` removed from its environment) for a few epochs in
-a fresh process; the epoch time is the median of the ``train_seconds`` its metrics.jsonl records
+For each config, ``distillrec train`` runs exactly as a user runs it (the default thread count, timed
+on the first batches; no ``train.threads`` override, ``OMP_NUM_THREADS`` removed from its
+environment) for a few epochs in a fresh process; the epoch time is the median of the ``train_seconds`` its metrics.jsonl records
 (training only, without the per-epoch evaluation). The same run is repeated with ``--burners``
 CPU-bound background processes (pure-Python busy loops at the same priority, started before the
 run and killed after it), idle and loaded alternating round by round. The report is each config's

@@ -13,7 +13,9 @@ def register(sub) -> None:
     )
     tc.add_argument("--dims", default="20,200", help="comma-separated embedding dimensions (default 20,200)")
     tc.add_argument("--epochs", type=int, default=5, help="epochs to time per dimension (median reported)")
-    tc.add_argument("--threads", type=int, default=None, help="torch threads (default: the CPUs available to the process)")
+    tc.add_argument(
+        "--threads", type=int, default=None, help="torch threads (default: the training default, timed on the first batches among the CPUs available and fewer)"
+    )
     tc.add_argument("--engines", default="torch,fused", help="comma-separated training loops to time (train.engine: torch, fused; default both)")
     tc.add_argument("--rounds", type=int, default=1, help="alternating rounds of fresh processes; medians over rounds are reported (default 1)")
     tc.add_argument("--out", default="results/bench-train-cost", help="folder for train_cost.json / .md")
