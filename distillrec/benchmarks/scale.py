@@ -8,6 +8,9 @@ then every stage runs in a fresh process (so its peak resident memory is its own
   (dim 20) configs on the fused loop (``train.adam_rows: auto``), ``student-torch`` on the autograd
   loop and ``student-dense-adam`` on the fused loop with ``train.adam_rows: all`` (every row in
   every Adam step);
+- ``student-implicit`` (only when asked for; needs the ``peers`` extra): the same epoch of
+  implicit 0.7's BPR (dim 20, one thread, one sampled pair per interaction), the fastest peer of
+  ``distillrec bench peers``, as a reference for how a per-pair training loop grows on the host;
 - ``kd-cache``: the teacher's cached distillation inputs (its top-500 list per user, its embeddings);
 - ``rrd`` / ``de``: an epoch of the student distilled with RRD (relaxed ranking distillation) and
   with DE (distillation experts);
@@ -45,6 +48,8 @@ from distillrec.benchmarks.synthetic import cached_log, data_config, shape_for, 
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs" / "ml-100k"
 STAGES = ("data", "teacher", "student", "student-torch", "student-dense-adam", "kd-cache", "rrd", "de", "eval", "export", "service")
+OPTIONAL = ("student-implicit",)  # run only when --stages names them
+ORDER = (*STAGES[:5], *OPTIONAL, *STAGES[5:])  # the table's row order
 NEEDS = {"kd-cache": "teacher", "rrd": "kd-cache", "de": "teacher", "eval": "student", "export": "student", "service": "export"}
 MODULE = "distillrec.benchmarks.scale"
 KD = {"rrd": {"name": "rrd", "weight": 0.01}, "de": {"name": "de", "weight": 0.01}}
@@ -121,6 +126,8 @@ def run_stage(stage: str, work: Path, requests: int = 1000, epochs: int = EPOCHS
     elif stage in TRAINED:
         config, extra = TRAINED[stage]
         info.update(_train(config, work, stage, dataset, extra, epochs=epochs))
+    elif stage == "student-implicit":
+        info.update(_train_implicit(dataset, epochs))
     elif stage == "kd-cache":
         from training.distill.teacher import TeacherArtifacts
 
@@ -155,8 +162,29 @@ def run_stage(stage: str, work: Path, requests: int = 1000, epochs: int = EPOCHS
     elif stage == "service":
         info.update(serve_in_process(work / "models", dataset.user_ids, requests))
     else:
-        raise ValueError(f"unknown stage {stage!r}; stages: {', '.join(STAGES)}")
+        raise ValueError(f"unknown stage {stage!r}; stages: {', '.join(ORDER)}")
     return info
+
+
+def _train_implicit(dataset, epochs: int) -> dict:
+    """``epochs`` epochs of implicit's BPR at the student's dimension; the CPU seconds between its
+    epoch callbacks, and its training pairs (samples whose negative the user has are skipped)."""
+    from distillrec.benchmarks.peer_adapters import train_implicit
+
+    cpu, wall, pairs = [], [], []
+    last = [time.process_time()]
+
+    def on_epoch(seconds: float, n_pairs: int, U, I) -> bool:
+        now = time.process_time()
+        cpu.append(round(now - last[0], 4))
+        wall.append(round(seconds, 4))
+        pairs.append(n_pairs)
+        last[0] = now
+        return len(cpu) >= epochs
+
+    train_implicit(dataset, {"dim": 20, "lr": 0.05, "regularization": 0.01, "epochs": epochs, "seed": 0}, on_epoch)
+    best = min(range(1, len(cpu)), key=cpu.__getitem__)
+    return {"seconds": cpu[best], "wall_seconds": wall[best], "epoch_cpu_seconds": cpu, "epoch_seconds": wall, "epochs": len(cpu), "pairs": pairs[best]}
 
 
 def serve_in_process(models_dir: Path, user_ids: np.ndarray, requests: int) -> dict:
@@ -300,6 +328,13 @@ def report(
             "Student epoch, training pairs (user, positive, negative) per CPU second on one thread: "
             + ", ".join(f"{r['size']}: {r['stages']['student']['train_interactions'] * 4 / r['stages']['student']['seconds'] / 1e6:.2f} M" for r in pairs),
         ]
+    peer = [r for r in results if "seconds" in r["stages"].get("student-implicit", {})]
+    if peer:
+        lines += [
+            "",
+            "implicit's BPR epoch, training pairs per CPU second on one thread: "
+            + ", ".join(f"{r['size']}: {r['stages']['student-implicit']['pairs'] / r['stages']['student-implicit']['seconds'] / 1e6:.2f} M" for r in peer),
+        ]
     served = [r for r in results if "flat_p50_ms" in r["stages"].get("service", {})]
     if served:
         lines += [
@@ -337,7 +372,7 @@ def merge(parts: list[Path], out: Path) -> dict:
             merged["stages"].update(entry["stages"])
             stages += [s for s in entry["stages"] if s not in stages]
     results = sorted(by_size.values(), key=lambda r: (r["wide"], r["interactions"]))
-    stages = [s for s in STAGES if s in stages]
+    stages = [s for s in ORDER if s in stages]
     out.mkdir(parents=True, exist_ok=True)
     sizes = [r["asked"] for r in results if not r["wide"]]
     wide = [r["asked"] for r in results if r["wide"]]
@@ -373,7 +408,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--work", help=argparse.SUPPRESS)
     p.add_argument("--sizes", default="100000,300000,1000000")
     p.add_argument("--wide", default="")
-    p.add_argument("--stages", default=",".join(STAGES))
+    p.add_argument("--stages", default=",".join(STAGES), help=f"comma-separated stages (default all but {', '.join(OPTIONAL)})")
     p.add_argument("--timeout", type=float, default=3600)
     p.add_argument("--requests", type=int, default=1000)
     p.add_argument("--out", default="results/bench-scale")

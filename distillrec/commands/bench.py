@@ -90,7 +90,7 @@ def register(sub) -> None:
 
 def register_scale(bsub) -> None:
     """``distillrec bench scale``: every stage's time and peak memory against the data size."""
-    from distillrec.benchmarks.scale import STAGES
+    from distillrec.benchmarks.scale import OPTIONAL, STAGES
 
     sc = bsub.add_parser(
         "scale",
@@ -110,7 +110,11 @@ def register_scale(bsub) -> None:
         help="comma-separated interaction counts of the MovieLens-shaped logs (default 100000,300000,1000000; MovieLens-20M is 20000000)",
     )
     sc.add_argument("--wide", default="", help="comma-separated interaction counts of wide-catalogue logs (1,000,000 items); default none")
-    sc.add_argument("--stages", default=",".join(STAGES), help=f"comma-separated stages to run (default all: {','.join(STAGES)})")
+    sc.add_argument(
+        "--stages",
+        default=",".join(STAGES),
+        help=f"comma-separated stages to run (default all: {','.join(STAGES)}; also {','.join(OPTIONAL)}: implicit's BPR epoch, with the peers extra)",
+    )
     sc.add_argument("--timeout", type=float, default=3600, help="seconds one stage may run before it is reported as failed (default 3600)")
     sc.add_argument("--requests", type=int, default=1000, help="in-process recommendations timed per bundle (default 1000)")
     sc.add_argument("--out", default="results/bench-scale", help="folder for scale.json / .md / .png and the generated logs (under work/)")

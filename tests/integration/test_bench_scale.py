@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from distillrec.benchmarks import pipeline
-from distillrec.benchmarks.scale import check_epochs, growth_exponent, run
+from distillrec.benchmarks.scale import STAGES, check_epochs, growth_exponent, run
 from distillrec.benchmarks.synthetic import ML20M, Shape, cached_log, generate, shape_for, write_log
 from training.config import DataConfig
 from training.data import load_dataset
@@ -67,6 +67,20 @@ def test_epochs_option_times_the_last_of_fewer_epochs(tmp_path):
     assert "Timed with fewer than 3 epochs (the last one reported): 4k teacher, 4k de" in (tmp_path / "scale.md").read_text()
     with pytest.raises(ValueError, match="--epochs 1"):
         check_epochs(1)
+
+
+def test_the_implicit_reference_stage_runs_only_when_asked_for(tmp_path):
+    pytest.importorskip("implicit")  # the optional peers extra
+    report = run(tmp_path, [4000], [], ["student", "student-implicit"], timeout=300, requests=50)
+    entry = report["sizes"][0]
+    row = entry["stages"]["student-implicit"]
+    assert "error" not in row, row
+    train = entry["stages"]["student"]["train_interactions"]
+    assert 0 < row["pairs"] <= train  # one sampled pair per interaction, less those whose negative the user has
+    assert row["epochs"] == 3 and row["seconds"] == min(row["epoch_cpu_seconds"][1:])
+    table = (tmp_path / "scale.md").read_text()
+    assert "| student-implicit |" in table and "implicit's BPR epoch, training pairs per CPU second on one thread: 4k:" in table
+    assert "student-implicit" not in STAGES  # not part of a default run
 
 
 def test_cached_logs_are_written_once_and_linked(tmp_path):
