@@ -321,20 +321,11 @@ def report(
     for stage in stages:
         e = exponents[stage]
         lines.append(f"| {stage} | " + " | ".join(cell(r, stage) for r in results) + f" | {'' if e is None else f'{e:.2f}'} |")
-    pairs = [r for r in results if "seconds" in r["stages"].get("student", {})]
-    if pairs:
-        lines += [
-            "",
-            "Student epoch, training pairs (user, positive, negative) per CPU second on one thread: "
-            + ", ".join(f"{r['size']}: {r['stages']['student']['train_interactions'] * 4 / r['stages']['student']['seconds'] / 1e6:.2f} M" for r in pairs),
-        ]
-    peer = [r for r in results if "seconds" in r["stages"].get("student-implicit", {})]
-    if peer:
-        lines += [
-            "",
-            "implicit's BPR epoch, training pairs per CPU second on one thread: "
-            + ", ".join(f"{r['size']}: {r['stages']['student-implicit']['pairs'] / r['stages']['student-implicit']['seconds'] / 1e6:.2f} M" for r in peer),
-        ]
+    for stage, label in (("student", "Student epoch, training pairs (user, positive, negative)"), ("student-implicit", "implicit's BPR epoch, training pairs")):
+        timed = [r for r in results if "seconds" in r["stages"].get(stage, {})]
+        if timed:
+            rates = (f"{r['size']}: {_pairs(r['stages'][stage]) / r['stages'][stage]['seconds'] / 1e6:.2f} M" for r in timed)
+            lines += ["", f"{label} per CPU second on one thread: " + ", ".join(rates)]
     served = [r for r in results if "flat_p50_ms" in r["stages"].get("service", {})]
     if served:
         lines += [
@@ -358,6 +349,11 @@ def report(
     _plot(out / "scale.png", plain, stages)
     publish(out, "scale", rep, lines)
     return rep
+
+
+def _pairs(row: dict) -> int:
+    """Training pairs of one epoch: implicit's count, else the student's interactions × its 4 negatives."""
+    return row["pairs"] if "pairs" in row else row["train_interactions"] * 4
 
 
 def merge(parts: list[Path], out: Path) -> dict:
