@@ -39,7 +39,7 @@ STUDENT_CONFIG = Path("configs/ml-100k/demo-student.yaml")
 TEACHER_BUNDLE, STUDENT_BUNDLE = "ml100k-teacher", "ml100k-student"
 EXAMPLE_USER = "196"
 # One torch thread for both runs, fixed rather than timed on the first batches (the training default):
-# the same thread count on every machine keeps the demo's numbers the same to the last digit.
+# reruns then never differ by the thread count a timing happened to choose.
 TRAIN_OVERRIDES = ["train.threads=1"]
 
 
