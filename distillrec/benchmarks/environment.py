@@ -1,12 +1,14 @@
 """What every benchmark shares: the hardware/software line its table carries, the latency percentiles
-it records, publishing its JSON and markdown."""
+it records, publishing its JSON and markdown, running a measurement in a fresh process."""
 
 from __future__ import annotations
 
 import json
 import os
 import platform
+import subprocess
 import sys
+import time
 from importlib import metadata
 from pathlib import Path
 
@@ -116,3 +118,20 @@ def peak_rss_mib() -> float:
     import resource
 
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def fresh_process(module: str, name: str, args: list[str], timeout: float | None, env: dict[str, str] | None = None) -> dict:
+    """Runs ``python -m module args`` (the stage or step ``name``; ``env``: this environment's
+    variables plus these) and returns the JSON its last stdout line holds, with its wall seconds
+    (``process_seconds``), or ``{"stage": name, "error": …}``."""
+    t0 = time.perf_counter()
+    try:
+        proc = subprocess.run([sys.executable, "-m", module, *args], capture_output=True, text=True, timeout=timeout, env={**os.environ, **(env or {})})
+    except subprocess.TimeoutExpired:
+        return {"stage": name, "error": f"timed out after {timeout:.0f} s"}
+    if proc.returncode != 0:
+        tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
+        return {"stage": name, "error": f"exit {proc.returncode}: {' | '.join(tail)}"}
+    row = json.loads(proc.stdout.strip().splitlines()[-1])
+    row["process_seconds"] = time.perf_counter() - t0
+    return row

@@ -31,8 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
-from distillrec.benchmarks.environment import conditions_line, environment, publish, run_conditions
-from distillrec.benchmarks.scale import fresh_process
+from distillrec.benchmarks.environment import conditions_line, environment, fresh_process, publish, run_conditions
 
 CONFIG = Path(__file__).resolve().parents[2] / "configs" / "ml-100k" / "bpr-student.yaml"
 LIBRARIES = ("distillrec-fused", "distillrec-torch", "recbole", "implicit")

@@ -27,8 +27,8 @@ import sys
 import time
 from pathlib import Path
 
-from distillrec.benchmarks.environment import environment, peak_rss_mib, publish
-from distillrec.benchmarks.scale import KD, fresh_process, serve_in_process, shipped_config
+from distillrec.benchmarks.environment import environment, fresh_process, peak_rss_mib, publish
+from distillrec.benchmarks.scale import KD, serve_in_process, shipped_config
 from distillrec.benchmarks.synthetic import cached_log, shape_for
 
 STEPS = ("data", "teacher", "student", "export", "serve")

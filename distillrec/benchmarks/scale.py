@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import subprocess
 import sys
 import time
@@ -43,7 +42,7 @@ from pathlib import Path
 
 import numpy as np
 
-from distillrec.benchmarks.environment import environment, peak_rss_mib, publish, pyplot
+from distillrec.benchmarks.environment import environment, fresh_process, peak_rss_mib, publish, pyplot
 from distillrec.benchmarks.synthetic import cached_log, data_config, shape_for, write_log
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs" / "ml-100k"
@@ -215,23 +214,6 @@ def _warm_compiled_kernels(work: Path) -> None:
     write_log(Shape("warm", 50, 200, 3000), work / "log.parquet")
     for stage in ("student", "eval"):
         run_stage(stage, work)
-
-
-def fresh_process(module: str, name: str, args: list[str], timeout: float | None, env: dict[str, str] | None = None) -> dict:
-    """Runs ``python -m module args`` (the stage or step ``name``; ``env``: this environment's
-    variables plus these) and returns the JSON its last stdout line holds, with its wall seconds
-    (``process_seconds``), or ``{"stage": name, "error": …}``."""
-    t0 = time.perf_counter()
-    try:
-        proc = subprocess.run([sys.executable, "-m", module, *args], capture_output=True, text=True, timeout=timeout, env={**os.environ, **(env or {})})
-    except subprocess.TimeoutExpired:
-        return {"stage": name, "error": f"timed out after {timeout:.0f} s"}
-    if proc.returncode != 0:
-        tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
-        return {"stage": name, "error": f"exit {proc.returncode}: {' | '.join(tail)}"}
-    row = json.loads(proc.stdout.strip().splitlines()[-1])
-    row["process_seconds"] = time.perf_counter() - t0
-    return row
 
 
 def growth_exponent(xs: list[float], ys: list[float]) -> float | None:
