@@ -92,7 +92,8 @@ class Trainer:
         self.loss_kind = config.base_loss()
         self.dist = DistContext.from_env()  # data-parallel under torchrun, else a no-op
         tc = config.train
-        torch.set_num_threads(tc.threads or available_cpus())
+        self.cpus = available_cpus()
+        torch.set_num_threads(tc.threads or self.cpus)
         torch.manual_seed(tc.seed)
         self.rng = np.random.default_rng(tc.seed)
         ctx = KDContext(dataset=dataset, student=model, teacher=teacher, rng=self.rng, max_epochs=tc.epochs, methods=tuple(self.methods))
@@ -109,8 +110,8 @@ class Trainer:
         self.fused = self._fused_engine()
         # without train.threads the torch loop times its first batches at the available CPUs and fewer
         # threads and keeps the fastest (the fused loop runs on one thread whatever torch's count)
-        self.tuner = ThreadTuner(available_cpus(), torch.set_num_threads) if tc.threads is None and self.fused is None else None
-        self._fixed_threads = tc.threads or available_cpus()
+        tune = tc.threads is None and self.fused is None and self.cpus > 1
+        self.tuner = ThreadTuner(self.cpus, torch.set_num_threads) if tune else None
         self._tuning_reported = False
         if self.fused is None and tc.adam_rows == "batch":
             raise TrainingError(
@@ -121,7 +122,7 @@ class Trainer:
     @property
     def threads(self) -> int:
         """Torch's thread count now (during the tuning: the count being timed)."""
-        return self.tuner.threads if self.tuner is not None else self._fixed_threads
+        return self.tuner.threads if self.tuner is not None else self.config.train.threads or self.cpus
 
     @property
     def adam_rows(self) -> str:
@@ -315,11 +316,11 @@ class Trainer:
     def _thread_plan(self) -> str:
         """The start-up line's account of the thread count."""
         if self.config.train.threads:
-            return f"{self._fixed_threads} torch thread(s) (train.threads)"
-        if self.tuner is None or len(self.tuner.candidates) == 1:
-            return f"{self._fixed_threads} torch thread(s) (the CPUs available to this process; set train.threads to change)"
+            return f"{self.threads} torch thread(s) (train.threads)"
+        if self.tuner is None:
+            return f"{self.threads} torch thread(s) (the CPUs available to this process; set train.threads to change)"
         counts = ", ".join(map(str, self.tuner.candidates))
-        return f"torch threads timed on the first batches among {counts} (the CPUs available to this process: {available_cpus()}; set train.threads to fix the count)"
+        return f"torch threads timed on the first batches among {counts} (the CPUs available to this process: {self.cpus}; set train.threads to fix the count)"
 
     def _progress_bar(self):
         """A tqdm bar over the epochs (None without ``train.progress`` or off the main rank)."""
@@ -404,7 +405,7 @@ class Trainer:
             "train_seconds": round(self.state.train_seconds, 3),
             "seconds_per_epoch": round(self.state.train_seconds / max(1, n_epochs), 4),
             "threads": self.threads,
-            **({"thread_tuning": self.tuner.report()} if self.tuner is not None and len(self.tuner.candidates) > 1 else {}),
+            **({"thread_tuning": self.tuner.report()} if self.tuner is not None else {}),
             "engine": "torch" if self.fused is None else "fused",
             "adam_rows": self.adam_rows,
             "kd": [{"name": m.name, "weight": m.weight, "training_only_parameters": sum(p.numel() for p in m.parameters())} for m in self.methods],
