@@ -9,7 +9,7 @@ import torch
 
 from training.config import config_from_dict
 from training.errors import TrainingError
-from training.fused_bpr import _draw_negatives, _shuffle, _step, _touch_user_rows, resolve_adam_rows, training_bitmap
+from training.fused_bpr import _draw_negatives, _shuffle, _step, resolve_adam_rows, training_bitmap
 from training.models.mf import MF
 from training.runs import train_run
 from training.trainer import base_loss
@@ -160,13 +160,3 @@ def test_result_records_which_rows_adam_updated(tiny_dataset, tmp_path):
     cfg.train.batch_size = 8  # 8 × 3 rows per batch < 108: per-row
     assert train_run(cfg, tmp_path / "g", dataset=tiny_dataset)["adam_rows"] == "batch"
     assert train_run(_cfg("torch"), tmp_path / "t", dataset=tiny_dataset)["adam_rows"] == "all"
-
-
-def test_touching_the_batch_users_rows_reads_them_and_changes_nothing():
-    rng = np.random.default_rng(5)
-    tables = [rng.normal(size=(6, 3)).astype(np.float32) for _ in range(4)]
-    before = [t.copy() for t in tables]
-    users, sink = np.array([4, 1, 4, 0, 5], dtype=np.int64), np.zeros(1, dtype=np.float32)
-    _touch_user_rows(users, 4, *tables, sink)  # the first 4 users of the batch
-    assert all(np.array_equal(t, b) for t, b in zip(tables, before))
-    assert sink[0] == pytest.approx(sum(t[u, 0] + t[u, -1] for t in tables for u in (4, 1, 4, 0)), rel=1e-5)
