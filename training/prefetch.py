@@ -6,6 +6,9 @@ into the caches and returns at once. It has no effect on results: a prefetch rea
 the program and never faults (the index is not bounds-checked). Loops call it a few iterations
 before they use a row, so the cache misses of a table too large for the caches overlap with the
 work in between.
+
+numba's on-disk cache keys a compiled kernel on its own source file only: after editing this module,
+touch the modules whose kernels call it (or empty the cache folder, see :mod:`training.kernels`).
 """
 
 from __future__ import annotations

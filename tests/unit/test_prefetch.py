@@ -29,7 +29,7 @@ def test_prefetching_rows_and_elements_leaves_values_and_arrays_unchanged():
         assert _sum_with_prefetch(table, column, rows) == pytest.approx(expected, rel=1e-6)
     assert np.array_equal(table, before[0]) and np.array_equal(column, before[1])
     ir = "".join(_sum_with_prefetch.inspect_llvm().values())
-    assert ir.count("call void @llvm.prefetch") >= 3, "a row (first and last element) and an element"
+    assert ir.count("call void @llvm.prefetch") >= 3, "a row (a loop over its lines, then its last element) and an element"
 
 
 def test_prefetch_accepts_only_one_and_two_dimensional_arrays():
