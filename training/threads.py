@@ -108,9 +108,7 @@ class ThreadTuner:
         """Records the batch that just ended and sets the thread count of the next one."""
         if self.chosen is not None:
             return
-        now = self.clock()
-        if self._current is not None and self._started is not None and self._current[1]:
-            self.seconds[self._current[0]].append(now - self._started)
+        self._record()
         if not self._plan:
             self._choose()
             return
@@ -122,9 +120,13 @@ class ThreadTuner:
 
     def pause(self) -> None:
         """The epoch's batches are over: the last one is recorded, the time until the next batch is not."""
+        self._record()
+        self._started = None
+
+    def _record(self) -> None:
+        """Adds the batch that just ended to its count's timings when the plan times it."""
         if self._current is not None and self._current[1] and self._started is not None:
             self.seconds[self._current[0]].append(self.clock() - self._started)
-        self._started = None
 
     def _choose(self) -> None:
         medians = {n: statistics.median(s) for n, s in self.seconds.items() if s}
