@@ -90,15 +90,15 @@ def _train(name: str, work: Path, out: str, dataset, extra: list[str] = (), meth
     observed = np.diff((dataset.train + dataset.valid + dataset.test).tocsr().indptr)
     extra = [f"eval.sampled_negatives={max(1, min(499, dataset.n_items - int(observed.max())))}", *extra]  # small logs: fewer than 499
 
+    cfg = _config(name, work, extra, epochs)
     if methods:
         from training.config import DistillConfig
         from training.distill.train_student import distill_run
 
-        cfg = _config(name, work, extra, epochs)
         cfg.distill = DistillConfig(teacher=work / "teacher", methods=methods)
         result = distill_run(cfg, work / out, dataset=dataset)
     else:
-        result = train_run(_config(name, work, extra, epochs), work / out, dataset=dataset)
+        result = train_run(cfg, work / out, dataset=dataset)
     records = [json.loads(line) for line in (work / out / "metrics.jsonl").read_text().splitlines()]
     cpu, wall = [r["train_cpu_seconds"] for r in records], [r["train_seconds"] for r in records]
     return {
@@ -109,6 +109,7 @@ def _train(name: str, work: Path, out: str, dataset, extra: list[str] = (), meth
         "epochs": len(cpu),
         "engine": result.get("engine"),
         "adam_rows": result.get("adam_rows"),
+        "pairs": int(dataset.train.nnz) * cfg.train.negatives,  # (user, positive, negative) per epoch
     }
 
 
@@ -334,7 +335,8 @@ def report(
 
 
 def _pairs(row: dict) -> int:
-    """Training pairs of one epoch: implicit's count, else the student's interactions × its 4 negatives."""
+    """Training pairs of one epoch as the stage recorded them; scale.json files written before the
+    trained stages recorded theirs hold the shipped student's interactions × 4 negatives."""
     return row["pairs"] if "pairs" in row else row["train_interactions"] * 4
 
 

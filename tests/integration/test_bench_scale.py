@@ -52,6 +52,7 @@ def test_small_sizes_run_every_requested_stage_in_fresh_processes(tmp_path):
             assert "error" not in row, row
             assert row["seconds"] > 0 and row["peak_rss_mib"] > 50
         assert r["stages"]["student"]["engine"] == "fused"
+        assert r["stages"]["student"]["pairs"] == r["stages"]["student"]["train_interactions"] * 4  # the shipped student: 4 negatives
     assert set(report["exponents"]) == {"data", "student", "eval"}
     assert json.loads((tmp_path / "scale.json").read_text())["command"].startswith("distillrec bench scale --sizes 4000,8000")
     assert "| student |" in (tmp_path / "scale.md").read_text()
