@@ -11,8 +11,10 @@ autograd graph or optimizer dispatch, and the random numbers come from a xorshif
 the loop (seeded from the trainer's numpy generator every epoch, so runs and resumed runs are
 reproducible).
 
-The Adam moments live in the torch optimizer's own state tensors (shared memory), so checkpoints,
-resume and switching between the two paths keep working unchanged.
+Between epochs the tables and Adam moments live where the torch path keeps them (the model's
+embedding weights, the optimizer's state tensors), so checkpoints, resume and switching between the
+two paths keep working unchanged; during an epoch the loop works on its own copy of them, laid out
+for its access pattern (:class:`Tables`), loaded at the start and stored back at the end.
 """
 
 from __future__ import annotations
@@ -27,82 +29,102 @@ from training.prefetch import prefetch
 
 # reassoc + contract + arcp let the loops vectorise; the numpy error model has no zero-division branch.
 _FLAGS = {"reassoc", "contract", "arcp"}
-# How far ahead the loops prefetch (pairs of the batch; rows of the Adam pass; pairs of the shuffled
-# order): far enough to hide a miss to memory behind the work in between, near enough that the rows
-# are still cached when used. Prefetching changes no result; at MovieLens-20M's shape it saves about
-# a quarter of the student's epoch (docs/benchmarks.md, "The training epoch").
-_AHEAD_PAIRS, _AHEAD_ROWS, _AHEAD_ORDER = 4, 8, 16
+# How far ahead the loops prefetch (pairs of the batch; rows of the Adam pass; negative draws): far
+# enough to hide a miss to memory behind the work in between, near enough that the lines are still
+# cached when used. Prefetching changes no result (docs/benchmarks.md, "The training epoch").
+_AHEAD_PAIRS, _AHEAD_ROWS, _AHEAD_DRAWS = 4, 8, 16
+
+
+# The tables. Each embedding table and its Adam state live in one flat float32 buffer F of four
+# segments per row: the parameters P, the gradient G (zero between steps), the moments M and V.
+# Element k of row r's segment s is F[r * rs + s * ss + k]: "packed" (rs = 4d, ss = d: a row's P, G,
+# M and V are adjacent, so a step on a row of a large table misses the caches for 5 lines, not 8)
+# for the per-row Adam step; "stacked" (rs = d, ss = n·d: four contiguous [n, d] tables) for the
+# dense step, whose Adam pass then runs over each segment in one vectorised loop.
 
 
 @_jit(fastmath=_FLAGS, error_model="numpy")
-def _step(users, pos, negs, count, U, I, MU, VU, MI, VI, gU, gI, lr, b1, b2, eps, wd, step, weight, seen_u, seen_i, lazy):
+def _step(users, pos, negs, count, FU, FI, ru, su, ri, si, d, lr, b1, b2, eps, wd, step, weight, seen_u, seen_i, lazy):
     """One Adam step on ``weight`` × the summed BPR loss of the first ``count`` pairs (users[p],
-    pos[p], negs[p, :]); ``gU`` / ``gI`` must be zero and are left zero. Returns the unweighted loss.
+    pos[p], negs[p, :]) on the user and item buffers ``FU`` / ``FI`` (row and segment strides
+    ``ru``, ``su`` / ``ri``, ``si``; gradient segments zero, and left zero). Returns the unweighted loss.
 
-    ``lazy``: update only the rows the batch touches (``seen_*``: all-False scratch flags per row,
-    left all-False), else every row as torch's dense Adam does."""
-    d = U.shape[1]
+    ``lazy``: update only the rows the batch touches (packed buffers; ``seen_*``: all-False scratch
+    flags per row, left all-False), else every row as torch's dense Adam does (stacked buffers)."""
     loss = 0.0
     weight = np.float32(weight)
     eu = np.empty(d, dtype=np.float32)  # the user's row, and its gradient summed over the negatives
     gu = np.empty(d, dtype=np.float32)
+    # unsigned offsets: numba then indexes without the negative-index check that stops vectorisation
+    ru_, su_, ri_, si_, d_ = np.uint64(ru), np.uint64(su), np.uint64(ri), np.uint64(si), np.uint64(d)
+    segments = 4 if lazy and _whole_rows(d) else 2  # the Adam pass of a per-row step reads the moments soon after
     for p in range(count):
         if p + _AHEAD_PAIRS < count:
-            _prefetch_pair(users, pos, negs, p + _AHEAD_PAIRS, U, I, gU, gI)
-        u, i = users[p], pos[p]
+            _prefetch_pair(users, pos, negs, p + _AHEAD_PAIRS, FU, FI, ru, su, ri, si, d, segments)
+        bu, bi = np.uint64(users[p]) * ru_, np.uint64(pos[p]) * ri_
         x_pos = np.float32(0.0)
-        for k in range(d):
-            eu[k] = U[u, k]
+        for k in range(d_):
+            eu[k] = FU[bu + k]
             gu[k] = 0.0
-            x_pos += eu[k] * I[i, k]
+            x_pos += eu[k] * FI[bi + k]
         w_sum = np.float32(0.0)
         for n in range(negs.shape[1]):
-            j = negs[p, n]
+            bj = np.uint64(negs[p, n]) * ri_
             x_neg = np.float32(0.0)
-            for k in range(d):
-                x_neg += eu[k] * I[j, k]
+            for k in range(d_):
+                x_neg += eu[k] * FI[bj + k]
             z = x_pos - x_neg
             e = math.exp(-abs(z))
             loss += max(-z, np.float32(0.0)) + math.log1p(e)  # −log σ(z) = softplus(−z), without overflow
             w = weight * (e if z >= 0 else np.float32(1.0)) / (np.float32(1.0) + e)  # weight · σ(−z) = −∂(weight · loss)/∂z
             w_sum += w
-            for k in range(d):
-                gu[k] += w * I[j, k]
-                gI[j, k] += w * eu[k]
-        for k in range(d):
-            gU[u, k] += gu[k] - w_sum * I[i, k]
-            gI[i, k] -= w_sum * eu[k]
+            for k in range(d_):
+                gu[k] += w * FI[bj + k]
+                FI[bj + si_ + k] += w * eu[k]
+        for k in range(d_):
+            FU[bu + su_ + k] += gu[k] - w_sum * FI[bi + k]
+            FI[bi + si_ + k] -= w_sum * eu[k]
     step_size, inv_c2 = _adam_scales(lr, b1, b2, step)
     if lazy:
-        _adam_touched(users[:count], U, MU, VU, gU, seen_u, step_size, inv_c2, b1, b2, eps, wd)
-        _adam_touched(pos[:count], I, MI, VI, gI, seen_i, step_size, inv_c2, b1, b2, eps, wd)
-        _adam_touched(negs[:count].reshape(-1), I, MI, VI, gI, seen_i, step_size, inv_c2, b1, b2, eps, wd)
+        _adam_touched(users[:count], FU, ru, su, d, seen_u, step_size, inv_c2, b1, b2, eps, wd)
+        _adam_touched(pos[:count], FI, ri, si, d, seen_i, step_size, inv_c2, b1, b2, eps, wd)
+        _adam_touched(negs[:count].reshape(-1), FI, ri, si, d, seen_i, step_size, inv_c2, b1, b2, eps, wd)
         for p in range(count):
             seen_u[users[p]] = False
             seen_i[pos[p]] = False
             for n in range(negs.shape[1]):
                 seen_i[negs[p, n]] = False
         return loss
-    _adam(U.reshape(-1), MU.reshape(-1), VU.reshape(-1), gU.reshape(-1), step_size, inv_c2, b1, b2, eps, wd)
-    _adam(I.reshape(-1), MI.reshape(-1), VI.reshape(-1), gI.reshape(-1), step_size, inv_c2, b1, b2, eps, wd)
-    for p in range(count):  # the gradients are non-zero only on the rows this batch touched
-        gU[users[p], :] = 0.0
-        gI[pos[p], :] = 0.0
-        for n in range(negs.shape[1]):
-            gI[negs[p, n], :] = 0.0
+    _adam(FU, 0, su, su, step_size, inv_c2, b1, b2, eps, wd)  # stacked: each segment is the whole table
+    _adam(FI, 0, si, si, step_size, inv_c2, b1, b2, eps, wd)
     return loss
 
 
 @_jit(inline="always")
-def _prefetch_pair(users, pos, negs, p, U, I, gU, gI):
-    """Prefetches the rows pair ``p`` of the batch reads and writes: its user's, its positive's and its negatives'."""
-    prefetch(U, users[p])
-    prefetch(gU, users[p])
-    prefetch(I, pos[p])
-    prefetch(gI, pos[p])
+def _prefetch_pair(users, pos, negs, p, FU, FI, ru, su, ri, si, d, segments):
+    """Prefetches the first ``segments`` segments of the rows pair ``p`` of the batch reads and
+    writes: its user's, its positive's and its negatives'."""
+    _prefetch_segments(FU, users[p] * ru, su, d, segments)
+    _prefetch_segments(FI, pos[p] * ri, si, d, segments)
     for n in range(negs.shape[1]):
-        prefetch(I, negs[p, n])
-        prefetch(gI, negs[p, n])
+        _prefetch_segments(FI, negs[p, n] * ri, si, d, segments)
+
+
+@_jit(inline="always")
+def _prefetch_segments(F, start, ss, d, count):
+    """Prefetches ``count`` consecutive segments of a row from ``start``: one span when packed, else one per segment."""
+    if ss == d:
+        prefetch(F, start, count * d)
+    else:
+        for s in range(count):
+            prefetch(F, start + s * ss, d)
+
+
+@_jit(inline="always")
+def _whole_rows(d):
+    """Whether the step prefetches a packed row whole (up to 8 cache lines: dim ≤ 32): its moments
+    then arrive with its parameters. Longer rows would crowd the caches before the Adam pass."""
+    return 4 * d <= 128
 
 
 @_jit()
@@ -112,37 +134,44 @@ def _adam_scales(lr, b1, b2, step):
 
 
 @_jit(fastmath=_FLAGS, error_model="numpy")
-def _adam_touched(rows, P, M, V, G, seen, step_size, inv_c2, b1, b2, eps, wd):
+def _adam_touched(rows, F, rs, ss, d, seen, step_size, inv_c2, b1, b2, eps, wd):
     """The Adam update of each row listed in ``rows`` (repeats allowed) that ``seen`` does not mark
-    yet: marks it, updates it (one vectorised pass over the row) and clears its gradient. ``seen``
-    stays set, so a later call in the same step skips these rows; :func:`_step` clears it."""
+    yet: marks it and updates it (one vectorised pass over the row, clearing its gradient).
+    ``seen`` stays set, so a later call in the same step skips these rows; :func:`_step` clears it."""
     n = rows.shape[0]
     for x in range(n):
-        if x + _AHEAD_ROWS < n:
-            later = rows[x + _AHEAD_ROWS]
-            prefetch(P, later)
-            prefetch(M, later)
-            prefetch(V, later)
-            prefetch(G, later)
+        if x + _AHEAD_ROWS < n:  # the whole row, or its moments when the step fetched only the first half
+            if _whole_rows(d):
+                _prefetch_segments(F, rows[x + _AHEAD_ROWS] * rs, ss, d, 4)
+            else:
+                _prefetch_segments(F, rows[x + _AHEAD_ROWS] * rs + 2 * ss, ss, d, 2)
         r = rows[x]
         if not seen[r]:
             seen[r] = True
-            _adam(P[r], M[r], V[r], G[r], step_size, inv_c2, b1, b2, eps, wd)
-            G[r, :] = 0.0
+            _adam(F, r * rs, ss, d, step_size, inv_c2, b1, b2, eps, wd)
 
 
 @_jit(fastmath=_FLAGS, error_model="numpy")
-def _adam(P, M, V, G, step_size, inv_c2, b1, b2, eps, wd):
-    """torch.optim.Adam's update with coupled L2 weight decay, on every element (as torch's dense Adam)."""
+def _adam(F, base, ss, length, step_size, inv_c2, b1, b2, eps, wd):
+    """torch.optim.Adam's update with coupled L2 weight decay on ``length`` elements of each segment
+    from ``base`` (parameters F[base:], gradients F[base + ss:], moments F[base + 2ss:] and
+    F[base + 3ss:]); clears the gradients."""
     b1f, b2f, wdf, epsf = np.float32(b1), np.float32(b2), np.float32(wd), np.float32(eps)
     one = np.float32(1.0)
-    for x in range(P.shape[0]):
+    P, G, M, V = (
+        F[base : base + length],
+        F[base + ss : base + ss + length],
+        F[base + 2 * ss : base + 2 * ss + length],
+        F[base + 3 * ss : base + 3 * ss + length],
+    )
+    for x in range(length):
         g = G[x] + wdf * P[x]
         m = b1f * M[x] + (one - b1f) * g
         v = b2f * V[x] + (one - b2f) * g * g
         M[x] = m
         V[x] = v
         P[x] -= step_size * m / (math.sqrt(v) * inv_c2 + epsf)
+        G[x] = 0.0
 
 
 @_jit(inline="always")
@@ -163,66 +192,111 @@ def _below(state, n):
 
 
 @_jit()
-def _shuffle(order, state):
-    for p in range(order.shape[0]):
-        order[p] = p
-    for p in range(order.shape[0] - 1, 0, -1):  # Fisher–Yates
+def _shuffle(users, items, out_u, out_i, state):
+    """(out_u, out_i) = the pairs (users, items) in a uniformly random order (Fisher–Yates). The
+    pairs themselves are shuffled, not an index into them, so the batches then read them in order."""
+    out_u[:] = users
+    out_i[:] = items
+    for p in range(users.shape[0] - 1, 0, -1):
         q = _below(state, p + 1)
-        order[p], order[q] = order[q], order[p]
+        out_u[p], out_u[q] = out_u[q], out_u[p]
+        out_i[p], out_i[q] = out_i[q], out_i[p]
 
 
 @_jit()
-def _draw_negatives(u, indptr, indices, bitmap, n_items, state, out, row):
-    """Fills out[row, :] with items drawn uniformly outside user u's sorted training row (rejection).
+def _draw_negatives(users, count, indptr, indices, bitmap, n_items, state, out):
+    """Fills out[p, :] for p < count with items drawn uniformly outside user users[p]'s sorted
+    training row (rejection), in this order: pair by pair, negative by negative.
 
     ``bitmap`` (one bit per (user, item), see :func:`training_bitmap`) answers membership with one
-    load; an empty one falls back to a binary search in the row. Both accept the same draws."""
-    lo0, hi0 = indptr[u], indptr[u + 1]
-    for c in range(out.shape[1]):
-        while True:
-            j = _below(state, n_items)
-            if bitmap.shape[0]:
-                if not (bitmap[u, j >> 3] >> (j & 7)) & 1:
+    load; an empty one falls back to a binary search in the row. Both accept the same draws. With the
+    bitmap, a second generator runs ``_AHEAD_DRAWS`` draws ahead (kept there across rejections) and
+    prefetches the bitmap byte each coming draw will read, assuming no rejection in between (one draw
+    in ~200 at MovieLens-20M's density), so the bitmap's cache misses overlap."""
+    n_neg = out.shape[1]
+    total = count * n_neg
+    bits = bitmap.reshape(-1)
+    stride = bitmap.shape[1]
+    with_bitmap = bitmap.shape[0] > 0
+    ahead = state.copy()
+    if with_bitmap:
+        for t in range(min(_AHEAD_DRAWS, total)):
+            prefetch(bits, users[t // n_neg] * stride + (_below(ahead, n_items) >> 3), 1)
+    for p in range(count):
+        u = users[p]
+        lo0, hi0 = indptr[u], indptr[u + 1]
+        for c in range(n_neg):
+            if with_bitmap:
+                j = _below(ahead, n_items)
+                t = p * n_neg + c + _AHEAD_DRAWS
+                if t < total:
+                    prefetch(bits, users[t // n_neg] * stride + (j >> 3), 1)
+            while True:
+                j = _below(state, n_items)
+                if with_bitmap:
+                    if not (bits[u * stride + (j >> 3)] >> (j & 7)) & 1:
+                        break
+                    _below(ahead, n_items)
+                    continue
+                base, size = lo0, hi0 - lo0  # branch-free binary search for j in the sorted row
+                while size > 1:
+                    half = size >> 1
+                    base = base + half if indices[base + half] <= j else base
+                    size -= half
+                if size == 0 or indices[base] != j:
                     break
-                continue
-            base, size = lo0, hi0 - lo0  # branch-free binary search for j in the sorted row
-            while size > 1:
-                half = size >> 1
-                base = base + half if indices[base + half] <= j else base
-                size -= half
-            if size == 0 or indices[base] != j:
-                break
-        out[row, c] = j
+            out[p, c] = j
 
 
 @_jit(fastmath=_FLAGS, error_model="numpy")
-def _train(users, items, indptr, indices, bitmap, n_items, n_neg, batch, seed, U, I, MU, VU, MI, VI, gU, gI, order, lr, b1, b2, eps, wd, step, weight, lazy):
+def _train(
+    users,
+    items,
+    indptr,
+    indices,
+    bitmap,
+    n_items,
+    n_neg,
+    batch,
+    seed,
+    FU,
+    FI,
+    ru,
+    su,
+    ri,
+    si,
+    d,
+    shuffled_u,
+    shuffled_i,
+    lr,
+    b1,
+    b2,
+    eps,
+    wd,
+    step,
+    weight,
+    lazy,
+):
     """One epoch: shuffle the pairs, then per mini-batch draw the negatives and take an Adam step.
     Returns (summed batch losses, batches)."""
     state = np.empty(1, dtype=np.uint64)
     state[0] = np.uint64(seed) * np.uint64(0x9E3779B97F4A7C15) | np.uint64(1)
-    _shuffle(order, state)
+    _shuffle(users, items, shuffled_u, shuffled_i, state)
     bu = np.empty(batch, dtype=np.int64)
     bp = np.empty(batch, dtype=np.int64)
     bn = np.empty((batch, n_neg), dtype=np.int64)
-    seen_u = np.zeros(U.shape[0], dtype=np.bool_)
-    seen_i = np.zeros(I.shape[0], dtype=np.bool_)
+    seen_u = np.zeros(FU.shape[0] // (4 * d), dtype=np.bool_)
+    seen_i = np.zeros(FI.shape[0] // (4 * d), dtype=np.bool_)
     total = 0.0
     n_batches = 0
     n = users.shape[0]
     for lo in range(0, n, batch):
         count = min(batch, n - lo)
         for p in range(count):
-            if lo + p + _AHEAD_ORDER < n:
-                later = order[lo + p + _AHEAD_ORDER]
-                prefetch(users, later)
-                prefetch(items, later)
-            q = order[lo + p]
-            bu[p], bp[p] = users[q], items[q]
-        for p in range(count):
-            _draw_negatives(bu[p], indptr, indices, bitmap, n_items, state, bn, p)
+            bu[p], bp[p] = shuffled_u[lo + p], shuffled_i[lo + p]
+        _draw_negatives(bu, count, indptr, indices, bitmap, n_items, state, bn)
         step += 1
-        total += _step(bu, bp, bn, count, U, I, MU, VU, MI, VI, gU, gI, lr, b1, b2, eps, wd, step, weight, seen_u, seen_i, lazy)
+        total += _step(bu, bp, bn, count, FU, FI, ru, su, ri, si, d, lr, b1, b2, eps, wd, step, weight, seen_u, seen_i, lazy)
         n_batches += 1
     return total, n_batches
 
@@ -279,6 +353,35 @@ def eligible(model, methods, config, dist) -> str | None:
     return None
 
 
+class Tables:
+    """An embedding table and its Adam state in one flat, cache-line-aligned float32 buffer, laid
+    out as the kernels read it (see the comment above :func:`_step`): packed for per-row Adam steps,
+    stacked for dense ones."""
+
+    def __init__(self, n: int, d: int, packed: bool):
+        self.n, self.d, self.packed = n, d, packed
+        raw = np.zeros(4 * n * d + 16, dtype=np.float32)
+        skip = (-raw.ctypes.data % 64) // 4
+        self.buffer = raw[skip : skip + 4 * n * d]
+        self.row_stride, self.segment_stride = (4 * d, d) if packed else (d, n * d)
+
+    def segments(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """[n, d] views of the parameters, gradients and the two moments."""
+        if self.packed:
+            rows = self.buffer.reshape(self.n, 4, self.d)
+            return rows[:, 0], rows[:, 1], rows[:, 2], rows[:, 3]
+        P, G, M, V = self.buffer.reshape(4, self.n, self.d)
+        return P, G, M, V
+
+    def load(self, params: np.ndarray, m: np.ndarray, v: np.ndarray) -> None:
+        P, _, M, V = self.segments()
+        P[...], M[...], V[...] = params, m, v
+
+    def store(self, params: np.ndarray, m: np.ndarray, v: np.ndarray) -> None:
+        P, _, M, V = self.segments()
+        params[...], m[...], v[...] = P, M, V
+
+
 class FusedBPR:
     """Trains an :class:`~training.models.mf.MF` model with BPR through the fused kernels, updating
     its embedding tables and ``optimizer``'s Adam state in place."""
@@ -298,13 +401,13 @@ class FusedBPR:
         self.indices = train.indices.astype(np.int64)
         self.n_items = dataset.n_items
         self.bitmap = training_bitmap(self.indptr, self.indices, dataset.n_users, dataset.n_items)
-        self.users = users.astype(np.int64)
-        self.items = items.astype(np.int64)
+        self.users = users.astype(np.int32)
+        self.items = items.astype(np.int32)
         self.params = (model.user_emb.weight, model.item_emb.weight)
-        self.gU = np.zeros_like(self.U)
-        self.gI = np.zeros_like(self.I)
-        self.order = np.empty(len(self.users), dtype=np.int64)
+        self.shuffled = np.empty_like(self.users), np.empty_like(self.items)
         self.adam_rows = resolve_adam_rows(self.tc.adam_rows, dataset.n_users, dataset.n_items, self.tc.batch_size, self.tc.negatives)
+        packed = self.adam_rows == "batch"
+        self.tables = Tables(*self.U.shape, packed), Tables(*self.I.shape, packed)
 
     def _moments(self, p: torch.Tensor) -> tuple[np.ndarray, np.ndarray, torch.Tensor]:
         """The optimizer's (exp_avg, exp_avg_sq, step) of ``p``, created as torch creates them."""
@@ -322,6 +425,9 @@ class FusedBPR:
         MU, VU, step_u = self._moments(self.params[0])
         MI, VI, step_i = self._moments(self.params[1])
         step = int(step_u.item())
+        tu, ti = self.tables
+        tu.load(self.U, MU, VU)
+        ti.load(self.I, MI, VI)
         total, n_batches = _train(
             self.users,
             self.items,
@@ -332,15 +438,14 @@ class FusedBPR:
             self.tc.negatives,
             self.tc.batch_size,
             seed,
-            self.U,
-            self.I,
-            MU,
-            VU,
-            MI,
-            VI,
-            self.gU,
-            self.gI,
-            self.order,
+            tu.buffer,
+            ti.buffer,
+            tu.row_stride,
+            tu.segment_stride,
+            ti.row_stride,
+            ti.segment_stride,
+            tu.d,
+            *self.shuffled,
             float(group["lr"]),
             float(self.b1),
             float(self.b2),
@@ -350,6 +455,8 @@ class FusedBPR:
             self.loss_weight,
             self.adam_rows == "batch",
         )
+        tu.store(self.U, MU, VU)
+        ti.store(self.I, MI, VI)
         step_u.fill_(step + n_batches)
         step_i.fill_(step + n_batches)
         base = total / max(1, n_batches)

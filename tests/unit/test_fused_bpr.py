@@ -9,7 +9,7 @@ import torch
 
 from training.config import config_from_dict
 from training.errors import TrainingError
-from training.fused_bpr import _draw_negatives, _shuffle, _step, resolve_adam_rows, training_bitmap
+from training.fused_bpr import Tables, _draw_negatives, _shuffle, _step, resolve_adam_rows, training_bitmap
 from training.models.mf import MF
 from training.runs import train_run
 from training.trainer import base_loss
@@ -46,19 +46,29 @@ def test_two_update_steps_match_the_torch_path():
     negs = np.array([[1, 4], [2, 2], [0, 5], [1, 3], [0, 2], [4, 3]], dtype=np.int64)
     model, st_u, st_i, losses = _torch_steps(U, I, [(users[:4], pos[:4], negs[:4]), (users[4:], pos[4:], negs[4:])])
 
-    Uf, If = U.copy(), I.copy()
-    M = [np.zeros_like(U), np.zeros_like(U), np.zeros_like(I), np.zeros_like(I)]
-    gU, gI = np.zeros_like(U), np.zeros_like(I)
+    tu, ti = _tables(U, I, packed=False)
     total = 0.0
     for step, sl in ((1, slice(0, 4)), (2, slice(4, 6))):
-        total += _step(users[sl], pos[sl], negs[sl], len(users[sl]), Uf, If, *M, gU, gI, LR, BETAS[0], BETAS[1], EPS, WD, step, 1.0, *_flags(U, I), False)
+        total += _step(users[sl], pos[sl], negs[sl], len(users[sl]), *_buffers(tu, ti), LR, BETAS[0], BETAS[1], EPS, WD, step, 1.0, *_flags(U, I), False)
     assert total == pytest.approx(sum(losses), rel=1e-5)
-    assert not gU.any() and not gI.any()  # the gradient buffers are left clear for the next step
+    (Uf, gU, MU, _), (If, gI, _, VI) = tu.segments(), ti.segments()
+    assert not gU.any() and not gI.any()  # the gradients are left clear for the next step
     np.testing.assert_allclose(Uf, model.user_emb.weight.detach().numpy(), rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(If, model.item_emb.weight.detach().numpy(), rtol=1e-5, atol=1e-6)
-    np.testing.assert_allclose(M[0], st_u["exp_avg"].numpy(), rtol=1e-5, atol=1e-7)
-    np.testing.assert_allclose(M[3], st_i["exp_avg_sq"].numpy(), rtol=1e-4, atol=1e-9)  # g² amplifies float32 rounding
+    np.testing.assert_allclose(MU, st_u["exp_avg"].numpy(), rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(VI, st_i["exp_avg_sq"].numpy(), rtol=1e-4, atol=1e-9)  # g² amplifies float32 rounding
     assert not np.allclose(If[6], I[6])  # untouched rows still decay, as with torch's dense Adam
+
+
+def _tables(U, I, packed):
+    tu, ti = Tables(*U.shape, packed), Tables(*I.shape, packed)
+    tu.load(U, np.zeros_like(U), np.zeros_like(U))
+    ti.load(I, np.zeros_like(I), np.zeros_like(I))
+    return tu, ti
+
+
+def _buffers(tu, ti):
+    return tu.buffer, ti.buffer, tu.row_stride, tu.segment_stride, ti.row_stride, ti.segment_stride, tu.d
 
 
 def _flags(U, I):
@@ -71,13 +81,13 @@ def test_batch_rows_adam_updates_only_the_touched_rows_exactly_as_the_dense_step
     I = rng.normal(0, 0.5, (8, 3)).astype(np.float32)
     users, pos, negs = np.array([0, 2, 2]), np.array([1, 3, 1]), np.array([[4], [5], [4]])
     out = {}
-    for lazy in (False, True):
-        Uf, If = U.copy(), I.copy()
-        M = [np.zeros_like(U), np.zeros_like(U), np.zeros_like(I), np.zeros_like(I)]
+    for lazy in (False, True):  # the dense step on stacked tables, the per-row step on packed ones
+        tu, ti = _tables(U, I, packed=lazy)
         flags = _flags(U, I)
-        _step(users, pos, negs, 3, Uf, If, *M, np.zeros_like(U), np.zeros_like(I), LR, *BETAS, EPS, WD, 1, 1.0, *flags, lazy)
+        _step(users, pos, negs, 3, *_buffers(tu, ti), LR, *BETAS, EPS, WD, 1, 1.0, *flags, lazy)
         assert not flags[0].any() and not flags[1].any()
-        out[lazy] = (Uf, If)
+        assert not tu.segments()[1].any() and not ti.segments()[1].any()
+        out[lazy] = (tu.segments()[0], ti.segments()[0])
     touched_u, touched_i = [0, 2], [1, 3, 4, 5]
     np.testing.assert_array_equal(out[True][0][touched_u], out[False][0][touched_u])
     np.testing.assert_array_equal(out[True][1][touched_i], out[False][1][touched_i])
@@ -93,17 +103,41 @@ def test_the_sampler_draws_uniformly_outside_each_users_training_row():
     for bitmap in (np.zeros((0, 0), dtype=np.uint8), training_bitmap(indptr, indices, 2, 5)):
         state = np.array([12345], dtype=np.uint64)
         negs = np.empty((6000, 2), dtype=np.int64)
-        for row in range(6000):
-            _draw_negatives(row % 2, indptr, indices, bitmap, 5, state, negs, row)
+        for lo in range(0, 6000, 1000):  # batches of 1000 pairs, users 0, 1, 0, 1, …
+            _draw_negatives(np.arange(lo, lo + 1000) % 2, 1000, indptr, indices, bitmap, 5, state, negs[lo:])
         draws.append(negs)
     np.testing.assert_array_equal(draws[0], draws[1])  # the bitmap and the binary search accept the same draws
     assert training_bitmap(indptr, indices, 2, 5)[:, 0].tolist() == [0b10011, 0b01000]
     u0, u1 = negs[0::2].ravel(), negs[1::2].ravel()
     assert set(u0) == {2, 3} and set(u1) == {0, 1, 2, 4}
     assert abs(np.mean(u0 == 2) - 0.5) < 0.03 and abs(np.mean(u1 == 4) - 0.25) < 0.03
-    order = np.empty(1000, dtype=np.int64)
-    _shuffle(order, state)
-    assert sorted(order) == list(range(1000)) and not np.array_equal(order, np.arange(1000))
+
+
+def test_the_shuffle_puts_the_pairs_in_every_order_equally_often():
+    users, items = np.arange(4, dtype=np.int32), np.arange(10, 14, dtype=np.int32)
+    out_u, out_i = np.empty_like(users), np.empty_like(items)
+    state = np.array([99], dtype=np.uint64)
+    counts: dict[tuple, int] = {}
+    for _ in range(24_000):
+        _shuffle(users, items, out_u, out_i, state)
+        assert np.array_equal(out_i, out_u + 10)  # pairs stay together
+        counts[tuple(out_u)] = counts.get(tuple(out_u), 0) + 1
+    assert len(counts) == 24 and all(800 < c < 1200 for c in counts.values()), counts  # 1,000 each expected
+    assert np.array_equal(users, np.arange(4))
+
+
+@pytest.mark.parametrize("packed", [False, True])
+def test_tables_hold_what_they_are_given_aligned_to_cache_lines(packed):
+    rng = np.random.default_rng(1)
+    P, M, V = (rng.normal(size=(7, 5)).astype(np.float32) for _ in range(3))
+    t = Tables(7, 5, packed)
+    assert t.buffer.ctypes.data % 64 == 0 and t.buffer.size == 4 * 7 * 5
+    t.load(P, M, V)
+    r, s = t.row_stride, t.segment_stride
+    assert t.buffer[3 * r + 2 * s + 4] == M[3, 4] and t.buffer[6 * r + 3 * s] == V[6, 0]  # the kernels' addressing
+    out = [np.zeros_like(P) for _ in range(3)]
+    t.store(*out)
+    assert all(np.array_equal(a, b) for a, b in zip(out, (P, M, V)))
 
 
 def _cfg(engine, family="mf"):
