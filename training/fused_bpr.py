@@ -282,8 +282,6 @@ def _train(
     state = np.empty(1, dtype=np.uint64)
     state[0] = np.uint64(seed) * np.uint64(0x9E3779B97F4A7C15) | np.uint64(1)
     _shuffle(users, items, shuffled_u, shuffled_i, state)
-    bu = np.empty(batch, dtype=np.int64)
-    bp = np.empty(batch, dtype=np.int64)
     bn = np.empty((batch, n_neg), dtype=np.int64)
     seen_u = np.zeros(FU.shape[0] // (4 * d), dtype=np.bool_)
     seen_i = np.zeros(FI.shape[0] // (4 * d), dtype=np.bool_)
@@ -292,8 +290,7 @@ def _train(
     n = users.shape[0]
     for lo in range(0, n, batch):
         count = min(batch, n - lo)
-        for p in range(count):
-            bu[p], bp[p] = shuffled_u[lo + p], shuffled_i[lo + p]
+        bu, bp = shuffled_u[lo : lo + count], shuffled_i[lo : lo + count]  # the batch's pairs, in place
         _draw_negatives(bu, count, indptr, indices, bitmap, n_items, state, bn)
         step += 1
         total += _step(bu, bp, bn, count, FU, FI, ru, su, ri, si, d, lr, b1, b2, eps, wd, step, weight, seen_u, seen_i, lazy)
@@ -406,8 +403,8 @@ class FusedBPR:
         self.params = (model.user_emb.weight, model.item_emb.weight)
         self.shuffled = np.empty_like(self.users), np.empty_like(self.items)
         self.adam_rows = resolve_adam_rows(self.tc.adam_rows, dataset.n_users, dataset.n_items, self.tc.batch_size, self.tc.negatives)
-        packed = self.adam_rows == "batch"
-        self.tables = Tables(*self.U.shape, packed), Tables(*self.I.shape, packed)
+        self.per_row = self.adam_rows == "batch"  # per-row Adam steps, on packed tables
+        self.tables = Tables(*self.U.shape, self.per_row), Tables(*self.I.shape, self.per_row)
 
     def _moments(self, p: torch.Tensor) -> tuple[np.ndarray, np.ndarray, torch.Tensor]:
         """The optimizer's (exp_avg, exp_avg_sq, step) of ``p``, created as torch creates them."""
@@ -453,7 +450,7 @@ class FusedBPR:
             float(group["weight_decay"]),
             step,
             self.loss_weight,
-            self.adam_rows == "batch",
+            self.per_row,
         )
         tu.store(self.U, MU, VU)
         ti.store(self.I, MI, VI)
