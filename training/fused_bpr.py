@@ -35,41 +35,50 @@ _FLAGS = {"reassoc", "contract", "arcp"}
 _AHEAD_PAIRS, _AHEAD_ROWS, _AHEAD_DRAWS = 4, 8, 16
 
 
-# The tables. Each embedding table and its Adam state live in one flat float32 buffer F of four
-# segments per row: the parameters P, the gradient G (zero between steps), the moments M and V.
-# Element k of row r's segment s is F[r * rs + s * ss + k]: "packed" (rs = 4d, ss = d: a row's P, G,
-# M and V are adjacent, so a step on a row of a large table misses the caches for 5 lines, not 8)
-# for the per-row Adam step; "stacked" (rs = d, ss = n·d: four contiguous [n, d] tables) for the
-# dense step, whose Adam pass then runs over each segment in one vectorised loop.
+# The tables. Each embedding table and its Adam state live in one flat float32 buffer F of three
+# segments per row, the parameters P and the moments M and V: element k of row r's segment s is
+# F[r * rs + s * ss + k]. The gradients live beside it in G, row by row. Two layouts:
+# - per-row ("packed": rs = 3d rounded up to whole cache lines, ss = d) for the per-row Adam step: a
+#   row's P, M and V are adjacent (4 cache lines at dim 20), and G is a small scratch table holding
+#   the rows one batch touches, each at the slot the batch assigns it (``slot_of`` maps a row to its
+#   slot, −1 when it has none; ``touched`` lists the rows in slot order). On a large table a step then
+#   misses the caches once per row for its parameters and moments and never for its gradient.
+# - dense ("stacked": rs = d, ss = n·d) for the dense step: three contiguous [n, d] tables and a full
+#   [n, d] G in which row r is its own slot, so the Adam pass runs over each table in one vectorised loop.
+# The kernels take a table as the tuple (F, G, slot_of, touched, rs, ss); ``slot_of`` is empty for
+# the dense layout, which is how they tell the two apart.
 
 
 @_jit(fastmath=_FLAGS, error_model="numpy")
-def _step(users, pos, negs, count, FU, FI, ru, su, ri, si, d, lr, b1, b2, eps, wd, step, weight, seen_u, seen_i, lazy):
-    """One Adam step on ``weight`` × the summed BPR loss of the first ``count`` pairs (users[p],
-    pos[p], negs[p, :]) on the user and item buffers ``FU`` / ``FI`` (row and segment strides
-    ``ru``, ``su`` / ``ri``, ``si``; gradient segments zero, and left zero). Returns the unweighted loss.
-
-    ``lazy``: update only the rows the batch touches (packed buffers; ``seen_*``: all-False scratch
-    flags per row, left all-False), else every row as torch's dense Adam does (stacked buffers)."""
+def _step(users, pos, negs, count, TU, TI, d, gu, gp, gn, weight):
+    """Adds ``weight`` × the gradient of the summed BPR loss of the first ``count`` pairs (users[p],
+    pos[p], negs[p, :]) to the gradient rows of those rows, which lie at slots gu[p], gp[p] and
+    gn[p, :] of the tables' G. Returns the unweighted loss."""
+    FU, GU, slot_of, _, ru, _ = TU
+    FI, GI, _, _, ri, _ = TI
+    # what to prefetch of a row: per row, the whole row when it is short (see :func:`_whole_rows`), else
+    # its parameters, and nothing of G (one batch's slots, which stay cached); dense, both
+    per_row = slot_of.shape[0] > 0
+    span = ru if per_row and _whole_rows(ru) else d
+    gspan = 0 if per_row else d
     loss = 0.0
     weight = np.float32(weight)
     eu = np.empty(d, dtype=np.float32)  # the user's row, and its gradient summed over the negatives
-    gu = np.empty(d, dtype=np.float32)
+    gsum = np.empty(d, dtype=np.float32)
     # unsigned offsets: numba then indexes without the negative-index check that stops vectorisation
-    ru_, su_, ri_, si_, d_ = np.uint64(ru), np.uint64(su), np.uint64(ri), np.uint64(si), np.uint64(d)
-    segments = 4 if lazy and _whole_rows(d) else 2  # the Adam pass of a per-row step reads the moments soon after
+    ru_, ri_, d_ = np.uint64(ru), np.uint64(ri), np.uint64(d)
     for p in range(count):
         if p + _AHEAD_PAIRS < count:
-            _prefetch_pair(users, pos, negs, p + _AHEAD_PAIRS, FU, FI, ru, su, ri, si, d, segments)
+            _prefetch_pair(users, pos, negs, gu, gp, gn, p + _AHEAD_PAIRS, FU, GU, ru, FI, GI, ri, d, span, gspan)
         bu, bi = np.uint64(users[p]) * ru_, np.uint64(pos[p]) * ri_
         x_pos = np.float32(0.0)
         for k in range(d_):
             eu[k] = FU[bu + k]
-            gu[k] = 0.0
+            gsum[k] = 0.0
             x_pos += eu[k] * FI[bi + k]
         w_sum = np.float32(0.0)
         for n in range(negs.shape[1]):
-            bj = np.uint64(negs[p, n]) * ri_
+            bj, gj = np.uint64(negs[p, n]) * ri_, np.uint64(gn[p, n]) * d_
             x_neg = np.float32(0.0)
             for k in range(d_):
                 x_neg += eu[k] * FI[bj + k]
@@ -79,52 +88,75 @@ def _step(users, pos, negs, count, FU, FI, ru, su, ri, si, d, lr, b1, b2, eps, w
             w = weight * (e if z >= 0 else np.float32(1.0)) / (np.float32(1.0) + e)  # weight · σ(−z) = −∂(weight · loss)/∂z
             w_sum += w
             for k in range(d_):
-                gu[k] += w * FI[bj + k]
-                FI[bj + si_ + k] += w * eu[k]
+                gsum[k] += w * FI[bj + k]
+                GI[gj + k] += w * eu[k]
+        gbu, gbi = np.uint64(gu[p]) * d_, np.uint64(gp[p]) * d_
         for k in range(d_):
-            FU[bu + su_ + k] += gu[k] - w_sum * FI[bi + k]
-            FI[bi + si_ + k] -= w_sum * eu[k]
-    step_size, inv_c2 = _adam_scales(lr, b1, b2, step)
-    if lazy:
-        _adam_touched(users[:count], FU, ru, su, d, seen_u, step_size, inv_c2, b1, b2, eps, wd)
-        _adam_touched(pos[:count], FI, ri, si, d, seen_i, step_size, inv_c2, b1, b2, eps, wd)
-        _adam_touched(negs[:count].reshape(-1), FI, ri, si, d, seen_i, step_size, inv_c2, b1, b2, eps, wd)
-        for p in range(count):
-            seen_u[users[p]] = False
-            seen_i[pos[p]] = False
-            for n in range(negs.shape[1]):
-                seen_i[negs[p, n]] = False
-        return loss
-    _adam(FU, 0, su, su, step_size, inv_c2, b1, b2, eps, wd)  # stacked: each segment is the whole table
-    _adam(FI, 0, si, si, step_size, inv_c2, b1, b2, eps, wd)
+            GU[gbu + k] += gsum[k] - w_sum * FI[bi + k]
+            GI[gbi + k] -= w_sum * eu[k]
     return loss
 
 
 @_jit(inline="always")
-def _prefetch_pair(users, pos, negs, p, FU, FI, ru, su, ri, si, d, segments):
-    """Prefetches the first ``segments`` segments of the rows pair ``p`` of the batch reads and
-    writes: its user's, its positive's and its negatives'."""
-    _prefetch_segments(FU, users[p] * ru, su, d, segments)
-    _prefetch_segments(FI, pos[p] * ri, si, d, segments)
+def _prefetch_pair(users, pos, negs, gu, gp, gn, p, FU, GU, ru, FI, GI, ri, d, span, gspan):
+    """Prefetches what pair ``p`` of the batch reads and writes: ``span`` elements of its rows and
+    ``gspan`` of their gradient rows (see :func:`_step`)."""
+    prefetch(FU, users[p] * ru, span)
+    prefetch(GU, gu[p] * d, gspan)
+    prefetch(FI, pos[p] * ri, span)
+    prefetch(GI, gp[p] * d, gspan)
     for n in range(negs.shape[1]):
-        _prefetch_segments(FI, negs[p, n] * ri, si, d, segments)
+        prefetch(FI, negs[p, n] * ri, span)
+        prefetch(GI, gn[p, n] * d, gspan)
 
 
 @_jit(inline="always")
-def _prefetch_segments(F, start, ss, d, count):
-    """Prefetches ``count`` consecutive segments of a row from ``start``: one span when packed, else one per segment."""
-    if ss == d:
-        prefetch(F, start, count * d)
+def _whole_rows(rs):
+    """Whether the step prefetches a per-row table's row whole (up to 8 cache lines: dim ≤ 40): its
+    moments then arrive with its parameters. Longer rows would crowd the caches before the Adam pass."""
+    return rs <= 128
+
+
+@_jit()
+def _slots(rows, slot_of, touched, k, out):
+    """Gives each row listed in ``rows`` (repeats allowed) its gradient slot: the one it has, else
+    the next free one (``k``: the slots taken so far); out[x] = the slot of rows[x]. Returns the
+    slots taken now."""
+    for x in range(rows.shape[0]):
+        r = rows[x]
+        s = slot_of[r]
+        if s < 0:
+            s = k
+            slot_of[r] = k
+            touched[k] = r
+            k += 1
+        out[x] = s
+    return k
+
+
+@_jit(fastmath=_FLAGS, error_model="numpy")
+def _update(users, pos, negs, count, TU, TI, d, work, lr, b1, b2, eps, wd, step, weight):
+    """One Adam step on ``weight`` × the summed BPR loss of the first ``count`` pairs; returns the
+    unweighted loss. Per-row tables: only the rows the batch touches are updated (``work``: scratch
+    for their slots, [batch], [batch], [batch, negatives]); dense ones: every row, as torch's dense
+    Adam does. Gradients are zero before and after."""
+    per_row = TU[2].shape[0] > 0
+    if per_row:
+        gu, gp, gn = work
+        ku = _slots(users[:count], TU[2], TU[3], 0, gu)
+        ki = _slots(pos[:count], TI[2], TI[3], 0, gp)
+        ki = _slots(negs[:count].reshape(-1), TI[2], TI[3], ki, gn[:count].reshape(-1))
+        loss = _step(users, pos, negs, count, TU, TI, d, gu, gp, gn, weight)
     else:
-        for s in range(count):
-            prefetch(F, start + s * ss, d)
-
-
-@_jit(inline="always")
-def _whole_rows(d):
-    """Whether the step prefetches a packed row whole (up to 8 cache lines: dim ≤ 32): its moments
-    then arrive with its parameters. Longer rows would crowd the caches before the Adam pass."""
-    return 4 * d <= 128
+        loss = _step(users, pos, negs, count, TU, TI, d, users, pos, negs, weight)
+    step_size, inv_c2 = _adam_scales(lr, b1, b2, step)
+    if per_row:
+        _adam_rows(TU, ku, d, step_size, inv_c2, b1, b2, eps, wd)
+        _adam_rows(TI, ki, d, step_size, inv_c2, b1, b2, eps, wd)
+    else:
+        _adam_all(TU, step_size, inv_c2, b1, b2, eps, wd)
+        _adam_all(TI, step_size, inv_c2, b1, b2, eps, wd)
+    return loss
 
 
 @_jit()
@@ -134,37 +166,36 @@ def _adam_scales(lr, b1, b2, step):
 
 
 @_jit(fastmath=_FLAGS, error_model="numpy")
-def _adam_touched(rows, F, rs, ss, d, seen, step_size, inv_c2, b1, b2, eps, wd):
-    """The Adam update of each row listed in ``rows`` (repeats allowed) that ``seen`` does not mark
-    yet: marks it and updates it (one vectorised pass over the row, clearing its gradient).
-    ``seen`` stays set, so a later call in the same step skips these rows; :func:`_step` clears it."""
-    n = rows.shape[0]
-    for x in range(n):
-        if x + _AHEAD_ROWS < n:  # the whole row, or its moments when the step fetched only the first half
-            if _whole_rows(d):
-                _prefetch_segments(F, rows[x + _AHEAD_ROWS] * rs, ss, d, 4)
+def _adam_rows(T, k, d, step_size, inv_c2, b1, b2, eps, wd):
+    """The Adam update of the ``k`` rows that hold gradient slots, in slot order; frees the slots."""
+    F, G, slot_of, touched, rs, ss = T
+    for s in range(k):
+        if s + _AHEAD_ROWS < k:  # the whole row, or its moments when the step fetched only the parameters
+            r = touched[s + _AHEAD_ROWS]
+            if _whole_rows(rs):
+                prefetch(F, r * rs, rs)
             else:
-                _prefetch_segments(F, rows[x + _AHEAD_ROWS] * rs + 2 * ss, ss, d, 2)
-        r = rows[x]
-        if not seen[r]:
-            seen[r] = True
-            _adam(F, r * rs, ss, d, step_size, inv_c2, b1, b2, eps, wd)
+                prefetch(F, r * rs + ss, 2 * d)
+        r = touched[s]
+        b = r * rs
+        _adam(F[b : b + d], G[s * d : s * d + d], F[b + ss : b + ss + d], F[b + 2 * ss : b + 2 * ss + d], step_size, inv_c2, b1, b2, eps, wd)
+        slot_of[r] = -1
 
 
 @_jit(fastmath=_FLAGS, error_model="numpy")
-def _adam(F, base, ss, length, step_size, inv_c2, b1, b2, eps, wd):
-    """torch.optim.Adam's update with coupled L2 weight decay on ``length`` elements of each segment
-    from ``base`` (parameters F[base:], gradients F[base + ss:], moments F[base + 2ss:] and
-    F[base + 3ss:]); clears the gradients."""
+def _adam_all(T, step_size, inv_c2, b1, b2, eps, wd):
+    """The Adam update of every row of a dense table."""
+    F, G, _, _, _, ss = T
+    _adam(F[:ss], G, F[ss : 2 * ss], F[2 * ss : 3 * ss], step_size, inv_c2, b1, b2, eps, wd)
+
+
+@_jit(fastmath=_FLAGS, error_model="numpy")
+def _adam(P, G, M, V, step_size, inv_c2, b1, b2, eps, wd):
+    """torch.optim.Adam's update with coupled L2 weight decay of parameters P from gradients G and
+    moments M, V (equal-length 1-D views); clears the gradients."""
     b1f, b2f, wdf, epsf = np.float32(b1), np.float32(b2), np.float32(wd), np.float32(eps)
     one = np.float32(1.0)
-    P, G, M, V = (
-        F[base : base + length],
-        F[base + ss : base + ss + length],
-        F[base + 2 * ss : base + 2 * ss + length],
-        F[base + 3 * ss : base + 3 * ss + length],
-    )
-    for x in range(length):
+    for x in range(P.shape[0]):
         g = G[x] + wdf * P[x]
         m = b1f * M[x] + (one - b1f) * g
         v = b2f * V[x] + (one - b2f) * g * g
@@ -249,42 +280,14 @@ def _draw_negatives(users, count, indptr, indices, bitmap, n_items, state, out):
 
 
 @_jit(fastmath=_FLAGS, error_model="numpy")
-def _train(
-    users,
-    items,
-    indptr,
-    indices,
-    bitmap,
-    n_items,
-    n_neg,
-    batch,
-    seed,
-    FU,
-    FI,
-    ru,
-    su,
-    ri,
-    si,
-    d,
-    shuffled_u,
-    shuffled_i,
-    lr,
-    b1,
-    b2,
-    eps,
-    wd,
-    step,
-    weight,
-    lazy,
-):
-    """One epoch: shuffle the pairs, then per mini-batch draw the negatives and take an Adam step.
-    Returns (summed batch losses, batches)."""
+def _train(users, items, indptr, indices, bitmap, n_items, n_neg, batch, seed, TU, TI, d, shuffled_u, shuffled_i, lr, b1, b2, eps, wd, step, weight):
+    """One epoch on the tables ``TU`` / ``TI``: shuffle the pairs, then per mini-batch draw the
+    negatives and take an Adam step. Returns (summed batch losses, batches)."""
     state = np.empty(1, dtype=np.uint64)
     state[0] = np.uint64(seed) * np.uint64(0x9E3779B97F4A7C15) | np.uint64(1)
     _shuffle(users, items, shuffled_u, shuffled_i, state)
     bn = np.empty((batch, n_neg), dtype=np.int64)
-    seen_u = np.zeros(FU.shape[0] // (4 * d), dtype=np.bool_)
-    seen_i = np.zeros(FI.shape[0] // (4 * d), dtype=np.bool_)
+    work = np.empty(batch, dtype=users.dtype), np.empty(batch, dtype=items.dtype), np.empty((batch, n_neg), dtype=np.int64)
     total = 0.0
     n_batches = 0
     n = users.shape[0]
@@ -293,7 +296,7 @@ def _train(
         bu, bp = shuffled_u[lo : lo + count], shuffled_i[lo : lo + count]  # the batch's pairs, in place
         _draw_negatives(bu, count, indptr, indices, bitmap, n_items, state, bn)
         step += 1
-        total += _step(bu, bp, bn, count, FU, FI, ru, su, ri, si, d, lr, b1, b2, eps, wd, step, weight, seen_u, seen_i, lazy)
+        total += _update(bu, bp, bn, count, TU, TI, d, work, lr, b1, b2, eps, wd, step, weight)
         n_batches += 1
     return total, n_batches
 
@@ -351,31 +354,48 @@ def eligible(model, methods, config, dist) -> str | None:
 
 
 class Tables:
-    """An embedding table and its Adam state in one flat, cache-line-aligned float32 buffer, laid
-    out as the kernels read it (see the comment above :func:`_step`): packed for per-row Adam steps,
-    stacked for dense ones."""
+    """An embedding table and its Adam state in one flat, cache-line-aligned float32 buffer, with its
+    gradients beside it, laid out as the kernels read them (see the comment above :func:`_step`).
 
-    def __init__(self, n: int, d: int, packed: bool):
-        self.n, self.d, self.packed = n, d, packed
-        raw = np.zeros(4 * n * d + 16, dtype=np.float32)
+    ``rows_per_step``: None for the dense layout (every row updated every step); else the per-row
+    layout, with gradient slots for that many rows (the most one step can touch)."""
+
+    def __init__(self, n: int, d: int, rows_per_step: int | None):
+        self.n, self.d = n, d
+        self.per_row = rows_per_step is not None
+        if self.per_row:
+            self.row_stride, self.segment_stride = -(-3 * d // 16) * 16, d  # whole 64-byte lines per row
+            size = n * self.row_stride
+            self.grad = np.zeros(min(n, rows_per_step) * d, dtype=np.float32)
+            self.slot_of = np.full(n, -1, dtype=np.int32)
+            self.touched = np.zeros(min(n, rows_per_step), dtype=np.int32)
+        else:
+            self.row_stride, self.segment_stride = d, n * d
+            size = 3 * n * d
+            self.grad = np.zeros(n * d, dtype=np.float32)
+            self.slot_of = self.touched = np.zeros(0, dtype=np.int32)
+        raw = np.zeros(size + 16, dtype=np.float32)
         skip = (-raw.ctypes.data % 64) // 4
-        self.buffer = raw[skip : skip + 4 * n * d]
-        self.row_stride, self.segment_stride = (4 * d, d) if packed else (d, n * d)
+        self.buffer = raw[skip : skip + size]
 
-    def segments(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """[n, d] views of the parameters, gradients and the two moments."""
-        if self.packed:
-            rows = self.buffer.reshape(self.n, 4, self.d)
-            return rows[:, 0], rows[:, 1], rows[:, 2], rows[:, 3]
-        P, G, M, V = self.buffer.reshape(4, self.n, self.d)
-        return P, G, M, V
+    def kernel_args(self) -> tuple:
+        """The table as the kernels take it."""
+        return self.buffer, self.grad, self.slot_of, self.touched, self.row_stride, self.segment_stride
+
+    def segments(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """[n, d] views of the parameters and the two moments."""
+        if self.per_row:
+            rows = self.buffer.reshape(self.n, self.row_stride)
+            return rows[:, : self.d], rows[:, self.d : 2 * self.d], rows[:, 2 * self.d : 3 * self.d]
+        P, M, V = self.buffer.reshape(3, self.n, self.d)
+        return P, M, V
 
     def load(self, params: np.ndarray, m: np.ndarray, v: np.ndarray) -> None:
-        P, _, M, V = self.segments()
+        P, M, V = self.segments()
         P[...], M[...], V[...] = params, m, v
 
     def store(self, params: np.ndarray, m: np.ndarray, v: np.ndarray) -> None:
-        P, _, M, V = self.segments()
+        P, M, V = self.segments()
         params[...], m[...], v[...] = P, M, V
 
 
@@ -403,8 +423,11 @@ class FusedBPR:
         self.params = (model.user_emb.weight, model.item_emb.weight)
         self.shuffled = np.empty_like(self.users), np.empty_like(self.items)
         self.adam_rows = resolve_adam_rows(self.tc.adam_rows, dataset.n_users, dataset.n_items, self.tc.batch_size, self.tc.negatives)
-        self.per_row = self.adam_rows == "batch"  # per-row Adam steps, on packed tables
-        self.tables = Tables(*self.U.shape, self.per_row), Tables(*self.I.shape, self.per_row)
+        batch, per_row = self.tc.batch_size, self.adam_rows == "batch"
+        self.tables = (
+            Tables(*self.U.shape, batch if per_row else None),
+            Tables(*self.I.shape, batch * (1 + self.tc.negatives) if per_row else None),
+        )
 
     def _moments(self, p: torch.Tensor) -> tuple[np.ndarray, np.ndarray, torch.Tensor]:
         """The optimizer's (exp_avg, exp_avg_sq, step) of ``p``, created as torch creates them."""
@@ -435,12 +458,8 @@ class FusedBPR:
             self.tc.negatives,
             self.tc.batch_size,
             seed,
-            tu.buffer,
-            ti.buffer,
-            tu.row_stride,
-            tu.segment_stride,
-            ti.row_stride,
-            ti.segment_stride,
+            tu.kernel_args(),
+            ti.kernel_args(),
             tu.d,
             *self.shuffled,
             float(group["lr"]),
@@ -450,7 +469,6 @@ class FusedBPR:
             float(group["weight_decay"]),
             step,
             self.loss_weight,
-            self.per_row,
         )
         tu.store(self.U, MU, VU)
         ti.store(self.I, MI, VI)

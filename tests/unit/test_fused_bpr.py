@@ -9,7 +9,7 @@ import torch
 
 from training.config import config_from_dict
 from training.errors import TrainingError
-from training.fused_bpr import Tables, _draw_negatives, _shuffle, _step, resolve_adam_rows, training_bitmap
+from training.fused_bpr import Tables, _draw_negatives, _shuffle, _update, resolve_adam_rows, training_bitmap
 from training.models.mf import MF
 from training.runs import train_run
 from training.trainer import base_loss
@@ -46,13 +46,13 @@ def test_two_update_steps_match_the_torch_path():
     negs = np.array([[1, 4], [2, 2], [0, 5], [1, 3], [0, 2], [4, 3]], dtype=np.int64)
     model, st_u, st_i, losses = _torch_steps(U, I, [(users[:4], pos[:4], negs[:4]), (users[4:], pos[4:], negs[4:])])
 
-    tu, ti = _tables(U, I, packed=False)
+    tu, ti = _tables(U, I, per_row=False)
     total = 0.0
     for step, sl in ((1, slice(0, 4)), (2, slice(4, 6))):
-        total += _step(users[sl], pos[sl], negs[sl], len(users[sl]), *_buffers(tu, ti), LR, BETAS[0], BETAS[1], EPS, WD, step, 1.0, *_flags(U, I), False)
+        total += _update(users[sl], pos[sl], negs[sl], len(users[sl]), tu.kernel_args(), ti.kernel_args(), 4, _work(4, 2), LR, *BETAS, EPS, WD, step, 1.0)
     assert total == pytest.approx(sum(losses), rel=1e-5)
-    (Uf, gU, MU, _), (If, gI, _, VI) = tu.segments(), ti.segments()
-    assert not gU.any() and not gI.any()  # the gradients are left clear for the next step
+    (Uf, MU, _), (If, _, VI) = tu.segments(), ti.segments()
+    assert not tu.grad.any() and not ti.grad.any()  # the gradients are left clear for the next step
     np.testing.assert_allclose(Uf, model.user_emb.weight.detach().numpy(), rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(If, model.item_emb.weight.detach().numpy(), rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(MU, st_u["exp_avg"].numpy(), rtol=1e-5, atol=1e-7)
@@ -60,19 +60,17 @@ def test_two_update_steps_match_the_torch_path():
     assert not np.allclose(If[6], I[6])  # untouched rows still decay, as with torch's dense Adam
 
 
-def _tables(U, I, packed):
-    tu, ti = Tables(*U.shape, packed), Tables(*I.shape, packed)
+def _tables(U, I, per_row):
+    """Dense tables, or per-row ones with gradient slots for every row."""
+    tu, ti = Tables(*U.shape, len(U) if per_row else None), Tables(*I.shape, len(I) if per_row else None)
     tu.load(U, np.zeros_like(U), np.zeros_like(U))
     ti.load(I, np.zeros_like(I), np.zeros_like(I))
     return tu, ti
 
 
-def _buffers(tu, ti):
-    return tu.buffer, ti.buffer, tu.row_stride, tu.segment_stride, ti.row_stride, ti.segment_stride, tu.d
-
-
-def _flags(U, I):
-    return np.zeros(len(U), dtype=np.bool_), np.zeros(len(I), dtype=np.bool_)
+def _work(batch, negatives):
+    """The per-row step's slot scratch for the pairs of one batch (users, positives, negatives)."""
+    return np.empty(batch, dtype=np.int64), np.empty(batch, dtype=np.int64), np.empty((batch, negatives), dtype=np.int64)
 
 
 def test_batch_rows_adam_updates_only_the_touched_rows_exactly_as_the_dense_step_does():
@@ -81,12 +79,11 @@ def test_batch_rows_adam_updates_only_the_touched_rows_exactly_as_the_dense_step
     I = rng.normal(0, 0.5, (8, 3)).astype(np.float32)
     users, pos, negs = np.array([0, 2, 2]), np.array([1, 3, 1]), np.array([[4], [5], [4]])
     out = {}
-    for lazy in (False, True):  # the dense step on stacked tables, the per-row step on packed ones
-        tu, ti = _tables(U, I, packed=lazy)
-        flags = _flags(U, I)
-        _step(users, pos, negs, 3, *_buffers(tu, ti), LR, *BETAS, EPS, WD, 1, 1.0, *flags, lazy)
-        assert not flags[0].any() and not flags[1].any()
-        assert not tu.segments()[1].any() and not ti.segments()[1].any()
+    for lazy in (False, True):  # the dense step, the per-row step
+        tu, ti = _tables(U, I, per_row=lazy)
+        _update(users, pos, negs, 3, tu.kernel_args(), ti.kernel_args(), 3, _work(3, 1), LR, *BETAS, EPS, WD, 1, 1.0)
+        assert not tu.grad.any() and not ti.grad.any()
+        assert (tu.slot_of == -1).all() and (ti.slot_of == -1).all()  # every gradient slot freed for the next step
         out[lazy] = (tu.segments()[0], ti.segments()[0])
     touched_u, touched_i = [0, 2], [1, 3, 4, 5]
     np.testing.assert_array_equal(out[True][0][touched_u], out[False][0][touched_u])
@@ -126,15 +123,19 @@ def test_the_shuffle_puts_the_pairs_in_every_order_equally_often():
     assert np.array_equal(users, np.arange(4))
 
 
-@pytest.mark.parametrize("packed", [False, True])
-def test_tables_hold_what_they_are_given_aligned_to_cache_lines(packed):
+@pytest.mark.parametrize("rows_per_step", [None, 3])
+def test_tables_hold_what_they_are_given_aligned_to_cache_lines(rows_per_step):
     rng = np.random.default_rng(1)
     P, M, V = (rng.normal(size=(7, 5)).astype(np.float32) for _ in range(3))
-    t = Tables(7, 5, packed)
-    assert t.buffer.ctypes.data % 64 == 0 and t.buffer.size == 4 * 7 * 5
+    t = Tables(7, 5, rows_per_step)
+    assert t.buffer.ctypes.data % 64 == 0
+    if rows_per_step is None:  # three [7, 5] tables, a gradient row per row
+        assert t.buffer.size == 3 * 7 * 5 and t.grad.size == 7 * 5
+    else:  # rows of 15 floats padded to one 64-byte line, gradient slots for 3 rows
+        assert t.row_stride == 16 and t.buffer.size == 7 * 16 and t.grad.size == 3 * 5 and (t.slot_of == -1).all()
     t.load(P, M, V)
     r, s = t.row_stride, t.segment_stride
-    assert t.buffer[3 * r + 2 * s + 4] == M[3, 4] and t.buffer[6 * r + 3 * s] == V[6, 0]  # the kernels' addressing
+    assert t.buffer[3 * r + s + 4] == M[3, 4] and t.buffer[6 * r + 2 * s] == V[6, 0]  # the kernels' addressing
     out = [np.zeros_like(P) for _ in range(3)]
     t.store(*out)
     assert all(np.array_equal(a, b) for a, b in zip(out, (P, M, V)))
