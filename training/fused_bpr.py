@@ -112,7 +112,7 @@ def _prefetch_pair(users, pos, negs, gu, gp, gn, p, FU, GU, ru, FI, GI, ri, d, s
 
 @_jit(inline="always")
 def _whole_rows(rs):
-    """Whether the step prefetches a per-row table's row whole (up to 8 cache lines: dim ≤ 40): its
+    """Whether the step prefetches a per-row table's row whole (up to 8 cache lines: dim ≤ 42): its
     moments then arrive with its parameters. Longer rows would crowd the caches before the Adam pass."""
     return rs <= 128
 
