@@ -140,22 +140,19 @@ def _update(users, pos, negs, count, TU, TI, d, work, lr, b1, b2, eps, wd, step,
     unweighted loss. Per-row tables: only the rows the batch touches are updated (``work``: scratch
     for their slots, [batch], [batch], [batch, negatives]); dense ones: every row, as torch's dense
     Adam does. Gradients are zero before and after."""
-    per_row = TU[2].shape[0] > 0
-    if per_row:
-        gu, gp, gn = work
-        ku = _slots(users[:count], TU[2], TU[3], 0, gu)
-        ki = _slots(pos[:count], TI[2], TI[3], 0, gp)
-        ki = _slots(negs[:count].reshape(-1), TI[2], TI[3], ki, gn[:count].reshape(-1))
-        loss = _step(users, pos, negs, count, TU, TI, d, gu, gp, gn, weight)
-    else:
-        loss = _step(users, pos, negs, count, TU, TI, d, users, pos, negs, weight)
     step_size, inv_c2 = _adam_scales(lr, b1, b2, step)
-    if per_row:
-        _adam_rows(TU, ku, d, step_size, inv_c2, b1, b2, eps, wd)
-        _adam_rows(TI, ki, d, step_size, inv_c2, b1, b2, eps, wd)
-    else:
+    if TU[2].shape[0] == 0:  # dense tables: row r's gradient is at slot r
+        loss = _step(users, pos, negs, count, TU, TI, d, users, pos, negs, weight)
         _adam_all(TU, step_size, inv_c2, b1, b2, eps, wd)
         _adam_all(TI, step_size, inv_c2, b1, b2, eps, wd)
+        return loss
+    gu, gp, gn = work
+    ku = _slots(users[:count], TU[2], TU[3], 0, gu)
+    ki = _slots(pos[:count], TI[2], TI[3], 0, gp)
+    ki = _slots(negs[:count].reshape(-1), TI[2], TI[3], ki, gn[:count].reshape(-1))
+    loss = _step(users, pos, negs, count, TU, TI, d, gu, gp, gn, weight)
+    _adam_rows(TU, ku, d, step_size, inv_c2, b1, b2, eps, wd)
+    _adam_rows(TI, ki, d, step_size, inv_c2, b1, b2, eps, wd)
     return loss
 
 
@@ -362,8 +359,7 @@ class Tables:
 
     def __init__(self, n: int, d: int, rows_per_step: int | None):
         self.n, self.d = n, d
-        self.per_row = rows_per_step is not None
-        if self.per_row:
+        if rows_per_step is not None:
             self.row_stride, self.segment_stride = -(-3 * d // 16) * 16, d  # whole 64-byte lines per row
             size = n * self.row_stride
             self.grad = np.zeros(min(n, rows_per_step) * d, dtype=np.float32)
@@ -377,6 +373,11 @@ class Tables:
         raw = np.zeros(size + 16, dtype=np.float32)
         skip = (-raw.ctypes.data % 64) // 4
         self.buffer = raw[skip : skip + size]
+
+    @property
+    def per_row(self) -> bool:
+        """Whether this is the per-row layout (the kernels tell it the same way: ``slot_of`` not empty)."""
+        return self.slot_of.size > 0
 
     def kernel_args(self) -> tuple:
         """The table as the kernels take it."""
