@@ -24,8 +24,9 @@ import math
 import numpy as np
 import torch
 
-from training.kernels import _jit
+from training.kernels import _jit, assign_slots
 from training.prefetch import prefetch
+from training.row_adam import adam, adam_scales, adam_state
 
 # reassoc + contract + arcp let the loops vectorise; the numpy error model has no zero-division branch.
 _FLAGS = {"reassoc", "contract", "arcp"}
@@ -117,49 +118,26 @@ def _whole_rows(rs):
     return rs <= 128
 
 
-@_jit()
-def _slots(rows, slot_of, touched, k, out):
-    """Gives each row listed in ``rows`` (repeats allowed) its gradient slot: the one it has, else
-    the next free one (``k``: the slots taken so far); out[x] = the slot of rows[x]. Returns the
-    slots taken now."""
-    for x in range(rows.shape[0]):
-        r = rows[x]
-        s = slot_of[r]
-        if s < 0:
-            s = k
-            slot_of[r] = k
-            touched[k] = r
-            k += 1
-        out[x] = s
-    return k
-
-
 @_jit(fastmath=_FLAGS, error_model="numpy")
 def _update(users, pos, negs, count, TU, TI, d, work, lr, b1, b2, eps, wd, step, weight):
     """One Adam step on ``weight`` × the summed BPR loss of the first ``count`` pairs; returns the
     unweighted loss. Per-row tables: only the rows the batch touches are updated (``work``: scratch
     for their slots, [batch], [batch], [batch, negatives]); dense ones: every row, as torch's dense
     Adam does. Gradients are zero before and after."""
-    step_size, inv_c2 = _adam_scales(lr, b1, b2, step)
+    step_size, inv_c2 = adam_scales(lr, b1, b2, step)
     if TU[2].shape[0] == 0:  # dense tables: row r's gradient is at slot r
         loss = _step(users, pos, negs, count, TU, TI, d, users, pos, negs, weight)
         _adam_all(TU, step_size, inv_c2, b1, b2, eps, wd)
         _adam_all(TI, step_size, inv_c2, b1, b2, eps, wd)
         return loss
     gu, gp, gn = work
-    ku = _slots(users[:count], TU[2], TU[3], 0, gu)
-    ki = _slots(pos[:count], TI[2], TI[3], 0, gp)
-    ki = _slots(negs[:count].reshape(-1), TI[2], TI[3], ki, gn[:count].reshape(-1))
+    ku = assign_slots(users[:count], TU[2], TU[3], 0, gu)
+    ki = assign_slots(pos[:count], TI[2], TI[3], 0, gp)
+    ki = assign_slots(negs[:count].reshape(-1), TI[2], TI[3], ki, gn[:count].reshape(-1))
     loss = _step(users, pos, negs, count, TU, TI, d, gu, gp, gn, weight)
     _adam_rows(TU, ku, d, step_size, inv_c2, b1, b2, eps, wd)
     _adam_rows(TI, ki, d, step_size, inv_c2, b1, b2, eps, wd)
     return loss
-
-
-@_jit()
-def _adam_scales(lr, b1, b2, step):
-    """Adam's bias-corrected step size lr / (1 − β₁ᵗ) and 1 / √(1 − β₂ᵗ), once per step."""
-    return np.float32(lr / (1.0 - b1**step)), np.float32(1.0 / math.sqrt(1.0 - b2**step))
 
 
 @_jit(fastmath=_FLAGS, error_model="numpy")
@@ -175,7 +153,7 @@ def _adam_rows(T, k, d, step_size, inv_c2, b1, b2, eps, wd):
                 prefetch(F, r * rs + ss, 2 * d)
         r = touched[s]
         b = r * rs
-        _adam(F[b : b + d], G[s * d : s * d + d], F[b + ss : b + ss + d], F[b + 2 * ss : b + 2 * ss + d], step_size, inv_c2, b1, b2, eps, wd)
+        adam(F[b : b + d], G[s * d : s * d + d], F[b + ss : b + ss + d], F[b + 2 * ss : b + 2 * ss + d], step_size, inv_c2, b1, b2, eps, wd)
         slot_of[r] = -1
 
 
@@ -183,23 +161,7 @@ def _adam_rows(T, k, d, step_size, inv_c2, b1, b2, eps, wd):
 def _adam_all(T, step_size, inv_c2, b1, b2, eps, wd):
     """The Adam update of every row of a dense table."""
     F, G, _, _, _, ss = T
-    _adam(F[:ss], G, F[ss : 2 * ss], F[2 * ss : 3 * ss], step_size, inv_c2, b1, b2, eps, wd)
-
-
-@_jit(fastmath=_FLAGS, error_model="numpy")
-def _adam(P, G, M, V, step_size, inv_c2, b1, b2, eps, wd):
-    """torch.optim.Adam's update with coupled L2 weight decay of parameters P from gradients G and
-    moments M, V (equal-length 1-D views); clears the gradients."""
-    b1f, b2f, wdf, epsf = np.float32(b1), np.float32(b2), np.float32(wd), np.float32(eps)
-    one = np.float32(1.0)
-    for x in range(P.shape[0]):
-        g = G[x] + wdf * P[x]
-        m = b1f * M[x] + (one - b1f) * g
-        v = b2f * V[x] + (one - b2f) * g * g
-        M[x] = m
-        V[x] = v
-        P[x] -= step_size * m / (math.sqrt(v) * inv_c2 + epsf)
-        G[x] = 0.0
+    adam(F[:ss], G, F[ss : 2 * ss], F[2 * ss : 3 * ss], step_size, inv_c2, b1, b2, eps, wd)
 
 
 @_jit(inline="always")
@@ -296,19 +258,6 @@ def _train(users, items, indptr, indices, bitmap, n_items, n_neg, batch, seed, T
         total += _update(bu, bp, bn, count, TU, TI, d, work, lr, b1, b2, eps, wd, step, weight)
         n_batches += 1
     return total, n_batches
-
-
-def resolve_adam_rows(setting: str, n_users: int, n_items: int, batch_size: int, negatives: int) -> str:
-    """``train.adam_rows`` as the fused loop applies it: 'all' or 'batch'.
-
-    'auto' keeps torch's dense step (every row of both tables) while the tables hold no more rows than
-    one mini-batch can touch, ``batch_size × (2 + negatives)`` (its users, positives and negatives):
-    there the dense pass costs at most what the per-row pass would, and the run is the same
-    optimisation as the torch loop's. Beyond that the dense pass grows with the tables while the
-    batch's work does not, so 'auto' updates only the touched rows."""
-    if setting != "auto":
-        return setting
-    return "all" if n_users + n_items <= batch_size * (2 + negatives) else "batch"
 
 
 # 1 GiB: MovieLens-20M's 138,493 users × 26,744 items take 442 MiB. One bitmap load per draw is 7×
@@ -423,28 +372,19 @@ class FusedBPR:
         self.items = items.astype(np.int32)
         self.params = (model.user_emb.weight, model.item_emb.weight)
         self.shuffled = np.empty_like(self.users), np.empty_like(self.items)
-        self.adam_rows = resolve_adam_rows(self.tc.adam_rows, dataset.n_users, dataset.n_items, self.tc.batch_size, self.tc.negatives)
+        self.adam_rows = self.tc.adam_rows_for(dataset.n_users, dataset.n_items)
         batch, per_row = self.tc.batch_size, self.adam_rows == "batch"
         self.tables = (
             Tables(*self.U.shape, batch if per_row else None),
             Tables(*self.I.shape, batch * (1 + self.tc.negatives) if per_row else None),
         )
 
-    def _moments(self, p: torch.Tensor) -> tuple[np.ndarray, np.ndarray, torch.Tensor]:
-        """The optimizer's (exp_avg, exp_avg_sq, step) of ``p``, created as torch creates them."""
-        state = self.optimizer.state[p]
-        if not state:
-            state["step"] = torch.zeros((), dtype=torch.float32)
-            state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
-            state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
-        return state["exp_avg"].numpy(), state["exp_avg_sq"].numpy(), state["step"]
-
     def epoch(self, rng: np.random.Generator) -> dict[str, float]:
         """One epoch; returns the mean summed-batch loss under the torch path's keys."""
         seed = int(rng.integers(0, 2**63 - 1))
         group = self.optimizer.param_groups[0]  # read every epoch: a scheduler may change lr
-        MU, VU, step_u = self._moments(self.params[0])
-        MI, VI, step_i = self._moments(self.params[1])
+        (mu, vu, step_u), (mi, vi, step_i) = (adam_state(self.optimizer, p) for p in self.params)
+        MU, VU, MI, VI = mu.numpy(), vu.numpy(), mi.numpy(), vi.numpy()
         step = int(step_u.item())
         tu, ti = self.tables
         tu.load(self.U, MU, VU)

@@ -11,6 +11,7 @@ with a warning and every process compiles instead, as it does when no folder is 
 
 - :func:`gather_dot_forward` / :func:`gather_dot_backward`: ``<anchor[b], table[cand[b, c]]>`` and
   its gradients, without materialising the b·c gathered rows or sorting for the scatter.
+- :func:`assign_slots`: a slot per distinct row read, for gradients of those rows only.
 - :func:`relaxed_ranking`: the relaxed listwise loss of RRD / IR / HetComp and its closed-form
   gradient in one pass over each row.
 """
@@ -91,7 +92,10 @@ def gather_dot_forward(anchor, table, cand, out):
 
 
 @_jit(fastmath=_FLAGS)
-def gather_dot_backward(anchor, table, cand, g, g_anchor, g_table, need_anchor, need_table):
+def gather_dot_backward(anchor, table, cand, slots, g, g_anchor, g_table, need_anchor, need_table):
+    """g_anchor[b] += g[b, c] · table[cand[b, c]] and g_table[slots[b, c]] += g[b, c] · anchor[b]:
+    ``slots`` is ``cand`` for a gradient of the whole table, else each candidate's place among the
+    distinct rows read (:func:`assign_slots`) for a gradient of those rows only."""
     d = table.shape[1]
     for b in range(cand.shape[0]):
         for c in range(cand.shape[1]):
@@ -101,8 +105,26 @@ def gather_dot_backward(anchor, table, cand, g, g_anchor, g_table, need_anchor, 
                 for k in range(d):
                     g_anchor[b, k] += w * table[row, k]
             if need_table:
+                s = slots[b, c]
                 for k in range(d):
-                    g_table[row, k] += w * anchor[b, k]
+                    g_table[s, k] += w * anchor[b, k]
+
+
+@_jit()
+def assign_slots(rows, slot_of, read, k, slots):
+    """Gives each row listed in ``rows`` (repeats allowed) a slot: the one it has in ``slot_of``, else
+    the next free one (``k``: the slots taken so far; −1 in ``slot_of``: none). slots[x] = the slot
+    of rows[x], read[s] = the row holding slot s. Returns the slots taken now."""
+    for x in range(rows.shape[0]):
+        r = rows[x]
+        s = slot_of[r]
+        if s < 0:
+            s = k
+            slot_of[r] = k
+            read[k] = r
+            k += 1
+        slots[x] = s
+    return k
 
 
 @_jit()

@@ -113,11 +113,7 @@ class Trainer:
         tune = tc.threads is None and self.fused is None and self.cpus > 1
         self.tuner = ThreadTuner(self.cpus, torch.set_num_threads) if tune else None
         self._tuning_reported = False
-        if self.fused is None and tc.adam_rows == "batch":
-            raise TrainingError(
-                "train.adam_rows is 'batch' but this run trains on the torch loop (train.engine); set train.adam_rows "
-                "to 'all', or train plain BPR matrix factorisation with train.engine 'fused' or 'auto'."
-            )
+        self.row_tables = self._row_tables()
 
     @property
     def threads(self) -> int:
@@ -126,8 +122,32 @@ class Trainer:
 
     @property
     def adam_rows(self) -> str:
-        """Which rows an Adam step updates: 'all' (the torch loop, or the fused loop's dense step) or 'batch'."""
-        return "all" if self.fused is None else self.fused.adam_rows
+        """Which embedding rows an Adam step updates: 'all' or 'batch' (see ``train.adam_rows``)."""
+        if self.fused is not None:
+            return self.fused.adam_rows
+        return "batch" if self.row_tables else "all"
+
+    def _row_tables(self) -> list[torch.Tensor]:
+        """The embedding tables the torch loop updates per row (``train.adam_rows`` resolving to
+        'batch'), marked for row gradients; else none."""
+        tc = self.config.train
+        if self.fused is not None or tc.adam_rows_for(self.dataset.n_users, self.dataset.n_items) != "batch":
+            return []
+        asked = f"train.adam_rows is '{tc.adam_rows}'" + (" (the per-row step for these tables)" if tc.adam_rows == "auto" else "")
+        if self.dist.world_size > 1:
+            raise TrainingError(
+                f"{asked} but training is distributed over several processes (the per-row step needs each process's row "
+                "gradients, which are not summed across processes); set train.adam_rows to 'all'."
+            )
+        for m in self.methods:
+            if m.table_gradients():
+                raise TrainingError(
+                    f"{asked} but distillation method '{m.name}' {m.table_gradients()}, which the per-row step's row "
+                    "gradients do not provide; set train.adam_rows to 'all'."
+                )
+        from training.models.row_grads import mark_row_grads
+
+        return mark_row_grads(self.model)
 
     def _fused_engine(self):
         """The fused BPR-MF loop when ``train.engine`` asks for it (or 'auto' and it applies), else None."""
@@ -258,6 +278,10 @@ class Trainer:
                     f"non-finite loss at epoch {epoch}, batch {b} (terms: {', '.join(bad) or 'total'}). "
                     "Lower train.lr or the KD weights, or check the teacher artifacts."
                 )
+            if self.row_tables:
+                from training.row_adam import row_adam_step
+
+                row_adam_step(self.optimizer, self.row_tables)
             self.optimizer.step()
             terms["total"] = total
             for k, v in terms.items():

@@ -10,13 +10,14 @@ other:
   fused loop, validated once after the last epoch; test metrics of every test user;
 - ``student``: the shipped BPR-MF student config (dim 20) distilled from that teacher with RRD
   (relaxed ranking distillation; its cached inputs, the teacher's top-500 list per user, are built
-  first) for ``--student-epochs`` epochs, validated once after the last epoch;
+  first) for ``--student-epochs`` epochs on the torch loop, validated once after the last epoch;
 - ``export``: the student as a bundle (ONNX user tower, exact index);
 - ``serve``: the service loading and warming up the bundle, then in-process ``recommend`` p50/p99.
 
-Each step reads the data itself (as the separate commands do); its seconds include that. Reports
-each step's seconds and peak resident memory, the teacher's and the student's test NDCG@10, and the
-total. Prints a markdown table, writes pipeline.json.
+Both training steps run with ``train.adam_rows: auto`` (Adam on the rows a mini-batch touches once
+the tables outgrow it). Each step reads the data itself (as the separate commands do); its seconds
+include that. Reports each step's seconds and peak resident memory, the teacher's and the student's
+test NDCG@10, and the total. Prints a markdown table, writes pipeline.json.
 Usage: ``distillrec bench pipeline --size 20000000 --teacher-epochs 3 --student-epochs 3 --out results/bench-pipeline``.
 """
 
@@ -36,7 +37,8 @@ STEPS = ("data", "teacher", "student", "export", "serve")
 
 def _config(name: str, work: Path, epochs: int):
     # validated once, after the last epoch: a full-ranking pass over every user is an epoch's worth of work at 20 M
-    return shipped_config(name, work, [f"train.epochs={epochs}", f"eval.every={epochs}", "train.progress=false", "train.threads=1", "train.engine=auto"])
+    overrides = [f"train.epochs={epochs}", f"eval.every={epochs}", "train.progress=false", "train.threads=1", "train.engine=auto", "train.adam_rows=auto"]
+    return shipped_config(name, work, overrides)
 
 
 def _trained(result: dict, out: Path) -> dict:
@@ -74,7 +76,7 @@ def run_step(step: str, work: Path, epochs: int, requests: int = 1000) -> dict:
         artifacts.user_topn(500)
         info["kd_cache_seconds"] = time.perf_counter() - t1
         cfg = _config("bpr-student.yaml", work, epochs)
-        cfg.distill = DistillConfig(teacher=work / "teacher", methods=[KD["rrd"]])
+        cfg.distill = DistillConfig(teacher=work / "teacher", methods=[KD["rrd"][0]])
         info.update(_trained(distill_run(cfg, work / "student", dataset=dataset, teacher_artifacts=artifacts), work / "student"))
     elif step == "export":
         from training.export import export_run

@@ -5,15 +5,17 @@ then every stage runs in a fresh process (so its peak resident memory is its own
 
 - ``data``: reading the file and splitting it (leave-one-out by time);
 - ``teacher`` / ``student``: a training epoch of the shipped BPR-MF teacher (dim 200) and student
-  (dim 20) configs on the fused loop (``train.adam_rows: auto``), ``student-torch`` on the autograd
-  loop and ``student-dense-adam`` on the fused loop with ``train.adam_rows: all`` (every row in
-  every Adam step);
+  (dim 20) configs on the fused loop with ``train.adam_rows: auto`` (Adam on the rows a mini-batch
+  touches once the tables outgrow it), ``student-torch`` the same on the autograd loop (row
+  gradients) and ``student-dense-adam`` on the fused loop with ``train.adam_rows: all`` (every row
+  in every Adam step, the default);
 - ``student-implicit`` (only when asked for; needs the ``peers`` extra): the same epoch of
   implicit 0.7's BPR (dim 20, one thread, one sampled pair per interaction), the fastest peer of
   ``distillrec bench peers``, as a reference for how a per-pair training loop grows on the host;
 - ``kd-cache``: the teacher's cached distillation inputs (its top-500 list per user, its embeddings);
-- ``rrd`` / ``de``: an epoch of the student distilled with RRD (relaxed ranking distillation) and
-  with DE (distillation experts);
+- ``rrd`` / ``de``: an epoch of the student distilled with RRD (relaxed ranking distillation, on
+  the autograd loop with ``train.adam_rows: auto``) and with DE (distillation experts, the dense
+  Adam step);
 - ``eval``: full-ranking evaluation of the student on every test user (chunked; the second of two
   calls, the first also loads the compiled top-K);
 - ``export``: the student as a bundle (ONNX user tower) with an exact (flat) and an HNSW index;
@@ -51,12 +53,13 @@ OPTIONAL = ("student-implicit",)  # run only when --stages names them
 ORDER = (*STAGES[:5], *OPTIONAL, *STAGES[5:])  # the table's row order
 NEEDS = {"kd-cache": "teacher", "rrd": "kd-cache", "de": "teacher", "eval": "student", "export": "student", "service": "export"}
 MODULE = "distillrec.benchmarks.scale"
-KD = {"rrd": {"name": "rrd", "weight": 0.01}, "de": {"name": "de", "weight": 0.01}}
+# stage: the distillation method, overrides. DE keeps the dense Adam step: its epoch is the experts' work
+KD = {"rrd": ({"name": "rrd", "weight": 0.01}, ["train.adam_rows=auto"]), "de": ({"name": "de", "weight": 0.01}, [])}
 EPOCHS = 3  # training epochs of the epoch stages; the first is not timed
 TRAINED = {  # stage: shipped config, overrides (the run folder is named after the stage)
-    "teacher": ("bpr-teacher.yaml", ["train.engine=fused"]),
-    "student": ("bpr-student.yaml", ["train.engine=fused"]),
-    "student-torch": ("bpr-student.yaml", ["train.engine=torch"]),
+    "teacher": ("bpr-teacher.yaml", ["train.engine=fused", "train.adam_rows=auto"]),
+    "student": ("bpr-student.yaml", ["train.engine=fused", "train.adam_rows=auto"]),
+    "student-torch": ("bpr-student.yaml", ["train.engine=torch", "train.adam_rows=auto"]),
     "student-dense-adam": ("bpr-student.yaml", ["train.engine=fused", "train.adam_rows=all"]),
 }
 
@@ -137,7 +140,8 @@ def run_stage(stage: str, work: Path, requests: int = 1000, epochs: int = EPOCHS
         artifacts.embeddings()
         info["seconds"] = time.perf_counter() - t0
     elif stage in KD:
-        info.update(_train("bpr-student.yaml", work, stage, dataset, methods=[KD[stage]], epochs=epochs))
+        method, extra = KD[stage]
+        info.update(_train("bpr-student.yaml", work, stage, dataset, extra, methods=[method], epochs=epochs))
     elif stage == "eval":
         from training.evaluation import TorchScorer, evaluate
         from training.runs import load_run

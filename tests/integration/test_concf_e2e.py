@@ -20,6 +20,7 @@ from training.config import config_from_dict
 from training.data.interactions import Interactions
 from training.data.splits import leave_one_out
 from training.distill.registry import build_method
+from training.errors import TrainingError
 from training.export import export_run
 from training.runs import train_run
 
@@ -132,3 +133,13 @@ def test_cost_benchmark_times_the_consensus_refresh_apart(tmp_path):
     assert len(concf["refresh_seconds"]) == 3 and concf["refresh_median_s"] > 0
     assert concf["state"]["1"]["concf"]["consensus_learning"] is True
     assert "refresh s" in (tmp_path / "bench" / "kd_cost.md").read_text()
+
+
+def test_per_row_adam_refuses_concfs_gradient_balancing_and_trains_with_fixed_weights(tiny_dataset, tmp_path):
+    tree = _tree(methods=[CONCF], epochs=2)
+    tree["train"]["adam_rows"] = "batch"
+    with pytest.raises(TrainingError, match=r"train.adam_rows is 'batch' but distillation method 'concf' balances its heads by the gradient norms"):
+        train_run(config_from_dict(tree), tmp_path / "gradnorm", methods=[build_method(CONCF)], dataset=tiny_dataset)
+    fixed = {**CONCF, "balancing": "fixed"}
+    tree["distill"]["methods"] = [fixed]
+    assert train_run(config_from_dict(tree), tmp_path / "fixed", methods=[build_method(fixed)], dataset=tiny_dataset)["adam_rows"] == "batch"

@@ -220,3 +220,17 @@ def test_best_on_validation_ignores_scratch_unfinished_entries_and_the_test_spli
     rows = [row("scratch", 0.9, 0.9), row("A", 0.30, 0.50), row("B", 0.35, 0.40), {"label": "C", "finished": 0}]
     assert best_on_validation(rows) == "B"
     assert best_on_validation(rows[:1]) is None
+
+
+def test_distillation_with_per_row_adam_on_the_torch_loop(clustered, teacher, tmp_path):
+    """``train.adam_rows: batch``: the student's tables get sparse gradients from the ranking and latent
+    methods; RRD still beats scratch trained the same way, and DE, IR and PHR train."""
+    batch = {"adam_rows": "batch", "engine": "torch"}
+    scratch = train_run(config_from_dict(student_tree(**batch)), tmp_path / "scratch", dataset=clustered)
+    assert scratch["adam_rows"] == "batch"
+    tree = {**student_tree(**batch), "distill": {"methods": [RRD]}}
+    kd = distill_run(config_from_dict(tree), tmp_path / "rrd", dataset=clustered, teacher_artifacts=teacher)
+    assert kd["test"]["metrics"]["ndcg@10"] > 1.15 * scratch["test"]["metrics"]["ndcg@10"], (kd["test"], scratch["test"])
+    methods = [{"name": "de", "weight": 0.01}, {"name": "phr", "weight": 0.01}, {**RRD, "name": "rrd"}, {"name": "ir", "weight": 0.1}]
+    tree = {**student_tree(**batch, epochs=2), "distill": {"methods": methods}}
+    assert distill_run(config_from_dict(tree), tmp_path / "mix", dataset=clustered, teacher_artifacts=teacher)["adam_rows"] == "batch"

@@ -9,7 +9,7 @@ import torch
 
 from training.config import config_from_dict
 from training.errors import TrainingError
-from training.fused_bpr import Tables, _draw_negatives, _shuffle, _update, resolve_adam_rows, training_bitmap
+from training.fused_bpr import Tables, _draw_negatives, _shuffle, _update, training_bitmap
 from training.models.mf import MF
 from training.runs import train_run
 from training.trainer import base_loss
@@ -166,10 +166,6 @@ def test_the_fused_path_learns_the_block_structure_and_resumes_exactly(tiny_data
 def test_fused_refuses_what_it_cannot_train(tiny_dataset, tmp_path):
     with pytest.raises(TrainingError, match=r"train.engine is 'fused' but model.family is 'neumf'"):
         train_run(_cfg("fused", family="neumf"), tmp_path / "n", dataset=tiny_dataset)
-    cfg = _cfg("auto", family="lightgcn")
-    cfg.train.adam_rows = "batch"
-    with pytest.raises(TrainingError, match=r"train.adam_rows is 'batch' but this run trains on the torch loop"):
-        train_run(cfg, tmp_path / "l", dataset=tiny_dataset)
 
 
 def test_batch_rows_adam_learns_the_block_structure(tiny_dataset, tmp_path):
@@ -178,20 +174,23 @@ def test_batch_rows_adam_learns_the_block_structure(tiny_dataset, tmp_path):
     assert train_run(cfg, tmp_path / "b", dataset=tiny_dataset)["test"]["metrics"]["hr@5"] >= 0.8
 
 
-def test_adam_rows_auto_keeps_the_dense_step_on_movielens_100k_and_goes_per_row_on_large_tables():
+def test_adam_rows_defaults_to_the_dense_step_and_auto_goes_per_row_on_large_tables():
     shipped = config_from_dict({"model": {"family": "mf"}, "train": {"batch_size": 1024, "negatives": 4}}).train
-    assert shipped.adam_rows == "auto"
-    # MovieLens-100K (943 users, 1,682 items) with the shipped BPR configs: the dense step, as published
-    assert resolve_adam_rows("auto", 943, 1682, shipped.batch_size, shipped.negatives) == "all"
-    assert resolve_adam_rows("auto", 4000, 2144, 1024, 4) == "all"  # exactly the rows a batch can touch
-    assert resolve_adam_rows("auto", 4000, 2145, 1024, 4) == "batch"
-    assert resolve_adam_rows("auto", 138_493, 26_744, 1024, 4) == "batch"  # MovieLens-20M's shape
-    assert resolve_adam_rows("all", 138_493, 26_744, 1024, 4) == "all" and resolve_adam_rows("batch", 3, 3, 1024, 4) == "batch"
+    assert shipped.adam_rows == "all" and shipped.adam_rows_for(138_493, 26_744) == "all"  # torch's optimisation at any size
+    auto = shipped.model_copy(update={"adam_rows": "auto"})
+    # MovieLens-100K (943 users, 1,682 items) with the shipped BPR configs: the dense step
+    assert auto.adam_rows_for(943, 1682) == "all"
+    assert auto.adam_rows_for(4000, 2144) == "all"  # exactly the rows a batch can touch
+    assert auto.adam_rows_for(4000, 2145) == "batch"
+    assert auto.adam_rows_for(138_493, 26_744) == "batch"  # MovieLens-20M's shape
+    assert shipped.model_copy(update={"adam_rows": "batch"}).adam_rows_for(3, 3) == "batch"
 
 
 def test_result_records_which_rows_adam_updated(tiny_dataset, tmp_path):
-    assert train_run(_cfg("fused"), tmp_path / "f", dataset=tiny_dataset)["adam_rows"] == "all"  # 108 rows ≤ 64 × 3
+    assert train_run(_cfg("fused"), tmp_path / "f", dataset=tiny_dataset)["adam_rows"] == "all"
     cfg = _cfg("fused")
+    cfg.train.adam_rows = "auto"
+    assert train_run(cfg, tmp_path / "a", dataset=tiny_dataset)["adam_rows"] == "all"  # 108 rows ≤ 64 × 3
     cfg.train.batch_size = 8  # 8 × 3 rows per batch < 108: per-row
     assert train_run(cfg, tmp_path / "g", dataset=tiny_dataset)["adam_rows"] == "batch"
     assert train_run(_cfg("torch"), tmp_path / "t", dataset=tiny_dataset)["adam_rows"] == "all"

@@ -92,3 +92,9 @@ class KDMethod(nn.Module, Generic[P]):
     def log_state(self) -> dict:
         """Scalars worth logging per epoch (temperature, phase …)."""
         return {}
+
+    def table_gradients(self) -> str:
+        """Why this method takes gradients at the student's embedding tables itself
+        (``torch.autograd.grad``), which the per-row Adam step's row gradients do not give
+        (``train.adam_rows: batch`` is then refused); "" when it does not."""
+        return ""

@@ -92,6 +92,11 @@ class ConCF(KDMethod[ConCFParams]):
         self.refresh_log: list[float] = []  # seconds of each refresh (the cost benchmark drains it)
         self._last: dict = {}
 
+    def table_gradients(self) -> str:
+        if self.params.balancing == "gradnorm":
+            return "balances its heads by the gradient norms at the shared embeddings (distill.methods: balancing: fixed does not)"
+        return ""
+
     def setup(self, ctx: KDContext) -> None:
         if not ctx.student.factorised:
             raise ConfigError(f"KD method 'concf' needs a factorised student (mf, lightgcn): its target head is the inner product; got {ctx.student.family}.")

@@ -26,6 +26,7 @@ from training.distill.common import annealed_temperature
 from training.distill.experts import ExpertBank, expert_hidden
 from training.distill.registry import register
 from training.distill.teacher_protocol import EmbeddingTeacher, require_teacher
+from training.models.row_grads import rows
 
 
 class Params(BaseModel):
@@ -112,8 +113,8 @@ class DE(TeacherTables[DEParams]):
         users, items, w = batch_users_items(batch)
         s_user, s_item = reps
         return {
-            "user": self.user_bank.loss(s_user[users], self.t_user[users], self.tau),
-            "item": self.item_bank.loss(s_item[items], self.t_item[items], self.tau, w),
+            "user": self.user_bank.loss(rows(s_user, users), self.t_user[users], self.tau),
+            "item": self.item_bank.loss(rows(s_item, items), self.t_item[items], self.tau, w),
         }
 
     def log_state(self) -> dict:
@@ -187,8 +188,8 @@ class PHR(TeacherTables[PHRParams]):
         users, items, w = batch_users_items(batch)
         s_user, s_item = reps
         return {
-            "user": self._loss(self.user_net, self.v_user[users], s_user[users], self.t_user[users]),
-            "item": self._loss(self.item_net, self.v_item[items], s_item[items], self.t_item[items], w),
+            "user": self._loss(self.user_net, self.v_user[users], rows(s_user, users), self.t_user[users]),
+            "item": self._loss(self.item_net, self.v_item[items], rows(s_item, items), self.t_item[items], w),
         }
 
 
@@ -230,6 +231,6 @@ class FitNet(TeacherTables[FitNetParams]):
         users, items, w = batch_users_items(batch)
         s_user, s_item = reps
         return {
-            "user": ((self.t_user[users] - self.user_proj(s_user[users])) ** 2).sum(),
-            "item": (((self.t_item[items] - self.item_proj(s_item[items])) ** 2).sum(1) * w).sum(),
+            "user": ((self.t_user[users] - self.user_proj(rows(s_user, users))) ** 2).sum(),
+            "item": (((self.t_item[items] - self.item_proj(rows(s_item, items))) ** 2).sum(1) * w).sum(),
         }

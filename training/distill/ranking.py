@@ -25,6 +25,7 @@ from training.distill.registry import register
 from training.distill.teacher_protocol import ItemListTeacher, ScoringTeacher, Teacher, require_teacher
 from training.errors import ConfigError
 from training.models.gather_dot import gather_dot
+from training.models.row_grads import rows
 from training.sampling import excluded_keys, sample_excluding
 
 
@@ -32,7 +33,7 @@ def score_users_for_items(student, items: torch.Tensor, users: torch.Tensor, rep
     """Student scores of users[b, c] for items[b] → [b, c] (the item-side view)."""
     if student.factorised:
         u, i = reps
-        return gather_dot(i[items], u, users)
+        return gather_dot(rows(i, items), u, users)
     b, c = users.shape
     return student.score_pairs(users.reshape(-1), items.repeat_interleave(c), reps=reps).view(b, c)
 

@@ -6,6 +6,7 @@ import torch
 from torch import nn
 
 from training.models.gather_dot import gather_dot
+from training.models.row_grads import rows
 
 
 class TrainableRecommender(nn.Module):
@@ -43,17 +44,17 @@ class TrainableRecommender(nn.Module):
     def score_pairs(self, users: torch.Tensor, items: torch.Tensor, reps=None) -> torch.Tensor:
         """Scores of (users[b], items[b]) pairs → [b]. ``reps`` may pass precomputed representations."""
         u, i = reps if reps is not None else self.representations()
-        return (u[users] * i[items]).sum(-1)
+        return (rows(u, users) * rows(i, items)).sum(-1)
 
     def score_candidates(self, users: torch.Tensor, items: torch.Tensor, reps=None) -> torch.Tensor:
         """Scores of users[b] against candidate items[b, c] → [b, c]."""
         u, i = reps if reps is not None else self.representations()
-        return gather_dot(u[users], i, items)
+        return gather_dot(rows(u, users), i, items)
 
     def score_all(self, users: torch.Tensor, reps=None) -> torch.Tensor:
         """Scores of users[b] against every item → [b, n_items]."""
         u, i = reps if reps is not None else self.representations()
-        return u[users] @ i.T
+        return rows(u, users) @ i.T
 
     def num_parameters(self) -> int:
         """Trainable parameters used at inference time."""
