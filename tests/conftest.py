@@ -17,6 +17,19 @@ CITEULIKE_LOO = REPO / "data" / "citeulike" / "loo"
 CITEULIKE_USERS = REPO / "data" / "citeulike" / "users.dat"
 
 
+def mf_with(U: np.ndarray, I: np.ndarray):
+    """A matrix factorisation model whose user and item tables hold the float32 arrays U and I."""
+    import torch
+
+    from training.models.mf import MF
+
+    model = MF(len(U), len(I), U.shape[1])
+    with torch.no_grad():
+        model.user_emb.weight.copy_(torch.from_numpy(U))
+        model.item_emb.weight.copy_(torch.from_numpy(I))
+    return model
+
+
 def clustered_interactions(n_users: int = 60, n_items: int = 48, n_clusters: int = 4, per_user: int = 8, seed: int = 0) -> Interactions:
     """Users of cluster c interact only with items of cluster c (block-diagonal), with timestamps.
 

@@ -52,11 +52,12 @@ def adam(P, G, M, V, step_size, inv_c2, b1, b2, eps, wd):
 
 
 @_jit(fastmath=_FLAGS, error_model="numpy")
-def _adam_listed_rows(P, M, V, index, values, lr, b1, b2, eps, wd, step):
+def _adam_listed_rows(P, M, V, index, values, slot_of, lr, b1, b2, eps, wd, step):
     """The Adam step ``step`` of the rows of the [n, d] tables P, M, V named in ``index``, row
-    index[x] with gradient values[x] (a row named more than once: the sum of its values)."""
+    index[x] with gradient values[x] (a row named more than once: the sum of its values).
+    ``slot_of``: the table's slot map, all −1, left so."""
     slots, rows = np.empty_like(index), np.empty_like(index)
-    k = assign_slots(index, np.full(P.shape[0], -1, dtype=np.int64), rows, 0, slots)
+    k = assign_slots(index, slot_of, rows, 0, slots)
     sums = np.zeros((k, P.shape[1]), dtype=np.float32)
     for x in range(index.shape[0]):
         sums[slots[x]] += values[x]
@@ -64,6 +65,7 @@ def _adam_listed_rows(P, M, V, index, values, lr, b1, b2, eps, wd, step):
     for s in range(k):
         r = rows[s]
         adam(P[r], sums[s], M[r], V[r], step_size, inv_c2, b1, b2, eps, wd)
+        slot_of[r] = -1
 
 
 def adam_state(optimizer: torch.optim.Adam, p: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -84,7 +86,7 @@ def row_adam_step(optimizer: torch.optim.Adam, tables: list[torch.Tensor]) -> No
     gradients, so that ``optimizer.step()`` then skips the tables."""
     group = optimizer.param_groups[0]
     b1, b2 = group["betas"]
-    from training.models.row_grads import recorded_row_grads
+    from training.models.row_grads import recorded_row_grads, row_slots
 
     for p in tables:
         parts = recorded_row_grads(p)
@@ -106,6 +108,7 @@ def row_adam_step(optimizer: torch.optim.Adam, tables: list[torch.Tensor]) -> No
                 v.numpy(),
                 index.contiguous().numpy(),
                 values.contiguous().numpy(),
+                row_slots(p),
                 float(group["lr"]),
                 float(b1),
                 float(b2),

@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 import torch
+from conftest import mf_with
 
 from training.config import config_from_dict
 from training.errors import TrainingError
 from training.fused_bpr import Tables, _draw_negatives, _shuffle, _update, training_bitmap
-from training.models.mf import MF
 from training.runs import train_run
 from training.trainer import base_loss
 
@@ -19,10 +19,7 @@ LR, WD, BETAS, EPS = 0.05, 0.01, (0.9, 0.999), 1e-8
 
 def _torch_steps(U, I, batches):
     """Adam steps of the torch path (summed BPR loss, fused Adam with L2 decay) on ``batches``."""
-    model = MF(len(U), len(I), U.shape[1])
-    with torch.no_grad():
-        model.user_emb.weight.copy_(torch.from_numpy(U))
-        model.item_emb.weight.copy_(torch.from_numpy(I))
+    model = mf_with(U, I)
     opt = torch.optim.Adam(model.parameters(), lr=LR, weight_decay=WD, betas=BETAS, eps=EPS, fused=True)
     losses = []
     for users, pos, negs in batches:

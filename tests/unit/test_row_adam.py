@@ -6,12 +6,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from conftest import mf_with
 
 from training.config import config_from_dict
 from training.fused_bpr import Tables, _update
 from training.models.gather_dot import gather_dot
-from training.models.mf import MF
-from training.models.row_grads import mark_row_grads, rows
+from training.models.row_grads import mark_row_grads, mark_table, rows
 from training.row_adam import row_adam_step
 from training.runs import train_run
 from training.trainer import base_loss
@@ -20,10 +20,7 @@ LR, WD, BETAS, EPS = 0.05, 0.01, (0.9, 0.999), 1e-8
 
 
 def _model(U, I, marked):
-    model = MF(len(U), len(I), U.shape[1])
-    with torch.no_grad():
-        model.user_emb.weight.copy_(torch.from_numpy(U))
-        model.item_emb.weight.copy_(torch.from_numpy(I))
+    model = mf_with(U, I)
     tables = mark_row_grads(model) if marked else [model.user_emb.weight, model.item_emb.weight]
     return model, tables
 
@@ -56,7 +53,7 @@ def test_lookups_of_marked_tables_record_row_gradients_with_the_dense_values():
     read = torch.cat([index for index, _ in marked.item_emb.weight.row_grads])
     assert set(read.tolist()) == {0, 1, 2, 3, 6}  # the rows read, only
     table = torch.from_numpy(I).requires_grad_()
-    table.row_grads = []
+    mark_table(table)
     with torch.no_grad():  # evaluation: plain indexing, nothing recorded
         rows(table, torch.tensor([1]))
     assert table.row_grads == []
@@ -83,7 +80,7 @@ def test_two_torch_loop_steps_match_the_fused_loops_per_row_steps():
         opt.zero_grad(set_to_none=True)
         _bpr(model, users[sl], pos[sl], negs[sl]).backward()
         row_adam_step(opt, tables)
-        assert all(p.grad is None and p.row_grads == [] for p in tables)
+        assert all(p.grad is None and p.row_grads == [] and (p.row_slots == -1).all() for p in tables)
         opt.step()
 
     tu, ti = Tables(*U.shape, len(U)), Tables(*I.shape, len(I))
@@ -109,7 +106,7 @@ def test_a_dense_gradient_updates_its_non_zero_rows_as_torchs_adam_does():
     grads = [rng.normal(size=(6, 3)).astype(np.float32) for _ in range(3)]
     grads[1][[0, 4]] = 0.0  # rows 0 and 4 get no gradient in the second step
     ours, ref = torch.nn.Parameter(torch.from_numpy(W.copy())), torch.nn.Parameter(torch.from_numpy(W.copy()))
-    ours.row_grads = []  # marked, but its gradient arrives dense (a lookup written as plain indexing)
+    mark_table(ours)  # marked, but its gradient arrives dense (a lookup written as plain indexing)
     opt = torch.optim.Adam([ours], lr=LR, weight_decay=WD, betas=BETAS, eps=EPS)
     ref_opt = torch.optim.Adam([ref], lr=LR, weight_decay=WD, betas=BETAS, eps=EPS)
     for k, g in enumerate(grads):

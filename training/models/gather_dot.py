@@ -16,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from training.models.row_grads import add_row_grads, takes_row_grads
+from training.models.row_grads import add_row_grads, row_slots, takes_row_grads
 
 
 class _GatherDot(torch.autograd.Function):
@@ -46,7 +46,9 @@ class _GatherDot(torch.autograd.Function):
 
             flat = cand.reshape(-1).numpy()
             slots, read = np.empty_like(flat), np.empty_like(flat)
-            k = assign_slots(flat, np.full(table.shape[0], -1, dtype=np.int64), read, 0, slots)
+            slot_of = row_slots(ctx.marked)
+            k = assign_slots(flat, slot_of, read, 0, slots)
+            slot_of[read[:k]] = -1
             g_rows = table.new_zeros(k, table.shape[1])
             if g.numel():
                 gather_dot_backward(

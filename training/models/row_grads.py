@@ -12,6 +12,7 @@ same values, on the rows read, added up by the Adam step that consumes them.
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -20,8 +21,14 @@ def mark_row_grads(model: nn.Module) -> list[torch.Tensor]:
     """Marks the weights of ``model``'s embedding tables for row gradients; returns them."""
     tables = [m.weight for m in model.modules() if isinstance(m, nn.Embedding)]
     for w in tables:
-        w.row_grads = []  # type: ignore[attr-defined]  # an attribute of our own on the tensor
+        mark_table(w)
     return tables
+
+
+def mark_table(table: torch.Tensor) -> None:
+    """Marks one 2-D ``table`` for row gradients."""
+    table.row_grads = []  # type: ignore[attr-defined]  # attributes of our own on the tensor
+    table.row_slots = np.full(table.shape[0], -1, dtype=np.int64)  # type: ignore[attr-defined]
 
 
 def takes_row_grads(table: torch.Tensor) -> bool:
@@ -32,6 +39,13 @@ def takes_row_grads(table: torch.Tensor) -> bool:
 def recorded_row_grads(table: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
     """The (row indices, gradient rows) pairs recorded for a marked ``table`` and not yet consumed."""
     return table.row_grads  # type: ignore[attr-defined]
+
+
+def row_slots(table: torch.Tensor) -> np.ndarray:
+    """A marked ``table``'s slot map for :func:`training.kernels.assign_slots`: −1 for every row
+    between uses (whoever assigns slots sets the rows it read back to −1), so that summing gradients
+    per row never allocates or clears an array as long as the table."""
+    return table.row_slots  # type: ignore[attr-defined]
 
 
 def add_row_grads(table: torch.Tensor, index: torch.Tensor, values: torch.Tensor) -> None:
