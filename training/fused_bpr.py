@@ -24,16 +24,17 @@ import math
 import numpy as np
 import torch
 
+from training.errors import TrainingError
 from training.kernels import _jit, assign_slots
 from training.prefetch import prefetch
 from training.row_adam import adam, adam_scales, adam_state
 
 # reassoc + contract + arcp let the loops vectorise; the numpy error model has no zero-division branch.
 _FLAGS = {"reassoc", "contract", "arcp"}
-# How far ahead the loops prefetch (pairs of the batch; rows of the Adam pass; negative draws): far
+# How far ahead the loops prefetch (pairs of the batch; rows of the Adam pass): far
 # enough to hide a miss to memory behind the work in between, near enough that the lines are still
 # cached when used. Prefetching changes no result (docs/benchmarks.md, "The training epoch").
-_AHEAD_PAIRS, _AHEAD_ROWS, _AHEAD_DRAWS = 4, 8, 16
+_AHEAD_PAIRS, _AHEAD_ROWS = 4, 8
 
 
 # The tables. Each embedding table and its Adam state live in one flat float32 buffer F of three
@@ -181,103 +182,79 @@ def _below(state, n):
     return np.int64((_next(state) * np.uint64(n)) >> np.uint64(32))
 
 
-@_jit()
-def _shuffle(users, items, out_u, out_i, state):
-    """(out_u, out_i) = the pairs (users, items) in a uniformly random order (Fisher–Yates). The
-    pairs themselves are shuffled, not an index into them, so the batches then read them in order."""
-    out_u[:] = users
-    out_i[:] = items
-    for p in range(users.shape[0] - 1, 0, -1):
-        q = _below(state, p + 1)
-        out_u[p], out_u[q] = out_u[q], out_u[p]
-        out_i[p], out_i[q] = out_i[q], out_i[p]
+# Records per bucket of the epoch's shuffle, on average: a bucket (about 0.8 MB at 4 negatives) is
+# shuffled within the core's second-level cache.
+_BUCKET_RECORDS = 1 << 15
 
 
 @_jit()
-def _draw_negatives(users, count, indptr, indices, bitmap, n_items, state, out):
-    """Fills out[p, :] for p < count with items drawn uniformly outside user users[p]'s sorted
-    training row (rejection), in this order: pair by pair, negative by negative.
+def _epoch_pairs(indptr, indices, n_items, n_buckets, state, bucket_of, rec_u, rec_i, rec_n, row_bits):
+    """Fills the records (rec_u[p], rec_i[p], rec_n[p, :]) with every training pair (user, positive)
+    of the CSR rows (``indices`` sorted within each row) and its negatives, in a uniformly random order.
 
-    ``bitmap`` (one bit per (user, item), see :func:`training_bitmap`) answers membership with one
-    load; an empty one falls back to a binary search in the row. Both accept the same draws. With the
-    bitmap, a second generator runs ``_AHEAD_DRAWS`` draws ahead (kept there across rejections) and
-    prefetches the bitmap byte each coming draw will read, assuming no rejection in between (one draw
-    in ~200 at MovieLens-20M's density), so the bitmap's cache misses overlap."""
-    n_neg = out.shape[1]
-    total = count * n_neg
-    bits = bitmap.reshape(-1)
-    stride = bitmap.shape[1]
-    with_bitmap = bitmap.shape[0] > 0
-    ahead = state.copy()
-    if with_bitmap:
-        for t in range(min(_AHEAD_DRAWS, total)):
-            prefetch(bits, users[t // n_neg] * stride + (_below(ahead, n_items) >> 3), 1)
-    for p in range(count):
-        u = users[p]
-        lo0, hi0 = indptr[u], indptr[u + 1]
-        for c in range(n_neg):
-            if with_bitmap:
-                j = _below(ahead, n_items)
-                t = p * n_neg + c + _AHEAD_DRAWS
-                if t < total:
-                    prefetch(bits, users[t // n_neg] * stride + (j >> 3), 1)
-            while True:
+    The negatives are drawn user by user, uniformly outside the user's training row (rejection, with
+    replacement within a pair), against ``row_bits``: a scratch bitmap of the catalogue (all clear
+    before and after) in which only the current user's items are set, small enough to stay in the
+    core's caches. Each pair goes to one of ``n_buckets`` buckets, uniformly at random, the buckets
+    filled in turn; then each bucket is shuffled (Fisher–Yates). Buckets of multinomial sizes, each
+    in a uniformly random order, make a uniformly random order of all pairs, and the writes and swaps
+    stay within a few cache-resident regions instead of spanning the whole log."""
+    n = rec_u.shape[0]
+    start = np.zeros(n_buckets + 1, dtype=np.int64)
+    for p in range(n):
+        b = _below(state, n_buckets)
+        bucket_of[p] = b
+        start[b + 1] += 1
+    for b in range(n_buckets):
+        start[b + 1] += start[b]
+    at = start[:-1].copy()
+    n_neg = rec_n.shape[1]
+    for u in range(indptr.shape[0] - 1):
+        lo, hi = indptr[u], indptr[u + 1]
+        for q in range(lo, hi):
+            row_bits[indices[q] >> 3] |= np.uint8(1 << (indices[q] & 7))
+        for q in range(lo, hi):
+            x = at[bucket_of[q]]
+            at[bucket_of[q]] = x + 1
+            rec_u[x] = u
+            rec_i[x] = indices[q]
+            for c in range(n_neg):
                 j = _below(state, n_items)
-                if with_bitmap:
-                    if not (bits[u * stride + (j >> 3)] >> (j & 7)) & 1:
-                        break
-                    _below(ahead, n_items)
-                    continue
-                base, size = lo0, hi0 - lo0  # branch-free binary search for j in the sorted row
-                while size > 1:
-                    half = size >> 1
-                    base = base + half if indices[base + half] <= j else base
-                    size -= half
-                if size == 0 or indices[base] != j:
-                    break
-            out[p, c] = j
+                while (row_bits[j >> 3] >> (j & 7)) & 1:
+                    j = _below(state, n_items)
+                rec_n[x, c] = j
+        for q in range(lo, hi):
+            row_bits[indices[q] >> 3] = 0
+    for b in range(n_buckets):
+        lo = start[b]
+        for p in range(start[b + 1] - 1, lo, -1):
+            q = lo + _below(state, p - lo + 1)
+            rec_u[p], rec_u[q] = rec_u[q], rec_u[p]
+            rec_i[p], rec_i[q] = rec_i[q], rec_i[p]
+            for c in range(n_neg):
+                rec_n[p, c], rec_n[q, c] = rec_n[q, c], rec_n[p, c]
 
 
 @_jit(fastmath=_FLAGS, error_model="numpy")
-def _train(users, items, indptr, indices, bitmap, n_items, n_neg, batch, seed, TU, TI, d, shuffled_u, shuffled_i, lr, b1, b2, eps, wd, step, weight):
-    """One epoch on the tables ``TU`` / ``TI``: shuffle the pairs, then per mini-batch draw the
-    negatives and take an Adam step. Returns (summed batch losses, batches)."""
+def _train(indptr, indices, n_items, batch, seed, records, TU, TI, d, lr, b1, b2, eps, wd, step, weight):
+    """One epoch on the tables ``TU`` / ``TI``: draw the epoch's records (:func:`_epoch_pairs`;
+    ``records`` = its arrays), then take an Adam step per mini-batch of them, in order. Returns
+    (summed batch losses, batches)."""
     state = np.empty(1, dtype=np.uint64)
     state[0] = np.uint64(seed) * np.uint64(0x9E3779B97F4A7C15) | np.uint64(1)
-    _shuffle(users, items, shuffled_u, shuffled_i, state)
-    bn = np.empty((batch, n_neg), dtype=np.int64)
-    work = np.empty(batch, dtype=users.dtype), np.empty(batch, dtype=items.dtype), np.empty((batch, n_neg), dtype=np.int64)
+    bucket_of, rec_u, rec_i, rec_n, row_bits = records
+    n = rec_u.shape[0]
+    _epoch_pairs(indptr, indices, n_items, max(1, n // _BUCKET_RECORDS), state, bucket_of, rec_u, rec_i, rec_n, row_bits)
+    n_neg = rec_n.shape[1]
+    work = np.empty(batch, dtype=np.int64), np.empty(batch, dtype=np.int64), np.empty((batch, n_neg), dtype=np.int64)
     total = 0.0
     n_batches = 0
-    n = users.shape[0]
     for lo in range(0, n, batch):
         count = min(batch, n - lo)
-        bu, bp = shuffled_u[lo : lo + count], shuffled_i[lo : lo + count]  # the batch's pairs, in place
-        _draw_negatives(bu, count, indptr, indices, bitmap, n_items, state, bn)
         step += 1
-        total += _update(bu, bp, bn, count, TU, TI, d, work, lr, b1, b2, eps, wd, step, weight)
+        total += _update(rec_u[lo : lo + count], rec_i[lo : lo + count], rec_n[lo : lo + count], count, TU, TI, d, work, lr, b1, b2, eps, wd, step, weight)
         n_batches += 1
     return total, n_batches
-
-
-# 1 GiB: MovieLens-20M's 138,493 users × 26,744 items take 442 MiB. One bitmap load per draw is 7×
-# cheaper there than a binary search in the user's row, whose dependent loads miss the caches.
-BITMAP_MAX_BITS = 1 << 33
-
-
-def training_bitmap(indptr: np.ndarray, indices: np.ndarray, n_users: int, n_items: int) -> np.ndarray:
-    """uint8 [n_users, ⌈n_items / 8⌉]: bit ``j % 8`` of byte ``j // 8`` of row ``u`` is set when user u
-    has item j in training (``indices`` sorted within each row); an empty [0, 0] array when that would
-    exceed ``BITMAP_MAX_BITS``."""
-    if n_users * n_items > BITMAP_MAX_BITS:
-        return np.zeros((0, 0), dtype=np.uint8)
-    stride = (n_items + 7) // 8
-    bitmap = np.zeros((n_users, stride), dtype=np.uint8)
-    if len(indices):
-        byte = np.repeat(np.arange(n_users, dtype=np.int64) * stride, np.diff(indptr)) + (indices >> 3)  # ascending
-        first = np.flatnonzero(np.concatenate([[True], byte[1:] != byte[:-1]]))
-        bitmap.reshape(-1)[byte[first]] = np.bitwise_or.reduceat((1 << (indices & 7)).astype(np.uint8), first)
-    return bitmap
 
 
 def eligible(model, methods, config, dist) -> str | None:
@@ -353,7 +330,7 @@ class FusedBPR:
     """Trains an :class:`~training.models.mf.MF` model with BPR through the fused kernels, updating
     its embedding tables and ``optimizer``'s Adam state in place."""
 
-    def __init__(self, model, optimizer: torch.optim.Adam, dataset, users: np.ndarray, items: np.ndarray, config):
+    def __init__(self, model, optimizer: torch.optim.Adam, dataset, config):
         self.tc = config.train
         self.loss_weight = float(config.train.base_loss_weight)
         self.U = model.user_emb.weight.data.numpy()
@@ -365,13 +342,24 @@ class FusedBPR:
         train = dataset.train.tocsr()
         train.sort_indices()
         self.indptr = train.indptr.astype(np.int64)
-        self.indices = train.indices.astype(np.int64)
+        self.indices = train.indices.astype(np.int32)
         self.n_items = dataset.n_items
-        self.bitmap = training_bitmap(self.indptr, self.indices, dataset.n_users, dataset.n_items)
-        self.users = users.astype(np.int32)
-        self.items = items.astype(np.int32)
+        full = np.flatnonzero(np.diff(self.indptr) >= self.n_items)
+        if len(full):
+            raise TrainingError(
+                f"user index {full[0]} has every one of the {self.n_items} items in training, so no negative can be drawn "
+                "for it; remove such users from the training data."
+            )
+        n = len(self.indices)
+        # the epoch's records (see _epoch_pairs): bucket of each pair, users, positives, negatives; the user-row bitmap
+        self.records = (
+            np.empty(n, dtype=np.int32),
+            np.empty(n, dtype=np.int32),
+            np.empty(n, dtype=np.int32),
+            np.empty((n, self.tc.negatives), dtype=np.int32),
+            np.zeros((self.n_items + 7) // 8, dtype=np.uint8),
+        )
         self.params = (model.user_emb.weight, model.item_emb.weight)
-        self.shuffled = np.empty_like(self.users), np.empty_like(self.items)
         self.adam_rows = self.tc.adam_rows_for(dataset.n_users, dataset.n_items)
         batch, per_row = self.tc.batch_size, self.adam_rows == "batch"
         self.tables = (
@@ -390,19 +378,15 @@ class FusedBPR:
         tu.load(self.U, MU, VU)
         ti.load(self.I, MI, VI)
         total, n_batches = _train(
-            self.users,
-            self.items,
             self.indptr,
             self.indices,
-            self.bitmap,
             self.n_items,
-            self.tc.negatives,
             self.tc.batch_size,
             seed,
+            self.records,
             tu.kernel_args(),
             ti.kernel_args(),
             tu.d,
-            *self.shuffled,
             float(group["lr"]),
             float(self.b1),
             float(self.b2),

@@ -158,7 +158,7 @@ class Trainer:
 
         reason = fused_bpr.eligible(self.model, self.methods, self.config, self.dist)
         if reason is None:
-            return fused_bpr.FusedBPR(self.model, self.optimizer, self.dataset, self.users, self.items, self.config)
+            return fused_bpr.FusedBPR(self.model, self.optimizer, self.dataset, self.config)
         if engine == "fused":
             raise TrainingError(f"train.engine is 'fused' but {reason}; set train.engine to 'auto' or 'torch'.")
         return None

@@ -10,7 +10,7 @@ from conftest import mf_with
 
 from training.config import config_from_dict
 from training.errors import TrainingError
-from training.fused_bpr import Tables, _draw_negatives, _shuffle, _update, training_bitmap
+from training.fused_bpr import FusedBPR, Tables, _epoch_pairs, _update
 from training.runs import train_run
 from training.trainer import base_loss
 
@@ -90,34 +90,53 @@ def test_batch_rows_adam_updates_only_the_touched_rows_exactly_as_the_dense_step
     assert not np.allclose(out[False][1][[0, 2, 6, 7]], I[[0, 2, 6, 7]])  # the dense step moves them (weight decay)
 
 
-def test_the_sampler_draws_uniformly_outside_each_users_training_row():
-    train = sp.csr_matrix(np.array([[1, 1, 0, 0, 1], [0, 0, 0, 1, 0]], dtype=np.float32))
-    indptr, indices = train.indptr.astype(np.int64), train.indices.astype(np.int64)
-    draws = []
-    for bitmap in (np.zeros((0, 0), dtype=np.uint8), training_bitmap(indptr, indices, 2, 5)):
-        state = np.array([12345], dtype=np.uint64)
-        negs = np.empty((6000, 2), dtype=np.int64)
-        for lo in range(0, 6000, 1000):  # batches of 1000 pairs, users 0, 1, 0, 1, …
-            _draw_negatives(np.arange(lo, lo + 1000) % 2, 1000, indptr, indices, bitmap, 5, state, negs[lo:])
-        draws.append(negs)
-    np.testing.assert_array_equal(draws[0], draws[1])  # the bitmap and the binary search accept the same draws
-    assert training_bitmap(indptr, indices, 2, 5)[:, 0].tolist() == [0b10011, 0b01000]
-    u0, u1 = negs[0::2].ravel(), negs[1::2].ravel()
-    assert set(u0) == {2, 3} and set(u1) == {0, 1, 2, 4}
-    assert abs(np.mean(u0 == 2) - 0.5) < 0.03 and abs(np.mean(u1 == 4) - 0.25) < 0.03
+def _records(indptr, indices, n_items, n_neg, n_buckets, state):
+    """One epoch's records of :func:`_epoch_pairs`: (users, positives, negatives)."""
+    n = len(indices)
+    out = np.empty(n, np.int32), np.empty(n, np.int32), np.empty((n, n_neg), np.int32)
+    bits = np.zeros((n_items + 7) // 8, dtype=np.uint8)
+    _epoch_pairs(indptr, indices, n_items, n_buckets, state, np.empty(n, np.int32), *out, bits)
+    assert not bits.any()  # the scratch bitmap is left clear
+    return out
 
 
-def test_the_shuffle_puts_the_pairs_in_every_order_equally_often():
-    users, items = np.arange(4, dtype=np.int32), np.arange(10, 14, dtype=np.int32)
-    out_u, out_i = np.empty_like(users), np.empty_like(items)
+def test_an_epoch_holds_every_training_pair_once_with_negatives_drawn_uniformly_outside_the_users_row():
+    train = sp.csr_matrix(np.array([[1, 1, 0, 0, 1, 0, 0, 0, 0], [0, 0, 0, 1, 0, 0, 0, 0, 0], [0] * 8 + [1]], dtype=np.float32))
+    indptr, indices = train.indptr.astype(np.int64), train.indices.astype(np.int32)
+    state = np.array([12345], dtype=np.uint64)
+    negatives: dict[int, list] = {0: [], 1: [], 2: []}
+    for _ in range(3000):
+        users, pos, negs = _records(indptr, indices, 9, 2, 2, state)
+        assert sorted(zip(users.tolist(), pos.tolist())) == [(0, 0), (0, 1), (0, 4), (1, 3), (2, 8)]
+        for u, row in zip(users, negs):
+            negatives[int(u)].extend(row.tolist())
+    for u, allowed in ((0, {2, 3, 5, 6, 7, 8}), (1, {0, 1, 2, 4, 5, 6, 7, 8}), (2, set(range(8)))):
+        counts = np.bincount(negatives[u], minlength=9)
+        assert set(np.flatnonzero(counts)) == allowed  # never one of the user's training items
+        share = counts[sorted(allowed)] / counts.sum()
+        assert np.abs(share - 1 / len(allowed)).max() < 0.02, share  # uniform over the others
+
+
+def test_an_epoch_puts_the_pairs_in_every_order_equally_often_across_buckets():
+    train = sp.csr_matrix(np.array([[1, 1, 0, 0], [0, 0, 1, 1]], dtype=np.float32))  # pairs 0→0, 0→1, 1→2, 1→3
+    indptr, indices = train.indptr.astype(np.int64), train.indices.astype(np.int32)
     state = np.array([99], dtype=np.uint64)
     counts: dict[tuple, int] = {}
     for _ in range(24_000):
-        _shuffle(users, items, out_u, out_i, state)
-        assert np.array_equal(out_i, out_u + 10)  # pairs stay together
-        counts[tuple(out_u)] = counts.get(tuple(out_u), 0) + 1
+        users, pos, _ = _records(indptr, indices, 6, 1, 3, state)  # three buckets for four pairs
+        assert np.array_equal(users, pos // 2)  # a record keeps its user with its positive
+        counts[tuple(pos)] = counts.get(tuple(pos), 0) + 1
     assert len(counts) == 24 and all(800 < c < 1200 for c in counts.values()), counts  # 1,000 each expected
-    assert np.array_equal(users, np.arange(4))
+
+
+def test_the_fused_loop_refuses_a_user_with_every_item_in_training():
+    rows = np.array([[1, 1, 1], [1, 0, 0]], dtype=np.float32)
+    dataset = type("D", (), {"train": sp.csr_matrix(rows), "n_users": 2, "n_items": 3})()
+    config = config_from_dict({"model": {"family": "mf", "dim": 2}, "train": {"engine": "fused"}})
+    model = mf_with(np.zeros((2, 2), np.float32), np.zeros((3, 2), np.float32))
+    optimizer = torch.optim.Adam(model.parameters())
+    with pytest.raises(TrainingError, match="user index 0 has every one of the 3 items"):
+        FusedBPR(model, optimizer, dataset, config)
 
 
 @pytest.mark.parametrize("rows_per_step", [None, 3])
