@@ -103,11 +103,12 @@ class Trainer:
         params = self.params
         # fused Adam: one kernel per step, ~5× faster than the default on CPU for large embedding tables
         self.optimizer = torch.optim.Adam(params, lr=tc.lr, weight_decay=tc.weight_decay, fused=True)
-        self.users, self.items = dataset.train_pairs()
-        self.train_keys = excluded_keys(dataset.train)
         self.state = TrainState()
         self._best_state: dict | None = None  # in-memory copy of the best weights
         self.fused = self._fused_engine()
+        if self.fused is None:  # the torch loop's pairs and excluded keys (the fused loop draws its own)
+            self.users, self.items = dataset.train_pairs()
+            self.train_keys = excluded_keys(dataset.train)
         # without train.threads the torch loop times its first batches at the available CPUs and fewer
         # threads and keeps the fastest (the fused loop runs on one thread whatever torch's count)
         tune = tc.threads is None and self.fused is None and self.cpus > 1
