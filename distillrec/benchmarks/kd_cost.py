@@ -156,6 +156,7 @@ def run(out: Path, experiment: Path, epochs: int, at_epochs: list[int], threads:
     from training.experiments.schema import SCRATCH, load_experiment, slug
     from training.models import model_from_config
     from training.run_folder import RunFolder
+    from training.sampling import excluded_keys
     from training.trainer import Trainer
 
     if threads:
@@ -210,7 +211,8 @@ def run(out: Path, experiment: Path, epochs: int, at_epochs: list[int], threads:
         if floors[-1] is not None:
             rows[-1]["floor_seconds"] = {str(e): [] for e in at_epochs}
     if any(floors):
-        batches = floor_batches(trainers[0].users, trainers[0].items, trainers[0].train_keys, dataset.n_items, base.train.batch_size, base.train.negatives)
+        users, items = dataset.train_pairs()
+        batches = floor_batches(users, items, excluded_keys(dataset.train), dataset.n_items, base.train.batch_size, base.train.negatives)
     for start in at_epochs:
         for rep in range(epochs):
             for row, trainer, floor in zip(rows, trainers, floors, strict=True):

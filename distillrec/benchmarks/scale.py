@@ -281,13 +281,16 @@ def report(
     requests: int,
     cache: Path | None = None,
     epochs: int = EPOCHS,
+    command: str | None = None,
 ) -> dict:
+    """Writes the table, plot and scale.json of ``results``; ``command``: the command line recorded
+    (default: the run's own, from the other arguments)."""
     plain = [r for r in results if not r["wide"]]
     exponents = {}
     for stage in stages:
         ok = [r for r in plain if "seconds" in r["stages"].get(stage, {})]
         exponents[stage] = growth_exponent([r["interactions"] for r in ok], [r["stages"][stage]["seconds"] for r in ok])
-    command = (
+    command = command or (
         f"distillrec bench scale --sizes {','.join(map(str, sizes))}"
         + (f" --wide {','.join(map(str, wide))}" if wide else "")
         + f" --stages {','.join(stages)} --timeout {timeout:.0f} --requests {requests}"
@@ -324,6 +327,9 @@ def report(
                 for s in [r["stages"]["service"]]
             ),
         ]
+    repeated = [_repeated(plain, stage) for stage in stages]
+    if any(repeated):
+        lines += ["", "Medians of repeated runs (each cell from the run with the median time): " + "; ".join(x for x in repeated if x)]
     fewer = [f"{r['size']} {s}" for r in results for s in stages if r["stages"].get(s, {}).get("epochs", EPOCHS) < EPOCHS]
     if fewer:
         lines += ["", f"Timed with fewer than {EPOCHS} epochs (the last one reported): " + ", ".join(fewer)]
@@ -338,19 +344,40 @@ def report(
     return rep
 
 
+def _repeated(plain: list[dict], stage: str) -> str:
+    """How a stage's cells were taken from repeated runs (:func:`merge`): the number of runs, and each
+    run's own exponent when every size has them all; '' for a stage measured once."""
+    timed = [r for r in plain if "seconds" in r["stages"].get(stage, {})]
+    counts = [len(r["stages"][stage].get("runs_seconds", [None])) for r in timed]
+    if max(counts, default=0) < 2:
+        return ""
+    if len(set(counts)) > 1:
+        return f"{stage} ({min(counts)}–{max(counts)} runs per size)"
+    runs = [growth_exponent([r["interactions"] for r in timed], [r["stages"][stage]["runs_seconds"][k] for r in timed]) for k in range(counts[0])]
+    shown = ", ".join(f"{e:.2f}" for e in runs if e is not None)
+    return f"{stage} ({counts[0]} runs" + (f"; their own exponents {shown}" if shown else "") + ")"
+
+
 def _pairs(row: dict) -> int:
     """Training pairs of one epoch as the stage recorded them; scale.json files written before the
     trained stages recorded theirs hold the shipped student's interactions × 4 negatives."""
     return row["pairs"] if "pairs" in row else row["train_interactions"] * 4
 
 
-def merge(parts: list[Path], out: Path) -> dict:
+def merge_groups(text: str) -> list[list[Path]]:
+    """``--merge``'s folders: comma-separated groups, the folders of a group joined by ``+``."""
+    return [[Path(x) for x in group.split("+") if x.strip()] for group in text.split(",") if group.strip()]
+
+
+def merge(groups: list[list[Path]], out: Path) -> dict:
     """One table, plot and exponents from the scale.json of earlier runs (sizes run one at a time, for
-    example); a size measured in several runs keeps the stages of each (the later run wins a stage)."""
+    example); a size measured in several groups keeps the stages of each (the later group wins a
+    stage). The folders of one group are repeated runs: each of their cells is the cell of the run
+    with the median time (the lower one of an even count), with every run's seconds beside it."""
     by_size: dict[tuple[str, bool], dict] = {}
     stages: list[str] = []
-    for part in parts:
-        for entry in json.loads((part / "scale.json").read_text())["sizes"]:
+    for group in groups:
+        for entry in _median_runs([_sizes(part) for part in group]):
             key = (entry["size"], entry["wide"])
             merged = by_size.setdefault(key, {**entry, "stages": {}})
             merged["stages"].update(entry["stages"])
@@ -360,7 +387,43 @@ def merge(parts: list[Path], out: Path) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     sizes = [r["asked"] for r in results if not r["wide"]]
     wide = [r["asked"] for r in results if r["wide"]]
-    return report(out, results, stages, sizes, wide, timeout=3600, requests=1000)
+    spec = ",".join("+".join(map(str, group)) for group in groups)
+    return report(out, results, stages, sizes, wide, timeout=3600, requests=1000, command=f"distillrec bench scale --merge {spec} --out {out}")
+
+
+def _sizes(part: Path) -> list[dict]:
+    """The sizes of the run whose --out folder is ``part``."""
+    from training.errors import DistillrecError
+
+    if not (part / "scale.json").is_file():
+        raise DistillrecError(f"--merge: {part} holds no scale.json; name the --out folders of earlier `distillrec bench scale` runs")
+    return json.loads((part / "scale.json").read_text())["sizes"]
+
+
+def _median_runs(runs: list[list[dict]]) -> list[dict]:
+    """The sizes of repeated runs, each stage's cell taken from the run with its median time (cells
+    without a time, failed ones, only where no run has one)."""
+    if len(runs) == 1:
+        return runs[0]
+    entries: dict[tuple[str, bool], dict] = {}
+    cells: dict[tuple[str, bool], dict[str, list[dict]]] = {}
+    for sizes in runs:
+        for entry in sizes:
+            key = (entry["size"], entry["wide"])
+            entries.setdefault(key, entry)
+            for stage, cell in entry["stages"].items():
+                cells.setdefault(key, {}).setdefault(stage, []).append(cell)
+    out = []
+    for key, entry in entries.items():
+        stages = {}
+        for stage, found in cells.get(key, {}).items():
+            timed = sorted((c for c in found if "seconds" in c), key=lambda c: c["seconds"])
+            if not timed:
+                stages[stage] = found[-1]
+                continue
+            stages[stage] = {**timed[(len(timed) - 1) // 2], "runs_seconds": [c["seconds"] for c in found if "seconds" in c]}
+        out.append({**entry, "stages": stages})
+    return out
 
 
 def _plot(path: Path, results: list[dict], stages: list[str]) -> None:
@@ -401,7 +464,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--epochs", type=int, default=EPOCHS)
     a = p.parse_args(argv)
     if a.merge:
-        merge([Path(x) for x in a.merge.split(",")], Path(a.out))
+        merge(merge_groups(a.merge), Path(a.out))
         return 0
     if a.warm:
         _warm_compiled_kernels(Path(a.work))

@@ -129,7 +129,9 @@ def register_scale(bsub) -> None:
     sc.add_argument(
         "--merge",
         default="",
-        help="comma-separated --out folders of earlier runs (for example one size each): write one table, plot and exponents from their scale.json into --out instead of running",
+        help="comma-separated --out folders of earlier runs (for example one size each): write one table, plot and exponents from "
+        "their scale.json into --out instead of running; a later folder wins a stage both measured at a size. Folders joined by "
+        "'+' are repeated runs of the same stages: each cell is the run with the median time (with every run's seconds in scale.json)",
     )
     sc.set_defaults(handler=run_scale)
 
@@ -177,10 +179,10 @@ def run_pipeline(args) -> int:
 def run_scale(args) -> int:
     from pathlib import Path
 
-    from distillrec.benchmarks.scale import _ints, merge, run
+    from distillrec.benchmarks.scale import _ints, merge, merge_groups, run
 
     if args.merge:
-        merge([Path(x) for x in args.merge.split(",")], Path(args.out))
+        merge(merge_groups(args.merge), Path(args.out))
         return 0
     cache = Path(args.cache) if args.cache else None
     run(Path(args.out), _ints(args.sizes), _ints(args.wide), args.stages.split(","), args.timeout, args.requests, cache=cache, epochs=args.epochs)

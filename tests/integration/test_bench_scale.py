@@ -9,10 +9,11 @@ import numpy as np
 import pytest
 
 from distillrec.benchmarks import pipeline
-from distillrec.benchmarks.scale import STAGES, check_epochs, growth_exponent, run
+from distillrec.benchmarks.scale import STAGES, check_epochs, growth_exponent, merge, merge_groups, run
 from distillrec.benchmarks.synthetic import ML20M, Shape, cached_log, generate, shape_for, write_log
 from training.config import DataConfig
 from training.data import load_dataset
+from training.errors import DistillrecError
 
 
 def test_shapes_run_from_movielens_100k_to_20m():
@@ -68,6 +69,43 @@ def test_epochs_option_times_the_last_of_fewer_epochs(tmp_path):
     assert "Timed with fewer than 3 epochs (the last one reported): 4k teacher, 4k de" in (tmp_path / "scale.md").read_text()
     with pytest.raises(ValueError, match="--epochs 1"):
         check_epochs(1)
+
+
+def _scale_json(folder, seconds, rss=100.0):
+    """A scale.json as a run of the teacher stage at two sizes writes it."""
+    sizes = [
+        {
+            "size": name,
+            "wide": False,
+            "asked": n,
+            "interactions": n,
+            "users": 10,
+            "items": 20,
+            "stages": {"teacher": {"stage": "teacher", "seconds": t, "peak_rss_mib": rss}},
+        }
+        for (name, n), t in zip((("1k", 1000), ("10k", 10000)), seconds, strict=True)
+    ]
+    folder.mkdir()
+    (folder / "scale.json").write_text(json.dumps({"sizes": sizes}))
+    return str(folder)
+
+
+def test_merge_takes_each_cell_of_repeated_runs_from_the_run_with_the_median_time(tmp_path):
+    once = _scale_json(tmp_path / "once", [5.0, 50.0])  # an earlier group: the repeated runs win its stage
+    runs = [_scale_json(tmp_path / f"run{k}", t, rss) for k, (t, rss) in enumerate((([1.0, 12.0], 100.0), ([3.0, 10.0], 200.0), ([2.0, 30.0], 300.0)))]
+    rep = merge(merge_groups(f"{once},{'+'.join(runs)}"), tmp_path / "out")
+    cells = [entry["stages"]["teacher"] for entry in rep["sizes"]]
+    assert [c["seconds"] for c in cells] == [2.0, 12.0]
+    assert [c["peak_rss_mib"] for c in cells] == [300.0, 100.0]  # the whole cell of the median run
+    assert [c["runs_seconds"] for c in cells] == [[1.0, 3.0, 2.0], [12.0, 10.0, 30.0]]
+    assert rep["exponents"]["teacher"] == pytest.approx(growth_exponent([1000, 10000], [2.0, 12.0]))
+    assert "teacher (3 runs; their own exponents 1.08, 0.52, 1.18)" in (tmp_path / "out" / "scale.md").read_text()
+    assert rep["command"] == f"distillrec bench scale --merge {once},{'+'.join(runs)} --out {tmp_path / 'out'}"
+    single = merge(merge_groups(once), tmp_path / "single")
+    assert single["sizes"][0]["stages"]["teacher"] == {"stage": "teacher", "seconds": 5.0, "peak_rss_mib": 100.0}
+    assert "Medians of repeated runs" not in (tmp_path / "single" / "scale.md").read_text()
+    with pytest.raises(DistillrecError, match="missing holds no scale.json"):
+        merge(merge_groups(f"{once}+{tmp_path / 'missing'}"), tmp_path / "bad")
 
 
 def test_the_implicit_reference_stage_runs_only_when_asked_for(tmp_path):
