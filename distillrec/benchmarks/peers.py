@@ -32,6 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from distillrec.benchmarks.environment import conditions_line, environment, fresh_process, publish, run_conditions
+from distillrec.commands.common import positive
 
 CONFIG = Path(__file__).resolve().parents[2] / "configs" / "ml-100k" / "bpr-student.yaml"
 LIBRARIES = ("distillrec-fused", "distillrec-torch", "recbole", "implicit")
@@ -223,9 +224,11 @@ def _lrs(values: list[str]) -> dict[str, float]:
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--libraries", default=",".join(LIBRARIES), help=f"comma-separated libraries (default {','.join(LIBRARIES)})")
-    p.add_argument("--rounds", type=int, default=3, help="alternating rounds, each library in a fresh process per round, seed = round (default 3)")
-    p.add_argument("--epochs", type=int, default=300, help="most epochs per run (default 300, as the shipped configs)")
-    p.add_argument("--patience", type=int, default=20, help="epochs without a better validation NDCG@10 before stopping (default 20, as the shipped configs)")
+    p.add_argument("--rounds", type=positive, default=3, help="alternating rounds, each library in a fresh process per round, seed = round (default 3)")
+    p.add_argument("--epochs", type=positive, default=300, help="most epochs per run (default 300, as the shipped configs)")
+    p.add_argument(
+        "--patience", type=positive, default=20, help="epochs without a better validation NDCG@10 before stopping (default 20, as the shipped configs)"
+    )
     p.add_argument(
         "--lr",
         action="append",

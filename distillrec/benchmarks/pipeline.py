@@ -29,8 +29,9 @@ import time
 from pathlib import Path
 
 from distillrec.benchmarks.environment import environment, fresh_process, peak_rss_mib, publish
-from distillrec.benchmarks.scale import KD, serve_in_process, shipped_config
+from distillrec.benchmarks.scale import KD, MIN_SIZE, serve_in_process, shipped_config
 from distillrec.benchmarks.synthetic import cached_log, shape_for
+from training.errors import DistillrecError
 
 STEPS = ("data", "teacher", "student", "export", "serve")
 
@@ -94,6 +95,11 @@ def run(
 ) -> dict:
     """Runs the steps; with ``resume``, the steps that finished in an earlier run into ``out`` with the
     same command are kept and the run goes on from the first one that did not."""
+    if size < MIN_SIZE:
+        raise DistillrecError(f"--size {size}: the log needs at least {MIN_SIZE:,} interactions for every step to have users to train and test")
+    for option, epochs in (("--teacher-epochs", teacher_epochs), ("--student-epochs", student_epochs)):
+        if epochs < 1:
+            raise DistillrecError(f"{option} {epochs}: train at least 1 epoch")
     out.mkdir(parents=True, exist_ok=True)
     shape = shape_for(size)
     work = out / "work"

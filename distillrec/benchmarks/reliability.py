@@ -53,6 +53,7 @@ from pathlib import Path
 import numpy as np
 
 from distillrec.benchmarks.service_latency import run_load
+from distillrec.commands.common import non_negative
 from distillrec.local_service import HOST, LocalService
 
 MB = 1 << 20
@@ -509,7 +510,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--student", required=True, help="a factorised bundle (MF, LightGCN): the fast path under load")
     p.add_argument("--scorer", required=True, help="a learned-scorer bundle (NeuMF): the memory case")
     p.add_argument("--soak-seconds", type=float, default=600, help="length of the soak at concurrency 8 (default 600; 0 skips it)")
-    p.add_argument("--speed-rounds", type=int, default=0, help="wrk rounds of recommend ÷ healthz at concurrency 16 (default 0: skipped)")
+    p.add_argument("--speed-rounds", type=non_negative, default=0, help="wrk rounds of recommend ÷ healthz at concurrency 16 (default 0: skipped)")
     p.add_argument("--memory-limit-mb", type=float, default=150.0, help="allowed RSS growth over idle in the scorer memory case (default 150)")
     p.add_argument("--only", action="append", default=None, metavar="CASE", help=f"run only this case (repeatable): {', '.join(CASES)}")
     p.add_argument("--out", default="results/bench-reliability", help="folder for reliability.json / .md")

@@ -46,6 +46,7 @@ import numpy as np
 
 from distillrec.benchmarks.environment import environment, fresh_process, peak_rss_mib, publish, pyplot
 from distillrec.benchmarks.synthetic import cached_log, data_config, shape_for, write_log
+from training.errors import DistillrecError
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs" / "ml-100k"
 STAGES = ("data", "teacher", "student", "student-torch", "student-dense-adam", "kd-cache", "rrd", "de", "eval", "export", "service")
@@ -56,6 +57,7 @@ MODULE = "distillrec.benchmarks.scale"
 # stage: the distillation method, overrides. DE keeps the dense Adam step: its epoch is the experts' work
 KD = {"rrd": ({"name": "rrd", "weight": 0.01}, ["train.adam_rows=auto"]), "de": ({"name": "de", "weight": 0.01}, [])}
 EPOCHS = 3  # training epochs of the epoch stages; the first is not timed
+MIN_SIZE = 1_000  # interactions of the smallest log
 TRAINED = {  # stage: shipped config, overrides (the run folder is named after the stage)
     "teacher": ("bpr-teacher.yaml", ["train.engine=fused", "train.adam_rows=auto"]),
     "student": ("bpr-student.yaml", ["train.engine=fused", "train.adam_rows=auto"]),
@@ -78,13 +80,22 @@ def _config(name: str, work: Path, extra: list[str] = (), epochs: int = EPOCHS):
     )
 
 
-def check_epochs(epochs: int) -> int:
-    """``epochs`` if the epoch stages can time it (the first epoch also loads compiled code), else a ValueError."""
+def check_arguments(sizes: list[int], wide: list[int], stages: list[str], epochs: int) -> None:
+    """Refuses a run the benchmark cannot do, naming the option and the fix."""
     if epochs < 2:
-        raise ValueError(
+        raise DistillrecError(
             f"--epochs {epochs}: the epoch stages need at least 2 epochs (the first also loads compiled code and is not timed); use --epochs 2 or more"
         )
-    return epochs
+    unknown = [s for s in stages if s not in ORDER]
+    if unknown or not stages:
+        raise DistillrecError(f"--stages: unknown stage {unknown[0] if unknown else ''!r}; the stages are {', '.join(ORDER)}")
+    if not sizes and not wide:
+        raise DistillrecError("--sizes and --wide name no size; give interaction counts, e.g. --sizes 100000,1000000")
+    small = [n for n in (*sizes, *wide) if n < MIN_SIZE]
+    if small:
+        raise DistillrecError(
+            f"size {small[0]}: a log needs at least {MIN_SIZE:,} interactions for every stage to have users to train and test; give --sizes and --wide of {MIN_SIZE} or more"
+        )
 
 
 def _train(name: str, work: Path, out: str, dataset, extra: list[str] = (), methods: list[dict] | None = None, epochs: int = EPOCHS) -> dict:
@@ -240,7 +251,7 @@ def run(
     cache: Path | None = None,
     epochs: int = EPOCHS,
 ) -> dict:
-    check_epochs(epochs)
+    check_arguments(sizes, wide, stages, epochs)
     out.mkdir(parents=True, exist_ok=True)
     _fresh_warm = subprocess.run(
         [sys.executable, "-m", "distillrec.benchmarks.scale", "--warm", "--work", str(out / "work" / "warm")], capture_output=True, text=True
@@ -393,8 +404,6 @@ def merge(groups: list[list[Path]], out: Path) -> dict:
 
 def _sizes(part: Path) -> list[dict]:
     """The sizes of the run whose --out folder is ``part``."""
-    from training.errors import DistillrecError
-
     if not (part / "scale.json").is_file():
         raise DistillrecError(f"--merge: {part} holds no scale.json; name the --out folders of earlier `distillrec bench scale` runs")
     return json.loads((part / "scale.json").read_text())["sizes"]
@@ -474,13 +483,33 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps({"stage": a.stage, **row, "peak_rss_mib": peak_rss_mib()}))
         return 0
     cache = Path(a.cache) if a.cache else None
-    run(Path(a.out), _ints(a.sizes), _ints(a.wide), a.stages.split(","), a.timeout, a.requests, cache=cache, epochs=a.epochs)
+    run(
+        Path(a.out),
+        interaction_counts(a.sizes, "--sizes"),
+        interaction_counts(a.wide, "--wide"),
+        a.stages.split(","),
+        a.timeout,
+        a.requests,
+        cache=cache,
+        epochs=a.epochs,
+    )
     return 0
 
 
-def _ints(text: str) -> list[int]:
-    """Comma-separated counts (``1e6`` allowed) as ints."""
-    return [int(float(x)) for x in text.split(",") if x.strip()]
+def interaction_counts(text: str, option: str) -> list[int]:
+    """``option``'s comma-separated interaction counts (``1e6`` allowed) as ints."""
+    counts = []
+    for x in (x.strip() for x in text.split(",")):
+        if not x:
+            continue
+        try:
+            c = float(x)
+        except ValueError:
+            c = math.nan
+        if not math.isfinite(c) or c != int(c):
+            raise DistillrecError(f"{option}: {x!r} is not a whole interaction count (such as 100000 or 1e6)")
+        counts.append(int(c))
+    return counts
 
 
 if __name__ == "__main__":

@@ -24,6 +24,7 @@ import time
 from pathlib import Path
 
 from distillrec.benchmarks.environment import conditions_line, environment, publish, run_conditions
+from distillrec.commands.common import positive
 
 REPO = Path(__file__).resolve().parents[2]
 CONFIGS = ("configs/ml-100k/bpr-teacher.yaml", "configs/ml-100k/bpr-student.yaml", "configs/ml-100k/lightgcn-teacher.yaml")
@@ -143,10 +144,10 @@ def run(out: Path, configs: list[str], epochs: int, rounds: int, burners: int, t
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--configs", default=",".join(CONFIGS), help=f"comma-separated training configs (default {','.join(CONFIGS)})")
-    p.add_argument("--epochs", type=int, default=5, help="epochs per run; the median epoch time is used (default 5)")
-    p.add_argument("--rounds", type=int, default=3, help="alternating idle/loaded rounds; medians over rounds are reported (default 3)")
-    p.add_argument("--burners", type=int, default=os.cpu_count() or 1, help="busy-looping background processes when loaded (default: the number of cores)")
-    p.add_argument("--threads", type=int, default=None, help="set train.threads (default: unset, the shipped default thread count)")
+    p.add_argument("--epochs", type=positive, default=5, help="epochs per run; the median epoch time is used (default 5)")
+    p.add_argument("--rounds", type=positive, default=3, help="alternating idle/loaded rounds; medians over rounds are reported (default 3)")
+    p.add_argument("--burners", type=positive, default=os.cpu_count() or 1, help="busy-looping background processes when loaded (default: the number of cores)")
+    p.add_argument("--threads", type=positive, default=None, help="set train.threads (default: unset, the shipped default thread count)")
     p.add_argument("--out", default="results/bench-train-load", help="folder for train_load.json / .md")
 
 

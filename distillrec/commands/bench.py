@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from distillrec.commands.common import non_negative, positive
+
 
 def register(sub) -> None:
     p = sub.add_parser("bench", help="run a benchmark (prints tables, writes JSON)", description="Benchmarks print markdown tables and write JSON into --out.")
@@ -12,12 +14,15 @@ def register(sub) -> None:
         description="Epoch time, training pairs per second and peak resident memory (RSS) of BPR-MF (matrix factorisation, Bayesian Personalized Ranking loss) training on MovieLens-100K, with the torch and the fused training loops, each dimension in a fresh process.",
     )
     tc.add_argument("--dims", default="20,200", help="comma-separated embedding dimensions (default 20,200)")
-    tc.add_argument("--epochs", type=int, default=5, help="epochs to time per dimension (median reported)")
+    tc.add_argument("--epochs", type=positive, default=5, help="epochs to time per dimension (median reported)")
     tc.add_argument(
-        "--threads", type=int, default=None, help="torch threads (default: the training default, timed on the first batches among the CPUs available and fewer)"
+        "--threads",
+        type=positive,
+        default=None,
+        help="torch threads (default: the training default, timed on the first batches among the CPUs available and fewer)",
     )
     tc.add_argument("--engines", default="torch,fused", help="comma-separated training loops to time (train.engine: torch, fused; default both)")
-    tc.add_argument("--rounds", type=int, default=1, help="alternating rounds of fresh processes; medians over rounds are reported (default 1)")
+    tc.add_argument("--rounds", type=positive, default=1, help="alternating rounds of fresh processes; medians over rounds are reported (default 1)")
     tc.add_argument("--out", default="results/bench-train-cost", help="folder for train_cost.json / .md")
     tc.set_defaults(handler=run_train_cost)
     kc = bsub.add_parser(
@@ -31,9 +36,9 @@ def register(sub) -> None:
         ),
     )
     kc.add_argument("--experiment", default="configs/experiments/citeulike-cost.yaml", help="experiment config whose student, teacher and methods are timed")
-    kc.add_argument("--epochs", type=int, default=3, help="epochs timed per entry and phase (median reported)")
+    kc.add_argument("--epochs", type=positive, default=3, help="epochs timed per entry and phase (median reported)")
     kc.add_argument("--at-epochs", default="0,200", help="comma-separated epoch indices to time from (they set DE/HTD's temperature)")
-    kc.add_argument("--threads", type=int, default=1, help="torch threads (default 1: comparable on a shared machine)")
+    kc.add_argument("--threads", type=positive, default=1, help="torch threads (default 1: comparable on a shared machine)")
     kc.add_argument("--only", action="append", default=None, metavar="LABEL", help="time only these entries (plus scratch); repeatable")
     kc.add_argument("--out", default="results/kd-bench-cost", help="folder for kd_cost.json / .md")
     kc.set_defaults(handler=run_kd_cost)
@@ -53,19 +58,22 @@ def register(sub) -> None:
     sv.add_argument("--student", required=True, help="student bundle name (the model under load)")
     sv.add_argument("--teachers", default="", help="comma-separated teacher bundles, loaded over HTTP and in /v1/benchmark (NeuMF, ensemble ...)")
     sv.add_argument("--tool", choices=["wrk", "hey"], default="wrk", help="load generator (default wrk: a random user per request)")
-    sv.add_argument("--duration", type=int, default=10, help="seconds per load run (default 10)")
+    sv.add_argument("--duration", type=positive, default=10, help="seconds per load run (default 10)")
     sv.add_argument(
         "--concurrency",
         default="1,4,16",
         help="comma-separated concurrent connections of the sweep (default 1,4,16); the headline targets are measured at 16 if listed, else at the largest",
     )
-    sv.add_argument("--rounds", type=int, default=3, help="healthz/student rounds at the headline concurrency; medians are reported (default 3)")
-    sv.add_argument("--sweep-rounds", type=int, default=1, help="load runs per (model, concurrency) of the sweep; medians are reported (default 1)")
-    sv.add_argument("--bench-requests", type=int, default=1000, help="requests per model in /v1/benchmark (default 1000)")
+    sv.add_argument("--rounds", type=positive, default=3, help="healthz/student rounds at the headline concurrency; medians are reported (default 3)")
+    sv.add_argument("--sweep-rounds", type=positive, default=1, help="load runs per (model, concurrency) of the sweep; medians are reported (default 1)")
+    sv.add_argument("--bench-requests", type=positive, default=1000, help="requests per model in /v1/benchmark (default 1000)")
     sv.add_argument(
-        "--in-process-requests", type=int, default=5000, help="in-process recommendations timed for the student (default 5000; teachers: a fifth, at least 200)"
+        "--in-process-requests",
+        type=positive,
+        default=5000,
+        help="in-process recommendations timed for the student (default 5000; teachers: a fifth, at least 200)",
     )
-    sv.add_argument("--ort-threads", type=int, default=1, help="ONNX Runtime intra-op threads in the server (default 1)")
+    sv.add_argument("--ort-threads", type=positive, default=1, help="ONNX Runtime intra-op threads in the server (default 1)")
     sv.add_argument("--out", default="results/bench-service", help="folder for service_latency.json / .md / .png")
     sv.set_defaults(handler=run_service)
     register_catalogue(bsub)
@@ -116,12 +124,12 @@ def register_scale(bsub) -> None:
         help=f"comma-separated stages to run (default all: {','.join(STAGES)}; also {','.join(OPTIONAL)}: implicit's BPR epoch, with the peers extra)",
     )
     sc.add_argument("--timeout", type=float, default=3600, help="seconds one stage may run before it is reported as failed (default 3600)")
-    sc.add_argument("--requests", type=int, default=1000, help="in-process recommendations timed per bundle (default 1000)")
+    sc.add_argument("--requests", type=positive, default=1000, help="in-process recommendations timed per bundle (default 1000)")
     sc.add_argument("--out", default="results/bench-scale", help="folder for scale.json / .md / .png and the generated logs (under work/)")
     sc.add_argument("--cache", default=None, help="folder that keeps the generated logs for later runs (default: none, each run writes them under --out)")
     sc.add_argument(
         "--epochs",
-        type=int,
+        type=positive,
         default=3,
         help="training epochs of the epoch stages (teacher, students, RRD, DE; default 3, at least 2): the first also loads "
         "compiled code, the fewest CPU seconds of the others are reported (with 2, the second epoch's)",
@@ -153,12 +161,12 @@ def register_pipeline(bsub) -> None:
             "(normalised discounted cumulative gain) and the total; writes pipeline.json and pipeline.md into --out."
         ),
     )
-    pl.add_argument("--size", type=float, default=1e6, help="interactions of the log (default 1000000; MovieLens-20M is 20000000)")
-    pl.add_argument("--teacher-epochs", type=int, default=3, help="training epochs of the teacher (default 3)")
-    pl.add_argument("--student-epochs", type=int, default=3, help="training epochs of the distilled student (default 3)")
+    pl.add_argument("--size", default="1000000", help="interactions of the log (default 1000000; 1e6 allowed; MovieLens-20M is 20000000)")
+    pl.add_argument("--teacher-epochs", type=positive, default=3, help="training epochs of the teacher (default 3)")
+    pl.add_argument("--student-epochs", type=positive, default=3, help="training epochs of the distilled student (default 3)")
     pl.add_argument("--cache", default=None, help="folder that keeps the generated logs for later runs (default: none)")
     pl.add_argument("--timeout", type=float, default=7200, help="seconds one step may run before it is reported as failed (default 7200)")
-    pl.add_argument("--requests", type=int, default=1000, help="in-process recommendations timed (default 1000)")
+    pl.add_argument("--requests", type=positive, default=1000, help="in-process recommendations timed (default 1000)")
     pl.add_argument("--out", default="results/bench-pipeline", help="folder for pipeline.json / .md and the runs (under work/)")
     pl.add_argument(
         "--resume", action="store_true", help="keep the steps an earlier run of the same command into --out finished, and go on from the first that did not"
@@ -170,22 +178,36 @@ def run_pipeline(args) -> int:
     from pathlib import Path
 
     from distillrec.benchmarks.pipeline import run
+    from distillrec.benchmarks.scale import interaction_counts
+    from training.errors import DistillrecError
 
+    sizes = interaction_counts(args.size, "--size")
+    if len(sizes) != 1:
+        raise DistillrecError(f"--size {args.size!r}: give one interaction count, e.g. --size 1e6")
     cache = Path(args.cache) if args.cache else None
-    run(Path(args.out), int(args.size), args.teacher_epochs, args.student_epochs, cache, args.timeout, args.requests, resume=args.resume)
+    run(Path(args.out), sizes[0], args.teacher_epochs, args.student_epochs, cache, args.timeout, args.requests, resume=args.resume)
     return 0
 
 
 def run_scale(args) -> int:
     from pathlib import Path
 
-    from distillrec.benchmarks.scale import _ints, merge, merge_groups, run
+    from distillrec.benchmarks.scale import interaction_counts, merge, merge_groups, run
 
     if args.merge:
         merge(merge_groups(args.merge), Path(args.out))
         return 0
     cache = Path(args.cache) if args.cache else None
-    run(Path(args.out), _ints(args.sizes), _ints(args.wide), args.stages.split(","), args.timeout, args.requests, cache=cache, epochs=args.epochs)
+    run(
+        Path(args.out),
+        interaction_counts(args.sizes, "--sizes"),
+        interaction_counts(args.wide, "--wide"),
+        args.stages.split(","),
+        args.timeout,
+        args.requests,
+        cache=cache,
+        epochs=args.epochs,
+    )
     return 0
 
 
@@ -205,13 +227,15 @@ def register_pareto(bsub) -> None:
     )
     pa.add_argument("--models-dir", default="models", help="model repository holding the bundles (default: models)")
     pa.add_argument("--bundles", default=None, help="comma-separated bundle names to compare (default: every bundle in --models-dir)")
-    pa.add_argument("--requests", type=int, default=2000, help="timed recommendations per bundle (default 2000)")
-    pa.add_argument("--rounds", type=int, default=5, help="blocks the requests are split into; the bundles' order rotates per block (default 5)")
-    pa.add_argument("--warmup", type=int, default=20, help="untimed requests per bundle before each block, and per-bundle warm-up at load (default 20)")
+    pa.add_argument("--requests", type=positive, default=2000, help="timed recommendations per bundle (default 2000)")
+    pa.add_argument("--rounds", type=positive, default=5, help="blocks the requests are split into; the bundles' order rotates per block (default 5)")
+    pa.add_argument(
+        "--warmup", type=non_negative, default=20, help="untimed requests per bundle before each block, and per-bundle warm-up at load (default 20)"
+    )
     pa.add_argument("--metric", default="ndcg@10", help="offline metric from the manifests for the accuracy axis (default ndcg@10)")
     pa.add_argument("--part", choices=["test", "valid"], default="test", help="which offline split's metric to use (default test)")
-    pa.add_argument("--k", type=int, default=10, help="recommendations per request (default 10)")
-    pa.add_argument("--ort-threads", type=int, default=1, help="ONNX Runtime intra-op threads (default 1, as the service)")
+    pa.add_argument("--k", type=positive, default=10, help="recommendations per request (default 10)")
+    pa.add_argument("--ort-threads", type=positive, default=1, help="ONNX Runtime intra-op threads (default 1, as the service)")
     pa.add_argument("--seed", type=int, default=0, help="seed of the sampled users (default 0)")
     pa.add_argument("--out", default="results/bench-pareto", help="folder for pareto.json / .md / .png")
     pa.set_defaults(handler=run_pareto)
@@ -231,17 +255,17 @@ def register_catalogue(bsub) -> None:
     )
     ct.add_argument("--sizes", default=None, help="comma-separated catalogue sizes, e.g. 10000,100000,1000000 (the default); 10k, 1M suffixes allowed")
     ct.add_argument("--quick", action="store_true", help="a run of seconds: 10k items, 300 queries (overridden by --sizes/--queries)")
-    ct.add_argument("--student-dim", type=int, default=20, help="the student's embedding dimension (default 20)")
-    ct.add_argument("--teacher-dim", type=int, default=200, help="the teacher's embedding dimension (default 200)")
+    ct.add_argument("--student-dim", type=positive, default=20, help="the student's embedding dimension (default 20)")
+    ct.add_argument("--teacher-dim", type=positive, default=200, help="the teacher's embedding dimension (default 200)")
     ct.add_argument("--methods", default="flat,ivf,hnsw", help="indexes to measure (default flat,ivf,hnsw)")
-    ct.add_argument("--queries", type=int, default=None, help="evaluation queries, each timed alone (default 2000; 300 with --quick)")
-    ct.add_argument("--tune-queries", type=int, default=None, help="separate queries that tune nprobe/efSearch (default 1000; 300 with --quick)")
-    ct.add_argument("--exact-queries", type=int, default=1000, help="of those, how many time the exact scans (default 1000; every scan costs the same)")
-    ct.add_argument("--warmup", type=int, default=100, help="untimed searches before timing (default 100)")
-    ct.add_argument("--repeats", type=int, default=3, help="timing passes; each query's best pass is reported, the first pass's p99 too (default 3)")
+    ct.add_argument("--queries", type=positive, default=None, help="evaluation queries, each timed alone (default 2000; 300 with --quick)")
+    ct.add_argument("--tune-queries", type=positive, default=None, help="separate queries that tune nprobe/efSearch (default 1000; 300 with --quick)")
+    ct.add_argument("--exact-queries", type=positive, default=1000, help="of those, how many time the exact scans (default 1000; every scan costs the same)")
+    ct.add_argument("--warmup", type=non_negative, default=100, help="untimed searches before timing (default 100)")
+    ct.add_argument("--repeats", type=positive, default=3, help="timing passes; each query's best pass is reported, the first pass's p99 too (default 3)")
     ct.add_argument("--target-recall", type=float, default=0.95, help="recall@10 vs exact the approximate indexes are tuned to (default 0.95)")
-    ct.add_argument("--build-threads", type=int, default=1, help="FAISS threads while building (searches always use 1; default 1)")
-    ct.add_argument("--train-points-per-list", type=int, default=64, help="IVF k-means sample per list (default 64; FAISS wants >= 39)")
+    ct.add_argument("--build-threads", type=positive, default=1, help="FAISS threads while building (searches always use 1; default 1)")
+    ct.add_argument("--train-points-per-list", type=positive, default=64, help="IVF k-means sample per list (default 64; FAISS wants >= 39)")
     ct.add_argument("--data", choices=["mixture", "iid"], default="mixture", help="synthetic model: calibrated mixture (default) or iid Gaussian")
     ct.add_argument("--seed", type=int, default=0)
     ct.add_argument(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from distillrec.commands.common import positive
+
 
 def register(bsub) -> None:
     p = bsub.add_parser(
@@ -22,16 +24,16 @@ def register(bsub) -> None:
     p.add_argument("--models-dir", default="models", help="model repository holding the bundles (default: models)")
     p.add_argument("--student", required=True, help="student bundle name")
     p.add_argument("--teachers", required=True, help="comma-separated teacher bundles (LightGCN, NeuMF, ensemble ...)")
-    p.add_argument("--requests", type=int, default=500, help="users sampled; each process gets one request per user per run (default 500)")
+    p.add_argument("--requests", type=positive, default=500, help="users sampled; each process gets one request per user per run (default 500)")
     p.add_argument("--concurrency", default="1,16", help="comma-separated users in flight of the comparisons (default 1,16)")
     p.add_argument("--shadow-teacher", default=None, help="teacher bundle shadow mode mirrors to (default: the first of --teachers)")
     p.add_argument("--fractions", default="0.1,1", help="comma-separated shadow fractions compared with shadow mode off (default 0.1,1)")
     p.add_argument("--tool", choices=["wrk", "hey"], default="wrk", help="load generator of the shadow part (default wrk)")
-    p.add_argument("--duration", type=int, default=10, help="seconds per shadow load run (default 10)")
-    p.add_argument("--rounds", type=int, default=3, help="alternating rounds of the shadow part; medians are reported (default 3)")
+    p.add_argument("--duration", type=positive, default=10, help="seconds per shadow load run (default 10)")
+    p.add_argument("--rounds", type=positive, default=3, help="alternating rounds of the shadow part; medians are reported (default 3)")
     p.add_argument(
         "--rate",
-        type=int,
+        type=positive,
         default=None,
         help="shadow part at this fixed total rate in requests per second with hey (default: closed loop, as fast as the student answers)",
     )

@@ -5,6 +5,26 @@ from __future__ import annotations
 import argparse
 
 
+def positive(text: str) -> int:
+    """argparse type of a count option: a whole number, 1 or more."""
+    return _whole(text, 1)
+
+
+def non_negative(text: str) -> int:
+    """argparse type of a count option that may be 0: a whole number, 0 or more."""
+    return _whole(text, 0)
+
+
+def _whole(text: str, least: int) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if n < least:
+        raise argparse.ArgumentTypeError(f"{n}: give {least} or more")
+    return n
+
+
 def add_config_args(p: argparse.ArgumentParser, required: bool = True) -> None:
     p.add_argument("--config", required=required, help="YAML run config (see configs/)")
     p.add_argument(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from distillrec.commands.common import positive
+
 
 def register(sub) -> None:
     p = sub.add_parser(
@@ -30,9 +32,9 @@ def register(sub) -> None:
         help="a teacher service, e.g. teacher=http://127.0.0.1:8002#ml100k-teacher (repeatable; agreement is measured against the first)",
     )
     p.add_argument("--users", required=True, help="user ids to sample from: a file with one id per line, a range such as 1-943, or a comma-separated list")
-    p.add_argument("--requests", type=int, default=200, help="users sampled; every service gets one request per user (default 200)")
+    p.add_argument("--requests", type=positive, default=200, help="users sampled; every service gets one request per user (default 200)")
     p.add_argument("--concurrency", default="1", help="comma-separated users in flight, one run each (default 1), e.g. 1,16")
-    p.add_argument("--k", type=int, default=10, help="items per list (default 10)")
+    p.add_argument("--k", type=positive, default=10, help="items per list (default 10)")
     p.add_argument("--timeout", type=float, default=2.0, help="seconds before one request counts as a timeout (default 2)")
     p.add_argument("--max-seconds", type=float, default=300.0, help="wall-time limit of each run; it stops early and says so (default 300)")
     p.add_argument("--seed", type=int, default=0, help="seed of the sampled users (default 0)")

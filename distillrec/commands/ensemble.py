@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from distillrec.commands.common import add_config_args, add_run_args, run_config
+from distillrec.commands.common import add_config_args, add_run_args, positive, run_config
 from distillrec.commands.experiment import add_experiment_args
 
 
@@ -33,7 +33,7 @@ def register(sub) -> None:
     )
     t.add_argument("--run", required=True, help="teacher run folder trained with train.checkpoint_every > 0")
     t.add_argument("--fractions", default="0.1,0.3,0.6", help="earlier checkpoints at these fractions of the best epoch")
-    t.add_argument("--top-n", type=int, default=100, help="items kept per user and checkpoint")
+    t.add_argument("--top-n", type=positive, default=100, help="items kept per user and checkpoint")
     t.set_defaults(handler=run_trajectory)
 
     d = esub.add_parser(

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+from distillrec.commands.common import positive
+
 
 def register(sub) -> None:
     p = sub.add_parser(
@@ -15,7 +17,7 @@ def register(sub) -> None:
     p.add_argument("--part", choices=["valid", "test"], default="test")
     p.add_argument("--protocol", choices=["full", "sampled"], default=None, help="default: the run's own protocol")
     p.add_argument("--ks", default=None, help="comma-separated cut-offs, e.g. 10,20,50 (default: the run's)")
-    p.add_argument("--negatives", type=int, default=None, help="sampled protocol: negatives per held-out item")
+    p.add_argument("--negatives", type=positive, default=None, help="sampled protocol: negatives per held-out item")
     p.set_defaults(handler=run)
 
 

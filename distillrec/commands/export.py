@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+from distillrec.commands.common import positive
+
 
 def register(sub) -> None:
     p = sub.add_parser(
@@ -22,10 +24,10 @@ def register(sub) -> None:
     p.add_argument("--index", choices=["flat", "ivf", "hnsw"], default="flat", help="item index: exact (default) or approximate for large catalogues")
     p.add_argument("--role", choices=["teacher", "student"], default=None, help="default: student for distilled runs or runs named *student*, else teacher")
     p.add_argument("--min-recall", type=float, default=0.95, help="recall@10 vs exact search an approximate index must reach (default 0.95)")
-    p.add_argument("--nlist", type=int, default=None, help="ivf: number of lists (default about 4*sqrt(items))")
-    p.add_argument("--nprobe", type=int, default=None, help="ivf: pin nprobe instead of tuning it")
-    p.add_argument("--hnsw-m", type=int, default=32, help="hnsw: graph degree M (default 32)")
-    p.add_argument("--ef-search", type=int, default=None, help="hnsw: pin efSearch instead of tuning it")
+    p.add_argument("--nlist", type=positive, default=None, help="ivf: number of lists (default about 4*sqrt(items))")
+    p.add_argument("--nprobe", type=positive, default=None, help="ivf: pin nprobe instead of tuning it")
+    p.add_argument("--hnsw-m", type=positive, default=32, help="hnsw: graph degree M (default 32)")
+    p.add_argument("--ef-search", type=positive, default=None, help="hnsw: pin efSearch instead of tuning it")
     p.add_argument("--opset", type=int, default=18, help="ONNX opset (default 18)")
     p.add_argument(
         "--refit-all",

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from distillrec.commands.common import positive
+
 
 def register(sub) -> None:
     p = sub.add_parser(
@@ -17,7 +19,7 @@ def register(sub) -> None:
     p.add_argument("--host", default="127.0.0.1", help="interface to bind (default 127.0.0.1; use 0.0.0.0 only behind a proxy you trust)")
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--default-model", default=None, help="bundle for requests without 'model' (default: best student, else the only bundle)")
-    p.add_argument("--ort-threads", type=int, default=None, help="ONNX Runtime intra-op threads per session (default 1)")
+    p.add_argument("--ort-threads", type=positive, default=None, help="ONNX Runtime intra-op threads per session (default 1)")
     p.add_argument("--log-level", default=None, choices=["critical", "error", "warning", "info", "debug"], help="default: $DISTILLREC_LOG_LEVEL or info")
     p.add_argument("--no-access-log", action="store_true", help="do not log every request (for benchmarks)")
     p.set_defaults(handler=run)

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from distillrec.benchmarks import pipeline
-from distillrec.benchmarks.scale import STAGES, check_epochs, growth_exponent, merge, merge_groups, run
+from distillrec.benchmarks.scale import STAGES, check_arguments, growth_exponent, interaction_counts, merge, merge_groups, run
 from distillrec.benchmarks.synthetic import ML20M, Shape, cached_log, generate, shape_for, write_log
 from training.config import DataConfig
 from training.data import load_dataset
@@ -67,8 +67,22 @@ def test_epochs_option_times_the_last_of_fewer_epochs(tmp_path):
         assert row["epochs"] == 2 and len(row["epoch_cpu_seconds"]) == 2 and row["seconds"] == row["epoch_cpu_seconds"][1]
     assert " --epochs 2 " in report["command"]
     assert "Timed with fewer than 3 epochs (the last one reported): 4k teacher, 4k de" in (tmp_path / "scale.md").read_text()
-    with pytest.raises(ValueError, match="--epochs 1"):
-        check_epochs(1)
+
+
+def test_runs_the_benchmark_cannot_do_are_refused_naming_the_option():
+    with pytest.raises(DistillrecError, match="--epochs 1: .* use --epochs 2"):
+        check_arguments([4000], [], ["student"], 1)
+    with pytest.raises(DistillrecError, match="unknown stage 'foo'; the stages are data, teacher"):
+        check_arguments([4000], [], ["student", "foo"], 3)
+    with pytest.raises(DistillrecError, match="name no size"):
+        check_arguments([], [], ["student"], 3)
+    with pytest.raises(DistillrecError, match="size 500: .* at least 1,000"):
+        check_arguments([4000], [500], ["student"], 3)
+    check_arguments([1000], [], ["student-implicit"], 2)  # the smallest log, an optional stage
+    assert interaction_counts(" 100000, 1e6,", "--sizes") == [100_000, 1_000_000]
+    for bad in ("abc", "1.5", "nan", "inf"):
+        with pytest.raises(DistillrecError, match=f"--wide: '{bad}' is not a whole interaction count"):
+            interaction_counts(f"1000,{bad}", "--wide")
 
 
 def _scale_json(folder, seconds, rss=100.0):
@@ -129,6 +143,14 @@ def test_cached_logs_are_written_once_and_linked(tmp_path):
     second = cached_log(shape, tmp_path / "b" / "log.parquet", seed=2, cache=tmp_path / "cache")
     assert (tmp_path / "cache" / "c-seed2" / "log.parquet").stat().st_mtime_ns == stamp
     assert first == second and (tmp_path / "b" / "log.parquet").resolve() == (tmp_path / "cache" / "c-seed2" / "log.parquet")
+
+
+def test_the_pipeline_refuses_a_log_or_epochs_it_cannot_run_before_any_work(tmp_path):
+    with pytest.raises(DistillrecError, match="--size 10: .* at least 1,000"):
+        pipeline.run(tmp_path / "a", 10, teacher_epochs=2, student_epochs=1, cache=None, timeout=300, requests=20)
+    with pytest.raises(DistillrecError, match="--student-epochs 0: train at least 1 epoch"):
+        pipeline.run(tmp_path / "b", 6000, teacher_epochs=2, student_epochs=0, cache=None, timeout=300, requests=20)
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
 
 
 def test_the_pipeline_runs_every_step_on_a_tiny_log(tmp_path):

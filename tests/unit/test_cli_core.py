@@ -53,6 +53,24 @@ def test_user_errors_exit_2_with_a_message(tmp_path, capsys):
     assert "not a finished run" in capsys.readouterr().err
 
 
+def test_count_options_refuse_zero_and_non_numbers_before_any_work(tmp_path, capsys):
+    import pytest
+
+    for argv, message in (
+        (["bench", "train-cost", "--epochs", "0"], "argument --epochs: 0: give 1 or more"),
+        (["bench", "peers", "--epochs", "-2"], "argument --epochs: -2: give 1 or more"),
+        (["bench", "catalogue", "--warmup", "-1"], "argument --warmup: -1: give 0 or more"),
+        (["bench", "service", "--student", "s", "--rounds", "two"], "argument --rounds: 'two' is not a whole number"),
+        (["export", "--run", str(tmp_path), "--name", "x", "--hnsw-m", "0"], "argument --hnsw-m: 0: give 1 or more"),
+    ):
+        with pytest.raises(SystemExit) as stop:
+            main([*argv, "--out", str(tmp_path / "out")] if argv[0] == "bench" else argv)
+        assert stop.value.code == 2 and message in capsys.readouterr().err, argv
+    assert not (tmp_path / "out").exists()
+    assert main(["bench", "catalogue", "--warmup", "0", "--sizes", "abc", "--out", str(tmp_path / "out")]) == 2  # 0 is a valid warm-up
+    assert "--sizes: 'abc'" in capsys.readouterr().err
+
+
 def test_help_is_fast_and_imports_no_torch():
     code = "import sys; from distillrec.cli import build_parser; build_parser(); print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
