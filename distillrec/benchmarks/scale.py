@@ -456,43 +456,24 @@ def _plot(path: Path, results: list[dict], stages: list[str]) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """The entry point of the stage processes (``--stage``) and of the compiled-code warm-up (``--warm``);
+    users run the benchmark with ``distillrec bench scale``."""
     import argparse
 
-    p = argparse.ArgumentParser(description=__doc__)
-    p.add_argument("--stage", help=argparse.SUPPRESS)
-    p.add_argument("--warm", action="store_true", help=argparse.SUPPRESS)
-    p.add_argument("--work", help=argparse.SUPPRESS)
-    p.add_argument("--sizes", default="100000,300000,1000000")
-    p.add_argument("--wide", default="")
-    p.add_argument("--stages", default=",".join(STAGES), help=f"comma-separated stages (default all but {', '.join(OPTIONAL)})")
-    p.add_argument("--timeout", type=float, default=3600)
+    p = argparse.ArgumentParser(description="One stage of `distillrec bench scale` in a fresh process (internal).")
+    p.add_argument("--stage")
+    p.add_argument("--warm", action="store_true")
+    p.add_argument("--work", required=True)
     p.add_argument("--requests", type=int, default=1000)
-    p.add_argument("--out", default="results/bench-scale")
-    p.add_argument("--cache", default=None)
-    p.add_argument("--merge", default="")
     p.add_argument("--epochs", type=int, default=EPOCHS)
     a = p.parse_args(argv)
-    if a.merge:
-        merge(merge_groups(a.merge), Path(a.out))
-        return 0
     if a.warm:
         _warm_compiled_kernels(Path(a.work))
         return 0
-    if a.stage:
-        row = run_stage(a.stage, Path(a.work), a.requests, a.epochs)
-        print(json.dumps({"stage": a.stage, **row, "peak_rss_mib": peak_rss_mib()}))
-        return 0
-    cache = Path(a.cache) if a.cache else None
-    run(
-        Path(a.out),
-        interaction_counts(a.sizes, "--sizes"),
-        interaction_counts(a.wide, "--wide"),
-        a.stages.split(","),
-        a.timeout,
-        a.requests,
-        cache=cache,
-        epochs=a.epochs,
-    )
+    if not a.stage:
+        p.error("--stage or --warm is required (run the benchmark with `distillrec bench scale`)")
+    row = run_stage(a.stage, Path(a.work), a.requests, a.epochs)
+    print(json.dumps({"stage": a.stage, **row, "peak_rss_mib": peak_rss_mib()}))
     return 0
 
 
