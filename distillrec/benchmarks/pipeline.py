@@ -29,7 +29,7 @@ import time
 from pathlib import Path
 
 from distillrec.benchmarks.environment import environment, fresh_process, peak_rss_mib, publish
-from distillrec.benchmarks.scale import KD, MIN_SIZE, serve_in_process, shipped_config
+from distillrec.benchmarks.scale import KD, check_size, serve_in_process, shipped_config
 from distillrec.benchmarks.synthetic import cached_log, shape_for
 from training.errors import DistillrecError
 
@@ -95,8 +95,7 @@ def run(
 ) -> dict:
     """Runs the steps; with ``resume``, the steps that finished in an earlier run into ``out`` with the
     same command are kept and the run goes on from the first one that did not."""
-    if size < MIN_SIZE:
-        raise DistillrecError(f"--size {size}: the log needs at least {MIN_SIZE:,} interactions for every step to have users to train and test")
+    check_size(size, "--size")
     for option, epochs in (("--teacher-epochs", teacher_epochs), ("--student-epochs", student_epochs)):
         if epochs < 1:
             raise DistillrecError(f"{option} {epochs}: train at least 1 epoch")

@@ -91,10 +91,16 @@ def check_arguments(sizes: list[int], wide: list[int], stages: list[str], epochs
         raise DistillrecError(f"--stages: unknown stage {unknown[0] if unknown else ''!r}; the stages are {', '.join(ORDER)}")
     if not sizes and not wide:
         raise DistillrecError("--sizes and --wide name no size; give interaction counts, e.g. --sizes 100000,1000000")
-    small = [n for n in (*sizes, *wide) if n < MIN_SIZE]
-    if small:
+    for n in (*sizes, *wide):
+        check_size(n, "size")
+
+
+def check_size(n: int, label: str) -> None:
+    """Refuses a log too small for every stage to have users to train and test (``label``: how the
+    message names the size)."""
+    if n < MIN_SIZE:
         raise DistillrecError(
-            f"size {small[0]}: a log needs at least {MIN_SIZE:,} interactions for every stage to have users to train and test; give --sizes and --wide of {MIN_SIZE} or more"
+            f"{label} {n}: a log needs at least {MIN_SIZE:,} interactions for every stage to have users to train and test; give {MIN_SIZE} or more"
         )
 
 
@@ -475,22 +481,6 @@ def main(argv: list[str] | None = None) -> int:
     row = run_stage(a.stage, Path(a.work), a.requests, a.epochs)
     print(json.dumps({"stage": a.stage, **row, "peak_rss_mib": peak_rss_mib()}))
     return 0
-
-
-def interaction_counts(text: str, option: str) -> list[int]:
-    """``option``'s comma-separated interaction counts (``1e6`` allowed) as ints."""
-    counts = []
-    for x in (x.strip() for x in text.split(",")):
-        if not x:
-            continue
-        try:
-            c = float(x)
-        except ValueError:
-            c = math.nan
-        if not math.isfinite(c) or c != int(c):
-            raise DistillrecError(f"{option}: {x!r} is not a whole interaction count (such as 100000 or 1e6)")
-        counts.append(int(c))
-    return counts
 
 
 if __name__ == "__main__":

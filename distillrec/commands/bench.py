@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from distillrec.commands.common import non_negative, positive
+from distillrec.commands.common import counts, non_negative, positive
 
 
 def register(sub) -> None:
@@ -178,10 +178,9 @@ def run_pipeline(args) -> int:
     from pathlib import Path
 
     from distillrec.benchmarks.pipeline import run
-    from distillrec.benchmarks.scale import interaction_counts
     from training.errors import DistillrecError
 
-    sizes = interaction_counts(args.size, "--size")
+    sizes = counts(args.size, "--size", "interaction count")
     if len(sizes) != 1:
         raise DistillrecError(f"--size {args.size!r}: give one interaction count, e.g. --size 1e6")
     cache = Path(args.cache) if args.cache else None
@@ -192,7 +191,7 @@ def run_pipeline(args) -> int:
 def run_scale(args) -> int:
     from pathlib import Path
 
-    from distillrec.benchmarks.scale import interaction_counts, merge, merge_groups, run
+    from distillrec.benchmarks.scale import merge, merge_groups, run
 
     if args.merge:
         merge(merge_groups(args.merge), Path(args.out))
@@ -200,8 +199,8 @@ def run_scale(args) -> int:
     cache = Path(args.cache) if args.cache else None
     run(
         Path(args.out),
-        interaction_counts(args.sizes, "--sizes"),
-        interaction_counts(args.wide, "--wide"),
+        counts(args.sizes, "--sizes", "interaction count"),
+        counts(args.wide, "--wide", "interaction count"),
         args.stages.split(","),
         args.timeout,
         args.requests,
@@ -349,24 +348,12 @@ def run_pareto(args) -> int:
     return 1 if report["failed"] else 0
 
 
-def _count(text: str) -> int:
-    """``10000``, ``10k``, ``1M`` or ``1_000_000`` -> an int."""
-    from distillrec.benchmarks.catalogue import BenchmarkError
-
-    t = text.strip().lower().replace("_", "")
-    factor = {"k": 1_000, "m": 1_000_000}.get(t[-1:], 1)
-    try:
-        return int(float(t[:-1] if factor > 1 else t) * factor)
-    except ValueError:
-        raise BenchmarkError(f"--sizes: {text!r} is not a number of items (write 10000, 10k or 1M).") from None
-
-
 def run_catalogue(args) -> int:
     from pathlib import Path
 
     from distillrec.benchmarks.catalogue import DEFAULT_SIZES, QUICK_SIZES, CatalogueSettings, run
 
-    sizes = tuple(_count(v) for v in args.sizes.split(",")) if args.sizes else (QUICK_SIZES if args.quick else DEFAULT_SIZES)
+    sizes = tuple(counts(args.sizes, "--sizes", "number of items")) if args.sizes else (QUICK_SIZES if args.quick else DEFAULT_SIZES)
     quick_queries = 300 if args.quick else None
     settings = CatalogueSettings(
         sizes=sizes,

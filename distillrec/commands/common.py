@@ -3,6 +3,28 @@
 from __future__ import annotations
 
 import argparse
+import math
+
+
+def counts(text: str, option: str, unit: str) -> list[int]:
+    """``option``'s comma-separated whole counts of ``unit``: ``100000``, ``1e6``, ``100k``, ``1M`` or
+    ``1_000_000`` (empty items skipped); anything else is refused, naming the option."""
+    from training.errors import DistillrecError
+
+    found = []
+    for x in (x.strip() for x in text.split(",")):
+        if not x:
+            continue
+        t = x.lower().replace("_", "")
+        factor = {"k": 1_000, "m": 1_000_000}.get(t[-1:], 1)
+        try:
+            c = float(t[:-1] if factor > 1 else t) * factor
+        except ValueError:
+            c = math.nan
+        if not math.isfinite(c) or c != int(c):
+            raise DistillrecError(f"{option}: {x!r} is not a whole {unit} (write 100000, 1e6, 100k or 1M)")
+        found.append(int(c))
+    return found
 
 
 def positive(text: str) -> int:

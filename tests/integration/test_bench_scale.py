@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 
 from distillrec.benchmarks import pipeline
-from distillrec.benchmarks.scale import STAGES, check_arguments, growth_exponent, interaction_counts, merge, merge_groups, run
+from distillrec.benchmarks.scale import STAGES, check_arguments, growth_exponent, merge, merge_groups, run
 from distillrec.benchmarks.synthetic import ML20M, Shape, cached_log, generate, shape_for, write_log
+from distillrec.commands.common import counts
 from training.config import DataConfig
 from training.data import load_dataset
 from training.errors import DistillrecError
@@ -79,10 +80,10 @@ def test_runs_the_benchmark_cannot_do_are_refused_naming_the_option():
     with pytest.raises(DistillrecError, match="size 500: .* at least 1,000"):
         check_arguments([4000], [500], ["student"], 3)
     check_arguments([1000], [], ["student-implicit"], 2)  # the smallest log, an optional stage
-    assert interaction_counts(" 100000, 1e6,", "--sizes") == [100_000, 1_000_000]
+    assert counts(" 100000, 1e6,", "--sizes", "interaction count") == [100_000, 1_000_000]
     for bad in ("abc", "1.5", "nan", "inf"):
         with pytest.raises(DistillrecError, match=f"--wide: '{bad}' is not a whole interaction count"):
-            interaction_counts(f"1000,{bad}", "--wide")
+            counts(f"1000,{bad}", "--wide", "interaction count")
 
 
 def _scale_json(folder, seconds, rss=100.0):
