@@ -146,12 +146,8 @@ def _adam_rows(T, k, d, step_size, inv_c2, b1, b2, eps, wd):
     """The Adam update of the ``k`` rows that hold gradient slots, in slot order; frees the slots."""
     F, G, slot_of, touched, rs, ss = T
     for s in range(k):
-        if s + _AHEAD_ROWS < k:  # the whole row, or its moments when the step fetched only the parameters
-            r = touched[s + _AHEAD_ROWS]
-            if _whole_rows(rs):
-                prefetch(F, r * rs, rs)
-            else:
-                prefetch(F, r * rs + ss, 2 * d)
+        if s + _AHEAD_ROWS < k:  # the whole row: the parameters a long row's step fetched may have left the caches
+            prefetch(F, touched[s + _AHEAD_ROWS] * rs, rs)
         r = touched[s]
         b = r * rs
         adam(F[b : b + d], G[s * d : s * d + d], F[b + ss : b + ss + d], F[b + 2 * ss : b + 2 * ss + d], step_size, inv_c2, b1, b2, eps, wd)
